@@ -1,0 +1,665 @@
+"""Reading vcrpy cassettes into exchanges, and validating every chat completion in them.
+
+``load_cassette(path)`` reads what vcrpy writes (its YAML and JSON serializers, the older httpx
+layout, pydantic-ai's ``parsed_body`` variant), decodes bodies (``!!binary``, gzip, deflate,
+brotli when installed), merges streamed responses, and validates each chat completion. A file
+that cannot be read raises :class:`CassetteError`; a completion that breaks the contract is
+recorded as violations on its exchange and raised when the completion is asked for.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from .errors import CassetteError, Violation, display_path, shorten, violations_from
+from .models import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ErrorObject,
+    Source,
+    validate_chunk,
+    validate_completion,
+)
+from .stream import SSEEvent, is_chunk, looks_like_sse, merge_chunks, parse_sse
+
+__all__ = [
+    "APIErrorInfo",
+    "Cassette",
+    "CassetteCache",
+    "Exchange",
+    "Request",
+    "build_exchange",
+    "load_cassette",
+    "read_document",
+]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHAT_OBJECT = "chat.completion"
+_CHUNK_OBJECT = "chat.completion.chunk"
+
+
+# --- the document -------------------------------------------------------------------------------
+
+
+def _yaml_loader() -> type[Any]:
+    """A safe YAML loader that also reads the harmless Python tags recorders have written.
+
+    Header names stored as ``!!python/object/apply:multidict...istr`` and similar tags become
+    plain strings; nothing is ever imported or called.
+    """
+    import yaml
+
+    base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        pass
+
+    def construct_python(loader: Any, _suffix: str, node: Any) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return loader.construct_scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            items = loader.construct_sequence(node, deep=True)
+            return items[0] if len(items) == 1 and isinstance(items[0], str | bytes) else items
+        mapping = loader.construct_mapping(node, deep=True)
+        for key in ("args", "state"):
+            value = mapping.get(key)
+            if isinstance(value, list | tuple) and len(value) == 1:
+                return value[0]
+        return mapping
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", construct_python)
+    return Loader
+
+
+_LOADER: type[Any] | None = None
+
+
+def _parse_yaml(text: str, shown: str) -> Any:
+    global _LOADER  # noqa: PLW0603 - built once, on first use, to keep imports light
+    import yaml
+
+    if _LOADER is None:
+        _LOADER = _yaml_loader()
+    try:
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - the loader is a safe loader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CassetteError.single(shown, f"not valid YAML{where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise CassetteError.single(shown, f"not valid YAML: {exc}") from None
+
+
+def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> Any:
+    """The parsed cassette file (YAML or JSON), as vcrpy's serializers wrote it."""
+    shown = display_path(path)
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise CassetteError.single(shown, "no such cassette file") from None
+        except OSError as exc:
+            raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CassetteError.single(
+            shown, f"not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"
+        ) from None
+    if not text.strip():
+        raise CassetteError.single(shown, "the file is empty")
+    try:
+        if text.lstrip().startswith(("{", "[")):
+            try:
+                return json.loads(text)
+            except ValueError:
+                if os.fspath(path).endswith(".json"):
+                    raise
+        return _parse_yaml(text, shown)
+    except ValueError as exc:
+        raise CassetteError.single(shown, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CassetteError.single(shown, "nested too deeply to read") from None
+
+
+# --- requests and responses ---------------------------------------------------------------------
+
+
+def _headers(raw: Any) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    if not isinstance(raw, Mapping):
+        return out
+    for name, value in raw.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        out.setdefault(str(name).lower(), []).extend(str(v) for v in values if v is not None)
+    return out
+
+
+def _decode_body(raw: bytes, encoding: str) -> tuple[bytes, str | None]:
+    """Undo a Content-Encoding; trusts gzip's magic bytes over the header."""
+    try:
+        if raw.startswith(_GZIP_MAGIC):
+            return gzip.decompress(raw), None
+        if "deflate" in encoding:
+            try:
+                return zlib.decompress(raw), None
+            except zlib.error:
+                return zlib.decompress(raw, -zlib.MAX_WBITS), None
+        if "br" in [e.strip() for e in encoding.split(",")]:
+            try:
+                import brotli  # type: ignore[import-not-found, unused-ignore]
+            except ImportError:
+                return raw, "the body is brotli-compressed; install brotli to read it"
+            return bytes(brotli.decompress(raw)), None
+    except (OSError, EOFError, zlib.error) as exc:
+        return raw, f"the body is compressed but corrupt ({exc})"
+    except Exception as exc:  # brotli.error is not an OSError
+        return raw, f"the body is compressed but corrupt ({type(exc).__name__})"
+    return raw, None
+
+
+def _body_text(raw: Any, headers: dict[str, list[str]]) -> tuple[str | bytes | None, str | None]:
+    """A body as text (or bytes when it is not text), and a problem if decoding failed."""
+    if raw is None:
+        return None, None
+    if isinstance(raw, bytearray | memoryview):
+        raw = bytes(raw)
+    if isinstance(raw, str):
+        return raw, None
+    if not isinstance(raw, bytes):
+        return None, f"the body is {type(raw).__name__}, not text or bytes"
+    encoding = ",".join(headers.get("content-encoding", [])).lower()
+    decoded, problem = _decode_body(raw, encoding)
+    if problem:
+        return decoded, problem
+    try:
+        return decoded.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return decoded, "the body is not UTF-8 text"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A recorded request: method, URI, headers (lower-case names) and its body."""
+
+    method: str
+    uri: str
+    headers: Mapping[str, list[str]]
+    body: str | bytes | None
+    json: Any = None
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.uri).path
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.uri).netloc
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+    @property
+    def model(self) -> str | None:
+        """The ``model`` the request asked for, when its body is a JSON object."""
+        if isinstance(self.json, dict) and isinstance(self.json.get("model"), str):
+            return str(self.json["model"])
+        return None
+
+    @property
+    def last_message(self) -> str | None:
+        """The text of the request's last message, when it has one."""
+        if not isinstance(self.json, dict):
+            return None
+        messages = self.json.get("messages")
+        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+            return None
+        content = messages[-1].get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            texts = [p.get("text") for p in content if isinstance(p, dict)]
+            return " ".join(t for t in texts if isinstance(t, str)) or None
+        return None
+
+    def describe(self) -> str:
+        """``POST https://…/chat/completions (model 'gpt-4o', last message 'Hi there')``."""
+        text = f"{self.method} {self.uri}"
+        details = []
+        if self.model:
+            details.append(f"model {self.model!r}")
+        if self.last_message:
+            details.append(f"last message {shorten(self.last_message, 50)!r}")
+        return f"{text} ({', '.join(details)})" if details else text
+
+
+@dataclass(frozen=True)
+class APIErrorInfo:
+    """An error the API answered with: HTTP status ≥ 400, an error body, or an error event."""
+
+    status: int | None
+    message: str | None
+    type: str | None
+    code: str | None
+    param: str | None
+    body: Any
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "error"
+        detail = f" ({self.type})" if self.type else ""
+        message = f": {shorten(self.message, 120)}" if self.message else ""
+        return f"{status}{detail}{message}"
+
+
+def _error_info(status: int | None, body: Any) -> APIErrorInfo:
+    inner = body.get("error") if isinstance(body, dict) else None
+    if isinstance(inner, dict):
+        try:
+            err = ErrorObject.model_validate(inner)
+            code = None if err.code is None else str(err.code)
+            return APIErrorInfo(status, err.message, err.type, code, err.param, body)
+        except ValidationError:
+            pass
+        message = inner.get("message")
+        return APIErrorInfo(status, str(message) if message else None, None, None, None, body)
+    if isinstance(inner, str):
+        return APIErrorInfo(status, inner, None, None, None, body)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return APIErrorInfo(status, body["message"], None, None, None, body)
+    text = body if isinstance(body, str) else None
+    return APIErrorInfo(status, shorten(text, 200) if text else None, None, None, None, body)
+
+
+# --- exchanges ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    """One recorded request and its response.
+
+    ``completion`` is the validated :class:`ChatCompletion` of a successful chat exchange
+    (reading it raises :class:`CassetteError` when the response breaks the contract), ``None``
+    for errors and other endpoints. ``chunks`` holds the validated chunks of a stream.
+    """
+
+    index: int
+    request: Request
+    status: int | None
+    headers: Mapping[str, list[str]]
+    body: str | bytes | None
+    json: Any
+    is_chat: bool
+    streamed: bool
+    chunks: list[ChatCompletionChunk] = field(default_factory=list)
+    events: list[SSEEvent] = field(default_factory=list)
+    stream_done: bool = False
+    error: APIErrorInfo | None = None
+    violations: list[Violation] = field(default_factory=list)
+    source: Source | None = None
+    _completion: ChatCompletion | None = None
+
+    @property
+    def completion(self) -> ChatCompletion | None:
+        if self.violations:
+            raise CassetteError(self.violations)
+        return self._completion
+
+    @property
+    def valid(self) -> bool:
+        return not self.violations
+
+    @property
+    def is_completion(self) -> bool:
+        """A chat exchange that answered with a completion (valid or not), not an error."""
+        return self.is_chat and self.error is None and (self._completion is not None or bool(self.violations))
+
+    @cached_property
+    def merged(self) -> dict[str, Any] | None:
+        """The completion document merged from a stream's chunks (before validation)."""
+        if not self.streamed:
+            return None
+        return merge_chunks(_stream_documents(self.events))
+
+
+def _stream_documents(events: list[SSEEvent]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for event in events:
+        try:
+            document = json.loads(event.data)
+        except ValueError:
+            continue
+        if is_chunk(document):
+            out.append(document)
+    return out
+
+
+def _is_chat_path(uri: str) -> bool:
+    return urlsplit(uri).path.rstrip("/").endswith("/chat/completions")
+
+
+def _status(response: Mapping[str, Any]) -> int | None:
+    status = response.get("status")
+    code = status.get("code") if isinstance(status, Mapping) else status
+    if code is None:
+        code = response.get("status_code")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.strip().isdigit():
+        return int(code)
+    return None
+
+
+def _raw_body(part: Mapping[str, Any]) -> tuple[Any, bool]:
+    """The stored body of a request or response, and whether it is already parsed JSON."""
+    if "parsed_body" in part:
+        return part["parsed_body"], True
+    body = part.get("body")
+    if isinstance(body, Mapping):
+        return body.get("string"), False
+    if body is None and "content" in part:
+        return part["content"], False
+    return body, False
+
+
+def _request(shown: str, index: int, raw: Any) -> Request:
+    if not isinstance(raw, Mapping):
+        raise CassetteError.single(shown, "expected a mapping", index=index, field="request")
+    method, uri = raw.get("method"), raw.get("uri")
+    if not isinstance(method, str):
+        raise CassetteError.single(
+            shown, "required field is missing" if method is None else "expected a string",
+            index=index, field="request.method",
+        )
+    if not isinstance(uri, str):
+        raise CassetteError.single(
+            shown, "required field is missing" if uri is None else "expected a string",
+            index=index, field="request.uri",
+        )
+    headers = _headers(raw.get("headers"))
+    body, parsed = _raw_body(raw)
+    if parsed:
+        return Request(method.upper(), uri, headers, json.dumps(body), body)
+    text, _ = _body_text(body, headers)
+    document: Any = None
+    if text:
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = None
+    return Request(method.upper(), uri, headers, text, document)
+
+
+def build_exchange(
+    path: str, index: int, interaction: Any, *, strict: bool = False
+) -> Exchange:
+    """Read one interaction of a cassette document into an :class:`Exchange`.
+
+    Raises :class:`CassetteError` only when the interaction is not shaped like one; contract
+    violations of the response are recorded on the exchange.
+    """
+    if not isinstance(interaction, Mapping):
+        raise CassetteError.single(path, "expected a mapping with request and response", index=index)
+    request = _request(path, index, interaction.get("request"))
+    response = interaction.get("response")
+    if not isinstance(response, Mapping):
+        raise CassetteError.single(
+            path, "required field is missing" if response is None else "expected a mapping",
+            index=index, field="response",
+        )
+    status = _status(response)
+    headers = _headers(response.get("headers"))
+    raw, parsed = _raw_body(response)
+    source = Source(path, index)
+    exchange = Exchange(
+        index=index,
+        request=request,
+        status=status,
+        headers=headers,
+        body=None,
+        json=None,
+        is_chat=_is_chat_path(request.uri),
+        streamed=False,
+        source=source,
+    )
+    problem: str | None = None
+    if parsed:
+        exchange.json = raw
+        exchange.body = json.dumps(raw)
+        if isinstance(raw, str) and looks_like_sse(raw):
+            exchange.body, exchange.json = raw, None
+    else:
+        exchange.body, problem = _body_text(raw, headers)
+    text = exchange.body if isinstance(exchange.body, str) else None
+
+    content_type = ",".join(headers.get("content-type", []))
+    if exchange.json is None and text is not None and problem is None:
+        if "event-stream" in content_type or looks_like_sse(text):
+            exchange.streamed = True
+            exchange.events, exchange.stream_done = parse_sse(text)
+        elif text.strip():
+            try:
+                exchange.json = json.loads(text)
+            except ValueError:
+                problem = f"the response body is not JSON: {shorten(text.strip(), 60)!r}"
+        else:
+            problem = "the response body is empty"
+
+    document = exchange.json
+    if isinstance(document, dict) and document.get("object") == _CHAT_OBJECT:
+        exchange.is_chat = True
+    stream_documents = _stream_documents(exchange.events) if exchange.streamed else []
+    if any(d.get("object") == _CHUNK_OBJECT for d in stream_documents):
+        exchange.is_chat = True
+
+    # Errors are exposed as errors, not validated as completions.
+    if status is not None and status >= 400:
+        exchange.error = _error_info(status, document if document is not None else text)
+        return exchange
+    if isinstance(document, dict) and "error" in document and "choices" not in document:
+        exchange.error = _error_info(status, document)
+        return exchange
+    if exchange.streamed:
+        stream_error = _stream_error(exchange.events)
+        if stream_error is not None:
+            exchange.error = _error_info(status, stream_error)
+            exchange.chunks = _valid_chunks(stream_documents, strict)
+            return exchange
+    if not exchange.is_chat or (status is not None and not 200 <= status < 300):
+        return exchange
+
+    if problem is not None:
+        exchange.violations.append(Violation(path, index, None, problem))
+    elif exchange.streamed:
+        _validate_stream(exchange, stream_documents, strict)
+    else:
+        _validate_document(exchange, document, strict)
+    return exchange
+
+
+def _stream_error(events: list[SSEEvent]) -> Any:
+    for event in events:
+        try:
+            document = json.loads(event.data)
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and document.get("error"):
+            return document
+        if event.event == "error":
+            return document if document is not None else event.data
+    return None
+
+
+def _valid_chunks(documents: list[dict[str, Any]], strict: bool) -> list[ChatCompletionChunk]:
+    chunks = []
+    for document in documents:
+        try:
+            chunks.append(validate_chunk(document, strict=strict))
+        except ValidationError:
+            continue
+    return chunks
+
+
+def _validate_document(exchange: Exchange, document: Any, strict: bool) -> None:
+    assert exchange.source is not None
+    path, index = exchange.source.path, exchange.source.index
+    try:
+        completion = validate_completion(document, strict=strict)
+    except ValidationError as exc:
+        exchange.violations.extend(violations_from(exc, path, index, strict=strict))
+        return
+    completion._source = exchange.source
+    exchange._completion = completion
+
+
+def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], strict: bool) -> None:
+    assert exchange.source is not None
+    path, index = exchange.source.path, exchange.source.index
+    for event in exchange.events:
+        try:
+            document = json.loads(event.data)
+        except ValueError:
+            exchange.violations.append(
+                Violation(
+                    path, index, f"chunk[{event.position}]",
+                    f"the event data is not JSON: {shorten(event.data, 60)!r}",
+                )
+            )
+            continue
+        if not is_chunk(document):
+            continue
+        try:
+            exchange.chunks.append(validate_chunk(document, strict=strict))
+        except ValidationError as exc:
+            exchange.violations.extend(
+                violations_from(exc, path, index, strict=strict, prefix=f"chunk[{event.position}]")
+            )
+    if not documents:
+        exchange.violations.append(
+            Violation(path, index, None, "the stream holds no chat.completion.chunk event")
+        )
+        return
+    if exchange.violations:
+        return
+    merged = merge_chunks(documents)
+    try:
+        completion = validate_completion(merged, strict=strict)
+    except ValidationError as exc:
+        exchange.violations.extend(
+            violations_from(exc, path, index, strict=strict, suffix=" (in the merged stream)")
+        )
+        return
+    completion._source = exchange.source
+    exchange._completion = completion
+
+
+# --- cassettes ----------------------------------------------------------------------------------
+
+
+class Cassette:
+    """A cassette file read into :class:`Exchange` objects, in the file's order."""
+
+    def __init__(self, path: str | os.PathLike[str], exchanges: list[Exchange]) -> None:
+        self.path = Path(path)
+        self.exchanges = exchanges
+
+    def __repr__(self) -> str:
+        return f"<Cassette {display_path(self.path)}: {len(self.exchanges)} exchanges>"
+
+    def __len__(self) -> int:
+        return len(self.exchanges)
+
+    def __iter__(self) -> Iterator[Exchange]:
+        return iter(self.exchanges)
+
+    @property
+    def chat_exchanges(self) -> list[Exchange]:
+        """Exchanges with the chat completions endpoint (including errors)."""
+        return [e for e in self.exchanges if e.is_chat]
+
+    @property
+    def errors(self) -> list[Exchange]:
+        """Exchanges the API answered with an error."""
+        return [e for e in self.exchanges if e.error is not None]
+
+    @property
+    def violations(self) -> list[Violation]:
+        return [v for e in self.exchanges for v in e.violations]
+
+    @property
+    def completions(self) -> list[ChatCompletion]:
+        """The completion of every successful chat exchange, in order.
+
+        Raises :class:`CassetteError` listing every violation when any response breaks the
+        contract.
+        """
+        violations = self.violations
+        if violations:
+            raise CassetteError(violations)
+        return [e._completion for e in self.exchanges if e._completion is not None]
+
+
+def cassette_from_document(
+    path: str | os.PathLike[str], document: Any, *, strict: bool = False
+) -> Cassette:
+    """Build a :class:`Cassette` from a parsed cassette document."""
+    shown = display_path(path)
+    if not isinstance(document, Mapping):
+        raise CassetteError.single(
+            shown, f"not a vcrpy cassette: expected a mapping, got {type(document).__name__}"
+        )
+    interactions = document.get("interactions")
+    if not isinstance(interactions, list):
+        raise CassetteError.single(
+            shown, "not a vcrpy cassette: no 'interactions' list", field="interactions"
+        )
+    exchanges = [
+        build_exchange(shown, index, interaction, strict=strict)
+        for index, interaction in enumerate(interactions)
+    ]
+    return Cassette(path, exchanges)
+
+
+def load_cassette(path: str | os.PathLike[str], *, strict: bool = False) -> Cassette:
+    """Read a vcrpy cassette file and validate every chat completion in it.
+
+    Raises :class:`CassetteError` when the file cannot be read as a cassette. Contract
+    violations are raised when :attr:`Cassette.completions` (or an exchange's ``completion``)
+    is read.
+    """
+    return cassette_from_document(path, read_document(path), strict=strict)
+
+
+class CassetteCache:
+    """Parses each cassette file once, and again only when the file changed."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, bool], tuple[tuple[int, int, int], Cassette]] = {}
+
+    def load(self, path: str | os.PathLike[str], *, strict: bool = False) -> Cassette:
+        resolved = Path(path).resolve()
+        try:
+            stat = resolved.stat()
+        except OSError:
+            return load_cassette(path, strict=strict)
+        signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        key = (str(resolved), strict)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == signature:
+            return entry[1]
+        cassette = load_cassette(path, strict=strict)
+        self._entries[key] = (signature, cassette)
+        return cassette

@@ -1,0 +1,199 @@
+"""The plugin's exception and the one place where violation text is assembled."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+__all__ = ["CassetteError", "Violation", "display_path", "shorten", "violations_from"]
+
+_MAX_VALUE = 60
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as a user wants to read it: relative to the working directory when below it."""
+    text = os.fspath(path)
+    try:
+        rel = Path(text).resolve().relative_to(Path.cwd().resolve())
+    except (ValueError, OSError):
+        return text
+    return rel.as_posix()
+
+
+def shorten(text: str, limit: int = _MAX_VALUE) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def show_value(value: Any, limit: int = _MAX_VALUE) -> str:
+    """A value as it appears in a message: JSON-ish repr, shortened."""
+    return shorten(repr(value), limit)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One way a cassette breaks the contract.
+
+    ``index`` is the interaction index (from 0, as in the file's list) and ``field`` the path
+    inside the response body (``choices[0].message.role``); either may be ``None`` when the
+    problem is with the whole file or the whole response.
+    """
+
+    path: str
+    index: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path if self.index is None else f"{self.path}, interaction {self.index}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class CassetteError(Exception):
+    """A cassette that cannot be read, or a recorded response that breaks the contract.
+
+    ``str(error)`` names the cassette path, the interaction index and the field path, one line
+    per violation. ``violations`` holds them as data.
+    """
+
+    def __init__(self, violations: Sequence[Violation]) -> None:
+        if not violations:
+            raise ValueError("CassetteError needs at least one violation")
+        self.violations: tuple[Violation, ...] = tuple(violations)
+        super().__init__("\n".join(str(v) for v in self.violations))
+
+    @classmethod
+    def single(
+        cls, path: str, message: str, *, index: int | None = None, field: str | None = None
+    ) -> CassetteError:
+        return cls([Violation(path, index, field, message)])
+
+    @property
+    def path(self) -> str:
+        return self.violations[0].path
+
+    @property
+    def index(self) -> int | None:
+        return self.violations[0].index
+
+    @property
+    def field(self) -> str | None:
+        return self.violations[0].field
+
+
+# --- pydantic errors to readable text -----------------------------------------------------------
+
+_JSON_TYPE_NAMES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+_STRICT_HINT = " (strict mode does not coerce)"
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """Render a pydantic location as ``choices[0].message.tool_calls[1].function.name``.
+
+    The tags pydantic inserts after a discriminated union position (tool calls, moderation
+    parts) are dropped, since they are not keys of the document.
+    """
+    parts: list[int | str] = []
+    skip_tag = False
+    for segment in loc:
+        if skip_tag:
+            skip_tag = False
+            continue
+        parts.append(segment)
+        n = len(parts)
+        in_tool_calls = (
+            isinstance(segment, int)
+            and n >= 3
+            and parts[n - 2] == "tool_calls"
+            and parts[n - 3] == "message"
+        )
+        in_moderation = segment in ("input", "output") and n >= 2 and parts[n - 2] == "moderation"
+        skip_tag = in_tool_calls or in_moderation
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _describe(error: Any, strict: bool) -> tuple[list[int | str], str]:
+    kind: str = error["type"]
+    loc: list[int | str] = list(error["loc"])
+    value = error.get("input")
+    ctx: dict[str, Any] = error.get("ctx") or {}
+    if kind == "missing":
+        return loc, "required field is missing"
+    if kind == "missing_nullable_key":
+        return [*loc, str(ctx.get("field"))], "required field is missing (null is allowed, absent is not)"
+    if kind == "extra_forbidden":
+        return loc, f"unknown field (strict mode allows only the contract's fields), got {show_value(value)}"
+    if kind == "literal_error":
+        return loc, f"expected {ctx.get('expected')}, got {show_value(value)}"
+    if kind == "union_tag_invalid":
+        return loc, (
+            f"expected {ctx.get('discriminator', 'type')} to be {ctx.get('expected_tags')}, "
+            f"got {show_value(ctx.get('tag'))}"
+        )
+    if kind == "union_tag_not_found":
+        return loc, f"required field {ctx.get('discriminator', 'type')} is missing"
+    if kind in _EXPECTED:
+        hint = _STRICT_HINT if strict and kind.endswith("_type") and value is not None else ""
+        return loc, f"expected {_EXPECTED[kind]}, got {_json_type(value)} {show_value(value)}{hint}"
+    message = str(error.get("msg", kind))
+    return loc, f"{message[0].lower()}{message[1:]}, got {show_value(value)}"
+
+
+def violations_from(
+    exc: ValidationError,
+    path: str,
+    index: int | None,
+    *,
+    strict: bool = False,
+    prefix: str = "",
+    suffix: str = "",
+) -> list[Violation]:
+    """One :class:`Violation` per pydantic error, with readable field paths."""
+    out: list[Violation] = []
+    for error in exc.errors(include_url=False):
+        loc, message = _describe(error, strict)
+        field = field_path(loc)
+        if prefix:
+            field = f"{prefix}.{field}" if field else prefix
+        out.append(Violation(path, index, field or None, message + suffix))
+    return out
