@@ -1,1 +1,92 @@
-"""pytest-chatresp: record chat completion calls once, replay them offline, assert the contract."""
+"""pytest-chatresp: record chat completion calls once, replay them offline, assert the contract.
+
+The public names are imported on first use, so that loading the plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+# Before assertions.py is imported anywhere, so its asserts are rewritten even when installed
+# in editable mode.
+pytest.register_assert_rewrite("pytest_chatresp.assertions")
+
+if TYPE_CHECKING:
+    from .assertions import (
+        assert_choice,
+        assert_choices,
+        assert_model,
+        assert_tier,
+        assert_tool_call,
+        assert_usage,
+    )
+    from .cassette import APIErrorInfo, Cassette, Exchange, Request, load_cassette
+    from .errors import CassetteError, Violation
+    from .models import (
+        ChatCompletion,
+        ChatCompletionChunk,
+        ChatCompletionMessage,
+        ChatCompletionResponse,
+        Choice,
+        CompletionUsage,
+    )
+
+__all__ = [
+    "APIErrorInfo",
+    "Cassette",
+    "CassetteError",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "ChatCompletionResponse",
+    "Choice",
+    "CompletionUsage",
+    "Exchange",
+    "Request",
+    "Violation",
+    "assert_choice",
+    "assert_choices",
+    "assert_model",
+    "assert_tier",
+    "assert_tool_call",
+    "assert_usage",
+    "load_cassette",
+]
+
+_HOMES = {
+    "assertions": (
+        "assert_choice",
+        "assert_choices",
+        "assert_model",
+        "assert_tier",
+        "assert_tool_call",
+        "assert_usage",
+    ),
+    "cassette": ("APIErrorInfo", "Cassette", "Exchange", "Request", "load_cassette"),
+    "errors": ("CassetteError", "Violation"),
+    "models": (
+        "ChatCompletion",
+        "ChatCompletionChunk",
+        "ChatCompletionMessage",
+        "ChatCompletionResponse",
+        "Choice",
+        "CompletionUsage",
+    ),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_chatresp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -62,7 +62,7 @@ def _yaml_loader() -> type[Any]:
 
     base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    class Loader(base):  # type: ignore[misc, valid-type]
+    class Loader(base):  # type: ignore[misc]
         pass
 
     def construct_python(loader: Any, _suffix: str, node: Any) -> Any:
@@ -92,7 +92,7 @@ def _parse_yaml(text: str, shown: str) -> Any:
     if _LOADER is None:
         _LOADER = _yaml_loader()
     try:
-        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - the loader is a safe loader
+        return yaml.load(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -323,7 +323,11 @@ class Exchange:
     @property
     def is_completion(self) -> bool:
         """A chat exchange that answered with a completion (valid or not), not an error."""
-        return self.is_chat and self.error is None and (self._completion is not None or bool(self.violations))
+        return (
+            self.is_chat
+            and self.error is None
+            and (self._completion is not None or bool(self.violations))
+        )
 
     @cached_property
     def merged(self) -> dict[str, Any] | None:
@@ -381,13 +385,17 @@ def _request(shown: str, index: int, raw: Any) -> Request:
     method, uri = raw.get("method"), raw.get("uri")
     if not isinstance(method, str):
         raise CassetteError.single(
-            shown, "required field is missing" if method is None else "expected a string",
-            index=index, field="request.method",
+            shown,
+            "required field is missing" if method is None else "expected a string",
+            index=index,
+            field="request.method",
         )
     if not isinstance(uri, str):
         raise CassetteError.single(
-            shown, "required field is missing" if uri is None else "expected a string",
-            index=index, field="request.uri",
+            shown,
+            "required field is missing" if uri is None else "expected a string",
+            index=index,
+            field="request.uri",
         )
     headers = _headers(raw.get("headers"))
     body, parsed = _raw_body(raw)
@@ -403,22 +411,24 @@ def _request(shown: str, index: int, raw: Any) -> Request:
     return Request(method.upper(), uri, headers, text, document)
 
 
-def build_exchange(
-    path: str, index: int, interaction: Any, *, strict: bool = False
-) -> Exchange:
+def build_exchange(path: str, index: int, interaction: Any, *, strict: bool = False) -> Exchange:
     """Read one interaction of a cassette document into an :class:`Exchange`.
 
     Raises :class:`CassetteError` only when the interaction is not shaped like one; contract
     violations of the response are recorded on the exchange.
     """
     if not isinstance(interaction, Mapping):
-        raise CassetteError.single(path, "expected a mapping with request and response", index=index)
+        raise CassetteError.single(
+            path, "expected a mapping with request and response", index=index
+        )
     request = _request(path, index, interaction.get("request"))
     response = interaction.get("response")
     if not isinstance(response, Mapping):
         raise CassetteError.single(
-            path, "required field is missing" if response is None else "expected a mapping",
-            index=index, field="response",
+            path,
+            "required field is missing" if response is None else "expected a mapping",
+            index=index,
+            field="response",
         )
     status = _status(response)
     headers = _headers(response.get("headers"))
@@ -534,7 +544,9 @@ def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], strict
         except ValueError:
             exchange.violations.append(
                 Violation(
-                    path, index, f"chunk[{event.position}]",
+                    path,
+                    index,
+                    f"chunk[{event.position}]",
                     f"the event data is not JSON: {shorten(event.data, 60)!r}",
                 )
             )

@@ -52,7 +52,9 @@ class Violation:
 
     def __str__(self) -> str:
         where = self.path if self.index is None else f"{self.path}, interaction {self.index}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 class CassetteError(Exception):
@@ -114,6 +116,7 @@ _EXPECTED = {
     "model_attributes_type": "an object",
 }
 
+_MISSING_NULLABLE = "required field is missing (null is allowed, absent is not)"
 _STRICT_HINT = " (strict mode does not coerce)"
 
 
@@ -160,9 +163,15 @@ def _describe(error: Any, strict: bool) -> tuple[list[int | str], str]:
     if kind == "missing":
         return loc, "required field is missing"
     if kind == "missing_nullable_key":
-        return [*loc, str(ctx.get("field"))], "required field is missing (null is allowed, absent is not)"
+        return [
+            *loc,
+            str(ctx.get("field")),
+        ], "required field is missing (null is allowed, absent is not)"
     if kind == "extra_forbidden":
-        return loc, f"unknown field (strict mode allows only the contract's fields), got {show_value(value)}"
+        return (
+            loc,
+            f"unknown field (strict mode allows only the contract's), got {show_value(value)}",
+        )
     if kind == "literal_error":
         return loc, f"expected {ctx.get('expected')}, got {show_value(value)}"
     if kind == "union_tag_invalid":

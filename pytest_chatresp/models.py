@@ -62,7 +62,13 @@ __all__ = [
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 ServiceTier = Literal["auto", "default", "flex", "scale", "priority", "fast"]
-FINISH_REASONS: tuple[str, ...] = ("stop", "length", "tool_calls", "content_filter", "function_call")
+FINISH_REASONS: tuple[str, ...] = (
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "function_call",
+)
 SERVICE_TIERS: tuple[str, ...] = ("auto", "default", "flex", "scale", "priority", "fast")
 
 #: Validation context key that turns on the required-but-nullable check (strict mode).
@@ -91,15 +97,19 @@ class _Model(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _require_nullable_keys(cls, data: Any, info: ValidationInfo) -> Any:
-        if cls._required_nullable and isinstance(data, dict) and info.context:
-            if info.context.get(REQUIRE_NULLABLE_KEYS):
-                for key in cls._required_nullable:
-                    if key not in data:
-                        raise PydanticCustomError(
-                            "missing_nullable_key",
-                            "required field is missing (it may be null, but not absent)",
-                            {"field": key},
-                        )
+        if (
+            cls._required_nullable
+            and isinstance(data, dict)
+            and info.context
+            and info.context.get(REQUIRE_NULLABLE_KEYS)
+        ):
+            for key in cls._required_nullable:
+                if key not in data:
+                    raise PydanticCustomError(
+                        "missing_nullable_key",
+                        "required field is missing (it may be null, but not absent)",
+                        {"field": key},
+                    )
         return data
 
 

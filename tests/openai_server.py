@@ -43,6 +43,7 @@ __all__ = [
 
 HOST = "127.0.0.1"
 CREATED = 1764000000
+DATE_HEADER = "Mon, 24 Nov 2025 16:00:00 GMT"  # == CREATED
 SYSTEM_FINGERPRINT = "fp_local0001"
 MODEL_DATE_SUFFIX = "-2025-01-01"
 ORGANIZATION = "org-FAKE0local0org0000000"
@@ -636,6 +637,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default per-request stderr logging."""
 
+    def version_string(self) -> str:
+        return self.server_version
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """A constant ``Date`` header (the ``created`` instant), so replies ignore the clock."""
+        return DATE_HEADER
+
     def do_POST(self) -> None:
         self._dispatch()
 
@@ -698,7 +706,12 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = (
             "req_" + _sha256_hex(f"{sequence}:{self.command}:{self.path}:".encode(), body)[:32]
         )
-        reply = _route(self.command, self.path, parsed, body, body_is_json)
+        try:
+            reply = _route(self.command, self.path, parsed, body, body_is_json)
+        except Exception as exc:  # a bug in this server: report it to the client, not stderr
+            reply = _error(
+                500, f"openai_server bug: {exc!r}", "server_error", extra_headers=_NO_RETRY
+            )
         gzip_ok = headers.get("x-local-gzip") == "1" and "gzip" in headers.get(
             "accept-encoding", ""
         )

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import pytest_asyncio
 import requests
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
 from openai_server import CREATED, SYSTEM_FINGERPRINT, OpenAIServer
 
 API_KEY = "sk-FAKE-test-key-not-real"
-USER = [{"role": "user", "content": "hello local server"}]
-WEATHER_TOOL: Any = {
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello local server"}]
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -52,7 +55,7 @@ def client(server: OpenAIServer) -> Iterator[openai.OpenAI]:
         yield sdk
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def async_client(server: OpenAIServer) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as sdk:
         yield sdk
@@ -74,8 +77,8 @@ def test_port_before_start_is_an_error() -> None:
 
 
 def test_sync_non_stream(client: openai.OpenAI) -> None:
-    first = client.chat.completions.create(model="gpt-4o-mini", messages=USER)  # type: ignore[arg-type]
-    second = client.chat.completions.create(model="gpt-4o-mini", messages=USER)  # type: ignore[arg-type]
+    first = client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    second = client.chat.completions.create(model="gpt-4o-mini", messages=USER)
 
     assert first.id == second.id
     assert first.id.startswith("chatcmpl-")
@@ -108,7 +111,7 @@ def test_sync_non_stream(client: openai.OpenAI) -> None:
 
 
 def test_dated_model_is_not_suffixed_twice(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model="gpt-4o-2024-08-06", messages=USER)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model="gpt-4o-2024-08-06", messages=USER)
     assert reply.model == "gpt-4o-2024-08-06"
 
 
@@ -135,7 +138,7 @@ def test_list_of_parts_content(client: openai.OpenAI) -> None:
 def test_sync_stream_with_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -164,7 +167,7 @@ def test_sync_stream_with_usage(client: openai.OpenAI) -> None:
 
 
 def test_stream_without_usage_has_no_usage_chunk(client: openai.OpenAI) -> None:
-    with client.chat.completions.create(model="m", messages=USER, stream=True) as stream:  # type: ignore[arg-type]
+    with client.chat.completions.create(model="m", messages=USER, stream=True) as stream:
         chunks = list(stream)
     assert all(chunk.choices for chunk in chunks)
     assert all(chunk.usage is None for chunk in chunks)
@@ -219,14 +222,14 @@ def test_tool_call_then_tool_result_terminates(client: openai.OpenAI) -> None:
 def test_tool_choice_none_answers_with_text(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model="gpt-4o-mini", messages=USER, tools=[WEATHER_TOOL], tool_choice="none"
-    )  # type: ignore[arg-type]
+    )
     assert reply.choices[0].message.content == "Echo: hello local server"
 
 
 def test_streamed_tool_call_fragments(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         tools=[WEATHER_TOOL],
         stream=True,
     )
@@ -252,7 +255,7 @@ def test_streamed_tool_call_fragments(client: openai.OpenAI) -> None:
 
 
 def test_n_choices_differ(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model="gpt-4o-mini", messages=USER, n=2)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=USER, n=2)
     assert [choice.index for choice in reply.choices] == [0, 1]
     contents = [choice.message.content for choice in reply.choices]
     assert contents == ["Echo: hello local server", "Echo: hello local server (choice 1)"]
@@ -267,7 +270,7 @@ def test_n_choices_differ(client: openai.OpenAI) -> None:
 def test_service_tier(client: openai.OpenAI, requested: Any, expected: str) -> None:
     reply = client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         service_tier=requested,
     )
     assert reply.service_tier == expected
@@ -276,7 +279,7 @@ def test_service_tier(client: openai.OpenAI, requested: Any, expected: str) -> N
 def test_fast_tier_maps_to_priority(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         extra_body={"service_tier": "fast"},
     )
     assert reply.service_tier == "priority"
@@ -285,7 +288,7 @@ def test_fast_tier_maps_to_priority(client: openai.OpenAI) -> None:
 def test_max_tokens_truncates(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         max_completion_tokens=2,
     )
     assert reply.choices[0].message.content == "Echo: hello"
@@ -297,7 +300,7 @@ def test_max_tokens_truncates(client: openai.OpenAI) -> None:
 def test_response_format_json_object(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         response_format={"type": "json_object"},
     )
     content = reply.choices[0].message.content
@@ -320,7 +323,7 @@ def test_response_format_json_schema(client: openai.OpenAI) -> None:
     }
     reply = client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         response_format={
             "type": "json_schema",
             "json_schema": {"name": "answer", "schema": schema, "strict": True},
@@ -352,7 +355,7 @@ def test_error_statuses(
     code: str | None,
 ) -> None:
     with pytest.raises(exception) as excinfo:
-        client.chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
+        client.chat.completions.create(model=model, messages=USER)
     error = excinfo.value
     assert error.status_code == status
     assert error.code == code
@@ -365,13 +368,13 @@ def test_errors_are_not_retried_even_with_default_retries(fresh_server: OpenAISe
     with openai.OpenAI(base_url=fresh_server.base_url, api_key=API_KEY) as sdk:
         for model in ("error-429", "error-500"):
             with pytest.raises(openai.APIStatusError):
-                sdk.chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
+                sdk.chat.completions.create(model=model, messages=USER)
     assert fresh_server.request_count == 2
     assert all(r.headers["x-stainless-retry-count"] == "0" for r in fresh_server.requests)
 
 
 def test_error_in_stream(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(model="error-in-stream", messages=USER, stream=True)  # type: ignore[arg-type]
+    stream = client.chat.completions.create(model="error-in-stream", messages=USER, stream=True)
     with stream, pytest.raises(openai.APIError, match="error while streaming"):
         list(stream)
 
@@ -395,7 +398,7 @@ def test_invalid_json_and_unknown_path(server: OpenAIServer) -> None:
 
 @pytest.mark.asyncio
 async def test_async_non_stream(async_client: openai.AsyncOpenAI) -> None:
-    reply = await async_client.chat.completions.create(model="gpt-4o-mini", messages=USER)  # type: ignore[arg-type]
+    reply = await async_client.chat.completions.create(model="gpt-4o-mini", messages=USER)
     assert reply.choices[0].message.content == "Echo: hello local server"
     assert reply.model == "gpt-4o-mini-2025-01-01"
 
@@ -404,7 +407,7 @@ async def test_async_non_stream(async_client: openai.AsyncOpenAI) -> None:
 async def test_async_stream(async_client: openai.AsyncOpenAI) -> None:
     stream = await async_client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -418,7 +421,7 @@ async def test_async_stream(async_client: openai.AsyncOpenAI) -> None:
 @pytest.mark.asyncio
 async def test_async_error(async_client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
-        await async_client.chat.completions.create(model="error-404", messages=USER)  # type: ignore[arg-type]
+        await async_client.chat.completions.create(model="error-404", messages=USER)
 
 
 # ----------------------------------------------------------------------------- other clients
@@ -486,8 +489,8 @@ def test_requests_and_cookies(server: OpenAIServer) -> None:
 def test_request_count_and_recorded_requests(fresh_server: OpenAIServer) -> None:
     assert fresh_server.request_count == 0
     with openai.OpenAI(base_url=fresh_server.base_url, api_key=API_KEY, max_retries=0) as sdk:
-        sdk.chat.completions.create(model="gpt-4o-mini", messages=USER)  # type: ignore[arg-type]
-        with sdk.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True) as s:  # type: ignore[arg-type]
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=USER)
+        with sdk.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True) as s:
             list(s)
         sdk.embeddings.create(model="text-embedding-3-small", input="x")
     assert fresh_server.request_count == 3
@@ -520,3 +523,19 @@ def test_restart_after_stop() -> None:
     with srv, httpx.Client() as http:
         response = http.post(f"{srv.base_url}/embeddings", json={"model": "m", "input": "x"})
     assert response.status_code == 200
+
+
+def test_server_is_quiet(capfd: pytest.CaptureFixture[str], fresh_server: OpenAIServer) -> None:
+    with socket.create_connection(("127.0.0.1", fresh_server.port)) as raw:
+        raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+    with socket.create_connection(("127.0.0.1", fresh_server.port)) as raw:
+        raw.sendall(b"garbage\r\n\r\n")
+        raw.recv(65536)
+    with httpx.Client() as http:
+        response = http.post(f"{fresh_server.base_url}/chat/completions", json={"model": "m"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "messages"
+    fresh_server.stop()
+    captured = capfd.readouterr()
+    assert captured.err == ""
+    assert captured.out == ""
