@@ -656,22 +656,37 @@ def load_cassette(path: str | os.PathLike[str], *, strict: bool = False) -> Cass
 
 
 class CassetteCache:
-    """Parses each cassette file once, and again only when the file changed."""
+    """Parses each cassette file once, and again only when the file changed.
+
+    The parsed document is shared by the fixtures (as :class:`Cassette`) and by replay through
+    vcrpy, so a test that does both parses the file once.
+    """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, bool], tuple[tuple[int, int, int], Cassette]] = {}
+        self._entries: dict[str, tuple[tuple[int, int, int], Any, dict[bool, Cassette]]] = {}
 
-    def load(self, path: str | os.PathLike[str], *, strict: bool = False) -> Cassette:
-        resolved = Path(path).resolve()
+    def _entry(self, path: Path) -> tuple[Any, dict[bool, Cassette]]:
+        resolved = path.resolve()
         try:
             stat = resolved.stat()
         except OSError:
-            return load_cassette(path, strict=strict)
+            return read_document(path), {}
         signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        key = (str(resolved), strict)
+        key = str(resolved)
         entry = self._entries.get(key)
-        if entry is not None and entry[0] == signature:
-            return entry[1]
-        cassette = load_cassette(path, strict=strict)
-        self._entries[key] = (signature, cassette)
+        if entry is None or entry[0] != signature:
+            entry = (signature, read_document(path), {})
+            self._entries[key] = entry
+        return entry[1], entry[2]
+
+    def document(self, path: str | os.PathLike[str]) -> Any:
+        """The parsed file."""
+        return self._entry(Path(path))[0]
+
+    def load(self, path: str | os.PathLike[str], *, strict: bool = False) -> Cassette:
+        """The file as a validated :class:`Cassette`."""
+        document, cassettes = self._entry(Path(path))
+        cassette = cassettes.get(strict)
+        if cassette is None:
+            cassette = cassettes[strict] = cassette_from_document(path, document, strict=strict)
         return cassette

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +12,12 @@ import pytest
 if TYPE_CHECKING:
     from .cassette import Cassette, CassetteCache
     from .models import ChatCompletion
+    from .recording import Recorder, RecordSettings
 
 _MARKER = "chat_cassette"
+_RECORD_MODES = ("none", "once", "new_episodes", "all")
 _CACHE_KEY: pytest.StashKey[CassetteCache] = pytest.StashKey()
+_RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
 
@@ -33,6 +37,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="also reject unknown fields and coerced values, and require nullable keys.",
     )
+    group.addoption(
+        "--chatresp-record-mode",
+        dest="chatresp_record_mode",
+        default=None,
+        choices=_RECORD_MODES,
+        help="none (replay only, the default), once, new_episodes or all.",
+    )
+    parser.addini(
+        "chatresp_record_mode",
+        "record mode for tests with the chat_cassette marker (default: none).",
+        default="none",
+    )
+    parser.addini(
+        "chatresp_validate",
+        "validate the chat completions a marked test recorded or replayed (default: true).",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
+        "chatresp_match_on",
+        "how a request finds its recording (default: method scheme host port path query "
+        "chatresp_body).",
+        type="args",
+        default=[],
+    )
+    for ini, what in (
+        ("chatresp_filter_request_headers", "request headers"),
+        ("chatresp_filter_response_headers", "response headers"),
+        ("chatresp_filter_query_parameters", "query parameters"),
+    ):
+        parser.addini(
+            ini, f"more {what} to scrub before a cassette is written.", type="args", default=[]
+        )
     parser.addini(
         "chatresp_cassette_dir",
         "directory of the cassettes, relative to the rootdir (default: cassettes).",
@@ -49,9 +86,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{_MARKER}(path=None): the test's cassette, relative to the cassette dir "
+        f"{_MARKER}(path=None, *, record_mode=None): replay or record this test's HTTP calls "
+        "in a cassette, relative to the cassette dir "
         "(default: <cassette dir>/<test module>/<test name>.yaml).",
     )
+    mode = _cli_or_ini(config, "chatresp_record_mode")
+    if mode not in _RECORD_MODES:
+        raise pytest.UsageError(
+            f"chatresp_record_mode = {mode!r} is not a record mode; "
+            f"use one of: {', '.join(_RECORD_MODES)}."
+        )
     from .cassette import CassetteCache
 
     config.stash[_CACHE_KEY] = CassetteCache()
@@ -63,6 +107,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         active.append(f"cassette dir {_cassette_dir(config)}")
     if _strict(config):
         active.append("strict validation")
+    mode = _cli_or_ini(config, "chatresp_record_mode")
+    if mode != "none":
+        active.append(f"record mode {mode}")
     return [f"chatresp: {', '.join(active)}"] if active else []
 
 
@@ -99,9 +146,10 @@ def _cassette_path(item: pytest.Item) -> Path:
     if marker is not None and (marker.args or "path" in marker.kwargs):
         given = marker.kwargs.get("path", marker.args[0] if marker.args else None)
         if not isinstance(given, str | Path) or not str(given):
-            raise pytest.UsageError(
+            pytest.fail(
                 f"{item.nodeid}: @pytest.mark.{_MARKER} takes a cassette path (a string), "
-                f"got {given!r}"
+                f"got {given!r}",
+                pytrace=False,
             )
         return Path(directory, given)
     module = Path(str(item.path)).stem
@@ -140,27 +188,167 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
     pytest.fail(failure, pytrace=False)
 
 
+def _record_mode(item: pytest.Item) -> str:
+    marker = item.get_closest_marker(_MARKER)
+    mode = marker.kwargs.get("record_mode") if marker is not None else None
+    if mode is None:
+        return str(_cli_or_ini(item.config, "chatresp_record_mode"))
+    if mode not in _RECORD_MODES:
+        pytest.fail(
+            f"{item.nodeid}: record_mode={mode!r} in @pytest.mark.{_MARKER} is not a record mode; "
+            f"use one of: {', '.join(_RECORD_MODES)}.",
+            pytrace=False,
+        )
+    return str(mode)
+
+
+def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSettings:
+    from .recording import (
+        DEFAULT_MATCH_ON,
+        DEFAULT_QUERY_PARAMETERS,
+        DEFAULT_REQUEST_HEADERS,
+        DEFAULT_RESPONSE_HEADERS,
+        RecordSettings,
+    )
+
+    config = item.config
+
+    def more(name: str) -> tuple[str, ...]:
+        return tuple(str(v).lower() for v in config.getini(name))
+
+    return RecordSettings(
+        mode=_record_mode(item),
+        match_on=tuple(config.getini("chatresp_match_on")) or DEFAULT_MATCH_ON,
+        request_headers=DEFAULT_REQUEST_HEADERS + more("chatresp_filter_request_headers"),
+        response_headers=DEFAULT_RESPONSE_HEADERS + more("chatresp_filter_response_headers"),
+        query_parameters=DEFAULT_QUERY_PARAMETERS + more("chatresp_filter_query_parameters"),
+        strict=_strict(config),
+        vcr_options=vcr_options,
+    )
+
+
+def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
+    path = _relative(item.config, recorder.path)
+    exists = recorder.path.exists()
+    lines = [
+        "No recorded chat completion matches this request:"
+        if len(recorder.unmatched) == 1
+        else f"No recording matches these {len(recorder.unmatched)} requests:"
+    ]
+    for unmatched in recorder.unmatched:
+        lines.append(f"  {unmatched.request.describe()}")
+        if unmatched.closest is not None and unmatched.differs_in:
+            lines.append(
+                f"    closest recording: interaction {unmatched.closest}, which differs in "
+                + ", ".join(unmatched.differs_in)
+            )
+    mode = recorder.settings.mode
+    lines.append(
+        f"cassette: {path}" + ("" if exists else " (does not exist)") + f", record mode {mode!r}"
+    )
+    fix = "new_episodes" if exists else "once"
+    lines.append(f"Record it with: pytest --chatresp-record-mode={fix} {item.nodeid}")
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    recorder = item.stash.get(_RECORDER_KEY, None)
+    if recorder is None:
+        return (yield)
+    try:
+        result = yield
+    except BaseException:
+        failure = _after_call(item, recorder)
+        if failure:
+            # Replaces what the client raised (a connection error, say) with the reason.
+            raise pytest.fail.Exception(failure, pytrace=False) from None
+        raise
+    failure = _after_call(item, recorder)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    return result
+
+
+def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
+    if recorder.unmatched:
+        return _unmatched_message(item, recorder)
+    if item.config.getini("chatresp_validate"):
+        violations = recorder.cassette.violations
+        if violations:
+            return "A recorded or replayed chat completion breaks the contract:\n" + "\n".join(
+                str(v) for v in violations
+            )
+    return None
+
+
 # --- fixtures ------------------------------------------------------------------------------------
 
 
 @pytest.fixture
+def chatresp_vcr_config() -> dict[str, Any]:
+    """Extra vcrpy options for marked tests; override it in a conftest.py."""
+    return {}
+
+
+@pytest.fixture(autouse=True)
+def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
+    item = request.node
+    if not isinstance(item, pytest.Item) or item.get_closest_marker(_MARKER) is None:
+        yield
+        return
+    from .errors import CassetteError
+    from .recording import Recorder
+
+    vcr_options = request.getfixturevalue("chatresp_vcr_config")
+    cache = item.config.stash[_CACHE_KEY]
+    recorder = Recorder(_cassette_path(item), _record_settings(item, vcr_options), cache.document)
+    failure: str | None = None
+    try:
+        recorder.__enter__()
+    except CassetteError as exc:
+        failure = str(exc)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    item.stash[_RECORDER_KEY] = recorder
+    try:
+        yield
+    finally:
+        del item.stash[_RECORDER_KEY]
+        try:
+            recorder.__exit__(None, None, None)
+        except CassetteError as exc:
+            failure = str(exc)
+        if failure:
+            pytest.fail(failure, pytrace=False)
+
+
+@pytest.fixture
 def chat_cassette(request: pytest.FixtureRequest) -> Cassette:
-    """The test's cassette, every chat completion in it validated."""
+    """The test's cassette.
+
+    In a test with the chat_cassette marker it is live: its exchanges grow as the code under
+    test makes calls. Otherwise it is the recorded file, every chat completion validated.
+    """
+    recorder: Recorder | None = request.node.stash.get(_RECORDER_KEY, None)
+    if recorder is not None:
+        return recorder.cassette
     return _load(request)
 
 
 @pytest.fixture
-def chat_completions(chat_cassette: Cassette) -> list[ChatCompletion]:
-    """Every chat completion of the test's cassette, in order."""
-    return chat_cassette.completions
+def chat_completions(request: pytest.FixtureRequest) -> list[ChatCompletion]:
+    """Every chat completion of the test's recorded cassette, in order."""
+    return _load(request).completions
 
 
 @pytest.fixture
-def chat_completion(request: pytest.FixtureRequest, chat_cassette: Cassette) -> ChatCompletion:
-    """The one chat completion of the test's cassette."""
-    completions = chat_cassette.completions
+def chat_completion(request: pytest.FixtureRequest) -> ChatCompletion:
+    """The one chat completion of the test's recorded cassette."""
+    cassette = _load(request)
+    completions = cassette.completions
     if len(completions) != 1:
-        shown = _relative(request.config, chat_cassette.path)
+        shown = _relative(request.config, cassette.path)
         pytest.fail(
             f"{shown} holds {len(completions)} chat completions; the chat_completion fixture "
             "needs exactly one. Use the chat_completions fixture for a list.",

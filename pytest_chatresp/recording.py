@@ -1,0 +1,431 @@
+"""Recording and replay through vcrpy: record modes, scrubbing, matching and safe writing.
+
+A :class:`Recorder` wraps one vcrpy cassette for one test. It makes the test's
+:class:`~pytest_chatresp.cassette.Cassette` live (exchanges appear as the code under test makes
+calls), remembers requests that the cassette cannot answer, scrubs secrets before anything is
+kept, and writes the file atomically after a last scan for secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .cassette import Cassette, Request, build_exchange, read_document
+from .errors import CassetteError, Violation, display_path
+
+__all__ = [
+    "DEFAULT_MATCH_ON",
+    "RECORD_MODES",
+    "REDACTED",
+    "RecordSettings",
+    "Recorder",
+    "SecretLeakError",
+    "find_secrets",
+]
+
+RECORD_MODES = ("none", "once", "new_episodes", "all")
+REDACTED = "REDACTED"
+BODY_MATCHER = "chatresp_body"
+DEFAULT_MATCH_ON: tuple[str, ...] = (
+    "method",
+    "scheme",
+    "host",
+    "port",
+    "path",
+    "query",
+    BODY_MATCHER,
+)
+DEFAULT_REQUEST_HEADERS: tuple[str, ...] = (
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "openai-organization",
+    "openai-project",
+    "cookie",
+)
+DEFAULT_RESPONSE_HEADERS: tuple[str, ...] = ("set-cookie", "openai-organization", "openai-project")
+DEFAULT_QUERY_PARAMETERS: tuple[str, ...] = ("key", "api-key", "api_key")
+
+_OPENAI_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
+_SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET")
+_MIN_SECRET_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    """A request the cassette could not answer, and its closest recorded interaction."""
+
+    request: Request
+    closest: int | None
+    differs_in: list[str]
+
+
+class SecretLeakError(CassetteError):
+    """A cassette was not written because what was to be written holds a secret."""
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    """How one test's cassette is recorded and replayed."""
+
+    mode: str = "none"
+    match_on: tuple[str, ...] = DEFAULT_MATCH_ON
+    request_headers: tuple[str, ...] = DEFAULT_REQUEST_HEADERS
+    response_headers: tuple[str, ...] = DEFAULT_RESPONSE_HEADERS
+    query_parameters: tuple[str, ...] = DEFAULT_QUERY_PARAMETERS
+    strict: bool = False
+    vcr_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- scrubbing ----------------------------------------------------------------------------------
+
+
+def _scrub_headers(headers: Any, names: Iterable[str]) -> None:
+    if not isinstance(headers, dict):
+        return
+    lowered = {name.lower() for name in names}
+    for key in list(headers):
+        if str(key).lower() in lowered:
+            value = headers[key]
+            headers[key] = [REDACTED] if isinstance(value, list) else REDACTED
+
+
+def _scrub_query(uri: str, names: Iterable[str]) -> str:
+    parts = urlsplit(uri)
+    if not parts.query:
+        return uri
+    lowered = {name.lower() for name in names}
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(key.lower() in lowered for key, _ in pairs):
+        return uri
+    scrubbed = [(key, REDACTED if key.lower() in lowered else value) for key, value in pairs]
+    return urlunsplit(parts._replace(query=urlencode(scrubbed)))
+
+
+def _secret_values() -> dict[str, str]:
+    """Environment variables that look like credentials, by name."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.upper().endswith(_SECRET_ENV_SUFFIXES)
+        and len(value) >= _MIN_SECRET_LENGTH
+        and value != REDACTED
+    }
+
+
+def _texts(value: Any) -> Iterable[tuple[str, str]]:
+    """Every string inside a cassette value, decoded: bytes, gzip and base64 hide nothing."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            for where, text in _texts(item):
+                yield (f"{key}.{where}" if where else str(key)), text
+    elif isinstance(value, list | tuple):
+        for position, item in enumerate(value):
+            for where, text in _texts(item):
+                yield (f"[{position}].{where}" if where else f"[{position}]"), text
+    elif isinstance(value, bytes | bytearray):
+        yield from _texts(_decode_bytes(bytes(value)))
+    elif isinstance(value, str):
+        yield "", value
+        decoded = _maybe_base64(value)
+        if decoded is not None:
+            yield "", decoded
+
+
+def _decode_bytes(raw: bytes) -> str:
+    for attempt in (gzip.decompress, zlib.decompress):
+        try:
+            raw = attempt(raw)
+            break
+        except Exception:
+            continue
+    return raw.decode("utf-8", errors="replace")
+
+
+def _maybe_base64(text: str) -> str | None:
+    stripped = text.strip()
+    if len(stripped) < 16 or len(stripped) % 4 or not re.fullmatch(r"[A-Za-z0-9+/=\s]+", stripped):
+        return None
+    try:
+        return _decode_bytes(base64.b64decode(stripped, validate=False))
+    except ValueError:
+        return None
+
+
+def find_secrets(document: Any) -> list[tuple[str, str]]:
+    """Where a document holds a secret, and what kind: ``[(field path, description)]``.
+
+    Looks for the value of any environment variable named ``*_KEY``, ``*_TOKEN`` or
+    ``*_SECRET`` (8 characters or more) and anything shaped like an OpenAI key. The secret
+    itself is never part of the answer.
+    """
+    secrets = _secret_values()
+    found: list[tuple[str, str]] = []
+    for where, text in _texts(document):
+        for name, value in secrets.items():
+            if value in text:
+                found.append((where, f"the value of ${name}"))
+        if _OPENAI_KEY.search(text):
+            found.append((where, "a string shaped like an OpenAI API key (sk-…)"))
+    return found
+
+
+# --- matching -----------------------------------------------------------------------------------
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _body_data(request: Any) -> Any:
+    body = request.body
+    if not body:
+        return None
+    raw = body if isinstance(body, bytes) else str(body).encode()
+    if raw.startswith(b"\x1f\x8b"):
+        try:
+            raw = gzip.decompress(raw)
+        except OSError:
+            return raw
+    try:
+        return _without_nulls(json.loads(raw))
+    except ValueError:
+        return raw
+
+
+def body(r1: Any, r2: Any) -> None:  # the name vcrpy shows when a request does not match
+    """vcrpy matcher: JSON bodies compared as data (key order, white space and nulls ignored)."""
+    a, b = _body_data(r1), _body_data(r2)
+    if a != b:
+        raise AssertionError("the request bodies differ")
+
+
+# --- the recorder -------------------------------------------------------------------------------
+
+
+class _Persister:
+    """vcrpy persister: loads through our reader, writes atomically after a secret scan."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    def load_cassette(self, cassette_path: str, serializer: Any) -> Any:
+        from vcr.persisters.filesystem import CassetteNotFoundError
+        from vcr.request import Request as VcrRequest
+        from vcr.serializers import compat
+
+        path = Path(cassette_path)
+        if not path.is_file() or path.stat().st_size == 0:
+            raise CassetteNotFoundError()
+        document = self._recorder.document(path)
+        interactions = document.get("interactions") if isinstance(document, dict) else None
+        if not isinstance(interactions, list):
+            raise CassetteError.single(
+                display_path(path), "not a vcrpy cassette: no 'interactions' list"
+            )
+        requests = [VcrRequest._from_dict(i["request"]) for i in interactions]
+        responses = [compat.convert_to_bytes(i["response"]) for i in interactions]
+        if document.get("metadata"):
+            return requests, responses, document["metadata"]
+        return requests, responses
+
+    def save_cassette(self, cassette_path: str, cassette_dict: Any, serializer: Any) -> None:
+        from vcr.serialize import serialize
+
+        path = Path(cassette_path)
+        shown = display_path(path)
+        data = serialize(cassette_dict, serializer)
+        leaks = find_secrets(
+            {
+                "requests": [r._to_dict() for r in cassette_dict["requests"]],
+                "responses": cassette_dict["responses"],
+            }
+        )
+        leaks.extend(("cassette", kind) for where, kind in find_secrets(data))
+        if leaks:
+            described = sorted({f"{kind} in {where}" for where, kind in leaks})
+            raise SecretLeakError(
+                [
+                    Violation(
+                        shown,
+                        None,
+                        None,
+                        "not written, because it would hold a secret: "
+                        + "; ".join(described)
+                        + ". Scrub it with ini chatresp_filter_request_headers, "
+                        "chatresp_filter_response_headers or chatresp_filter_query_parameters, "
+                        "or in the chatresp_vcr_config fixture (before_record_request/response).",
+                    )
+                ]
+            )
+        write_atomically(path, data)
+
+
+def write_atomically(path: Path, data: str) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    shown = display_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise CassetteError.single(
+            shown,
+            f"cannot write the cassette: {exc.strerror} ({display_path(path.parent)})",
+        ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise CassetteError.single(shown, f"cannot write the cassette: {exc.strerror}") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class Recorder:
+    """One test's vcrpy cassette, made live and safe.
+
+    Use as a context manager around the code under test. ``cassette`` grows as requests are
+    replayed or recorded; ``unmatched`` lists the requests the cassette could not answer in a
+    mode that may not record them.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        settings: RecordSettings,
+        documents: Callable[[Path], Any] | None = None,
+    ) -> None:
+        self.path = path
+        self.settings = settings
+        self.cassette = Cassette(path, [])
+        self.unmatched: list[Unmatched] = []
+        self._documents = documents or read_document
+        self._context: Any = None
+        self._vcr_cassette: Any = None
+
+    def document(self, path: Path) -> Any:
+        return self._documents(path)
+
+    def _vcr(self) -> Any:
+        import vcr
+
+        settings = self.settings
+        options: dict[str, Any] = {
+            "record_mode": settings.mode,
+            "match_on": settings.match_on,
+            "filter_headers": [(h, REDACTED) for h in settings.request_headers],
+            "filter_query_parameters": [(q, REDACTED) for q in settings.query_parameters],
+            "before_record_response": self._scrub_response,
+            "decode_compressed_response": False,
+        }
+        user = dict(settings.vcr_options)
+        user_response_hook = user.pop("before_record_response", None)
+        if user_response_hook is not None:
+            ours = options["before_record_response"]
+
+            def chained(response: Any) -> Any:
+                response = user_response_hook(response)
+                return None if response is None else ours(response)
+
+            options["before_record_response"] = chained
+        for key in ("filter_headers", "filter_query_parameters"):
+            if key in user:
+                options[key] = [*options[key], *user.pop(key)]
+        options.update(user)
+        recorder = vcr.VCR(**options)
+        recorder.register_matcher(BODY_MATCHER, body)
+        recorder.register_persister(_Persister(self))
+        return recorder
+
+    def _scrub_response(self, response: Any) -> Any:
+        if isinstance(response, dict):
+            _scrub_headers(response.get("headers"), self.settings.response_headers)
+        return response
+
+    def __enter__(self) -> Recorder:
+        self._context = self._vcr().use_cassette(str(self.path))
+        try:
+            self._vcr_cassette = self._context.__enter__()
+        except CassetteError:
+            self._context = None
+            raise
+        self._instrument(self._vcr_cassette)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        context, self._context = self._context, None
+        if context is not None:
+            context.__exit__(*exc_info)
+
+    def _instrument(self, cassette: Any) -> None:
+        """Wrap the vcrpy cassette so that every replayed or recorded exchange is seen."""
+        original_play = cassette.play_response
+        original_append = cassette.append
+        original_can_play = cassette.can_play_response_for
+
+        def play_response(request: Any) -> Any:
+            response = original_play(request)
+            for index, (_, stored) in enumerate(cassette.data):
+                if stored is response:
+                    self._add(index, cassette.data[index][0], response)
+                    break
+            return response
+
+        def append(request: Any, response: Any) -> None:
+            before = len(cassette.data)
+            original_append(request, response)
+            if len(cassette.data) > before:
+                stored_request, stored_response = cassette.data[-1]
+                self._add(len(cassette.data) - 1, stored_request, stored_response)
+
+        def can_play_response_for(request: Any) -> bool:
+            answer = bool(original_can_play(request))
+            if not answer and cassette.write_protected:
+                self.unmatched.append(self._unmatched(cassette, request))
+            return answer
+
+        cassette.play_response = play_response
+        cassette.append = append
+        cassette.can_play_response_for = can_play_response_for
+
+    def _unmatched(self, cassette: Any, request: Any) -> Unmatched:
+        filtered = cassette.filter_request(request) or request
+        closest: int | None = None
+        differs: list[str] = []
+        for stored, _, failures in cassette.find_requests_with_most_matches(request)[:1]:
+            closest = next(i for i, (r, _) in enumerate(cassette.data) if r is stored)
+            differs = [str(name) for name, *_ in failures]
+        return Unmatched(self._request(filtered), closest, differs)
+
+    def _request(self, vcr_request: Any) -> Request:
+        interaction = {"request": vcr_request._to_dict(), "response": {"status": {"code": 0}}}
+        return build_exchange(display_path(self.path), -1, interaction).request
+
+    def _add(self, index: int, request: Any, response: Any) -> None:
+        interaction = {"request": request._to_dict(), "response": response}
+        exchange = build_exchange(
+            display_path(self.path), index, interaction, strict=self.settings.strict
+        )
+        self.cassette.exchanges.append(exchange)
+
+    @property
+    def recorded_anything(self) -> bool:
+        return self._vcr_cassette is not None and bool(self._vcr_cassette.dirty)
