@@ -5,8 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401
+import openai  # noqa: F401
 import pytest
+import vcr  # noqa: F401
 from openai_server import OpenAIServer
+
+# Imported here, before any pytester session: modules imported inside an in-process pytester
+# run are dropped after it and imported (and assertion-rewritten) again by the next one.
+import pytest_chatresp.assertions
+import pytest_chatresp.cassette
+import pytest_chatresp.recording  # noqa: F401
 
 #: A deliberately fake key: tests never use a real one.
 FAKE_KEY = "sk-FAKE-test-key-not-real-0000000000"
@@ -27,3 +36,10 @@ def openai_server(_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Ope
     monkeypatch.setenv("CHATRESP_TEST_BASE_URL", _server.base_url)
     monkeypatch.setenv("CHATRESP_TEST_API_KEY", FAKE_KEY)
     return _server
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, its sessions set up as this project's own (pytester clears PYTEST_ADDOPTS)."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
+    return pytester

@@ -1,0 +1,387 @@
+"""The plugin as users meet it: fixtures, the marker, options and failure messages (pytester)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def completion(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1764000000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "service_tier": "default",
+        "system_fingerprint": "fp_1",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Sunny, 21C", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
+    body.update(changes)
+    return body
+
+
+def write_cassette(path: Path, *bodies: dict[str, Any] | str, status: int = 200) -> Path:
+    interactions = []
+    for body in bodies:
+        text = body if isinstance(body, str) else json.dumps(body)
+        interactions.append(
+            {
+                "request": {
+                    "method": "POST",
+                    "uri": "https://api.openai.com/v1/chat/completions",
+                    "body": json.dumps({"model": "gpt-4o-mini", "messages": []}),
+                    "headers": {"Content-Type": ["application/json"]},
+                },
+                "response": {
+                    "status": {"code": status, "message": "OK"},
+                    "headers": {"Content-Type": ["application/json"]},
+                    "body": {"string": text},
+                },
+            }
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # JSON is valid YAML: the reader takes it either way.
+    path.write_text(json.dumps({"interactions": interactions, "version": 1}, indent=1))
+    return path
+
+
+USER_TEST = """
+from pytest_chatresp import assert_choices, assert_usage, assert_tier
+
+def test_forecast(chat_completion):
+    assert_choices(chat_completion, count=1, finish_reason="stop")
+    assert_usage(chat_completion, max_total_tokens=200)
+    assert_tier(chat_completion, "default")
+"""
+
+
+def test_issue_example_passes(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/test_weather/test_forecast.yaml", completion())
+    pytester.makepyfile(test_weather=USER_TEST)
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_chat_completions_and_cassette_fixtures(pytester: pytest.Pytester) -> None:
+    write_cassette(
+        pytester.path / "cassettes/test_it/test_many.yaml",
+        completion(id="a"),
+        completion(id="b"),
+    )
+    pytester.makepyfile(
+        test_it="""
+        from pytest_chatresp import Cassette, ChatCompletion
+
+        def test_many(chat_completions, chat_cassette):
+            assert [c.id for c in chat_completions] == ["a", "b"]
+            assert isinstance(chat_cassette, Cassette)
+            assert [e.index for e in chat_cassette.exchanges] == [0, 1]
+            assert all(isinstance(c, ChatCompletion) for c in chat_completions)
+            assert str(chat_completions[1].source) == "cassettes/test_it/test_many.yaml, interaction 1"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_chat_completion_needs_exactly_one(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/test_it/test_one.yaml", completion(), completion())
+    pytester.makepyfile(test_it="def test_one(chat_completion):\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_it/test_one.yaml holds 2 chat completions; the chat_completion "
+            "fixture needs exactly one. Use the chat_completions fixture for a list."
+        ]
+    )
+
+
+def test_invalid_response_fails_before_the_test_body(pytester: pytest.Pytester) -> None:
+    bad = completion()
+    bad["choices"][0]["message"]["role"] = "user"
+    write_cassette(pytester.path / "cassettes/test_it/test_bad.yaml", completion(), bad)
+    pytester.makepyfile(
+        test_it="def test_bad(chat_completions):\n    raise AssertionError('ran')\n"
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_it/test_bad.yaml, interaction 1: choices[0].message.role: "
+            "expected 'assistant', got 'user'"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*ran*")
+    # No traceback through the plugin's code.
+    result.stdout.no_fnmatch_line("*pytest_chatresp*")
+    result.stdout.no_fnmatch_line("*During handling*")
+
+
+def test_unreadable_cassette_names_the_file(pytester: pytest.Pytester) -> None:
+    path = pytester.path / "cassettes/test_it/test_yaml.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text("interactions:\n- request: [unclosed\n")
+    before = path.read_bytes()
+    pytester.makepyfile(test_it="def test_yaml(chat_cassette):\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["cassettes/test_it/test_yaml.yaml: not valid YAML at line *"])
+    result.stdout.no_fnmatch_line("*yaml.*Error*")
+    assert path.read_bytes() == before
+
+
+def test_missing_cassette_says_where_and_how_to_record(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_it="def test_gone(chat_completion):\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "No cassette for test_it.py::test_gone: cassettes/test_it/test_gone.yaml does not exist.",
+            "Record it with: pytest --chatresp-record-mode=once test_it.py::test_gone",
+        ]
+    )
+
+
+def test_marker_names_the_cassette(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/shared/weather.yaml", completion(id="named"))
+    outside = write_cassette(pytester.path / "elsewhere/abs.yaml", completion(id="absolute"))
+    pytester.makepyfile(
+        test_it=f"""
+        import pytest
+
+        @pytest.mark.chat_cassette("shared/weather.yaml")
+        def test_relative(chat_completion):
+            assert chat_completion.id == "named"
+
+        @pytest.mark.chat_cassette({str(outside)!r})
+        def test_absolute(chat_completion):
+            assert chat_completion.id == "absolute"
+
+        @pytest.mark.chat_cassette(path="shared/weather.yaml")
+        def test_keyword(chat_completion):
+            assert chat_completion.id == "named"
+        """
+    )
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=3)
+
+
+def test_bad_marker_argument(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_it="""
+        import pytest
+
+        @pytest.mark.chat_cassette(42)
+        def test_bad(chat_completion):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_it.py::test_bad: @pytest.mark.chat_cassette takes a cassette path (a string), got 42"
+        ]
+    )
+
+
+def test_parametrized_and_class_names(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/test_it/test_p[a-1].yaml", completion(id="a"))
+    write_cassette(pytester.path / "cassettes/test_it/test_p[b_c-2].yaml", completion(id="b"))
+    write_cassette(pytester.path / "cassettes/test_it/TestGroup.test_m.yaml", completion(id="m"))
+    pytester.makepyfile(
+        test_it="""
+        import pytest
+
+        @pytest.mark.parametrize("key,n", [("a", 1), ("b/c", 2)])
+        def test_p(chat_completion, key, n):
+            assert chat_completion.id == key[0]
+
+        class TestGroup:
+            def test_m(self, chat_completion):
+                assert chat_completion.id == "m"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=3)
+
+
+def test_json_cassette_is_found_when_there_is_no_yaml(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/test_it/test_j.json", completion(id="json"))
+    pytester.makepyfile(
+        test_it="def test_j(chat_completion):\n    assert chat_completion.id == 'json'\n"
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_cassette_dir_from_ini_and_cli(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "from_ini/test_it/test_d.yaml", completion(id="ini"))
+    write_cassette(pytester.path / "from_cli/test_it/test_d.yaml", completion(id="cli"))
+    pytester.makeini("[pytest]\nchatresp_cassette_dir = from_ini\n")
+    pytester.makepyfile(
+        test_it="""
+        def test_d(chat_completion):
+            print("SERVED", chat_completion.id)
+        """
+    )
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*SERVED ini*"])
+    result = pytester.runpytest("-s", "--chatresp-cassette-dir=from_cli")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*SERVED cli*"])
+    result.stdout.fnmatch_lines(["chatresp: cassette dir *from_cli*"])
+
+
+def test_strict_mode_from_ini_and_cli(pytester: pytest.Pytester) -> None:
+    lax = completion(created="1764000000")
+    write_cassette(pytester.path / "cassettes/test_it/test_s.yaml", lax)
+    pytester.makepyfile(
+        test_it="def test_s(chat_completion):\n    assert chat_completion.created == 1764000000\n"
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    result = pytester.runpytest("--chatresp-strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_it/test_s.yaml, interaction 0: created: expected an integer, "
+            "got string '1764000000' (strict mode does not coerce)",
+        ]
+    )
+    pytester.makeini("[pytest]\nchatresp_strict = true\n")
+    pytester.runpytest().assert_outcomes(errors=1)
+
+
+def test_strict_mode_rejects_unknown_fields_and_requires_nullable_keys(
+    pytester: pytest.Pytester,
+) -> None:
+    body = completion(x_groq={"id": "req_1"})
+    del body["choices"][0]["logprobs"]
+    write_cassette(pytester.path / "cassettes/test_it/test_s.yaml", body)
+    pytester.makepyfile(test_it="def test_s(chat_completion):\n    pass\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+    result = pytester.runpytest("--chatresp-strict")
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_it/test_s.yaml, interaction 0: choices[0].logprobs: required field "
+            "is missing (null is allowed, absent is not)",
+            "cassettes/test_it/test_s.yaml, interaction 0: x_groq: unknown field *",
+        ]
+    )
+
+
+def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nchatresp_record_mode = sometimes\n")
+    pytester.makepyfile(test_it="def test_x():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*chatresp_record_mode = 'sometimes' is not a record mode; "
+            "use one of: none, once, new_episodes, all.*"
+        ]
+    )
+
+
+def test_help_and_markers(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(
+        [
+            "*recorded chat completion responses (pytest-chatresp)*",
+            "*--chatresp-cassette-dir=DIR*",
+            "*--chatresp-strict*",
+            "*--chatresp-record-mode=*",
+            "*chatresp_cassette_dir*",
+        ]
+    )
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.chat_cassette(path=None, *"])
+
+
+def test_inert_for_tests_that_do_not_use_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_it="def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("chatresp:*")
+    assert not (pytester.path / "cassettes").exists()
+
+
+def test_assertion_failure_message_in_a_user_test(pytester: pytest.Pytester) -> None:
+    write_cassette(
+        pytester.path / "cassettes/test_it/test_u.yaml",
+        completion(usage={"prompt_tokens": 150, "completion_tokens": 90, "total_tokens": 240}),
+    )
+    pytester.makepyfile(
+        test_it="""
+        from pytest_chatresp import assert_usage
+
+        def test_u(chat_completion):
+            assert_usage(chat_completion, max_total_tokens=200)
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E *AssertionError: cassettes/test_it/test_u.yaml, interaction 0: usage.total_tokens: "
+            "expected at most 200, found 240",
+            "E *usage: prompt 150, completion 90, total 240",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*assertions.py*")
+
+
+def test_error_responses_are_not_completions(pytester: pytest.Pytester) -> None:
+    error = {"error": {"message": "Rate limit", "type": "requests", "param": None, "code": "429"}}
+    write_cassette(pytester.path / "cassettes/test_it/test_e.yaml", error, status=429)
+    pytester.makepyfile(
+        test_it="""
+        def test_e(chat_cassette, chat_completions):
+            assert chat_completions == []
+            (exchange,) = chat_cassette.exchanges
+            assert exchange.error.status == 429
+            assert exchange.error.message == "Rate limit"
+            assert exchange.completion is None
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_cassette_parsed_once_per_session_and_again_when_changed(
+    pytester: pytest.Pytester,
+) -> None:
+    path = write_cassette(pytester.path / "cassettes/shared.yaml", completion(id="first"))
+    pytester.makepyfile(
+        test_it="""
+        import pytest
+
+        SEEN = []
+
+        @pytest.mark.chat_cassette("shared.yaml")
+        @pytest.mark.parametrize("n", range(3))
+        def test_same(chat_completion, chat_completions, n):
+            SEEN.append(chat_completion)
+            assert chat_completions[0] is chat_completion
+            assert all(c is SEEN[0] for c in SEEN)
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=3)
+    write_cassette(path, completion(id="second"))
+    pytester.makepyfile(
+        test_again="""
+        import pytest
+
+        @pytest.mark.chat_cassette("shared.yaml")
+        def test_changed(chat_completion):
+            assert chat_completion.id == "second"
+        """
+    )
+    pytester.runpytest("test_again.py").assert_outcomes(passed=1)
