@@ -173,9 +173,16 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
     assert isinstance(item, pytest.Item)
     path = _cassette_path(item)
     if not path.exists():
+        if item.get_closest_marker(_MARKER) is None:
+            remedy = (
+                f"Record it: mark the test with @pytest.mark.{_MARKER} and run "
+                f"pytest --chatresp-record-mode=once {item.nodeid}"
+            )
+        else:
+            remedy = f"Record it with: pytest --chatresp-record-mode=once {item.nodeid}"
         pytest.fail(
             f"No cassette for {item.nodeid}: {_relative(item.config, path)} does not exist.\n"
-            f"Record it with: pytest --chatresp-record-mode=once {item.nodeid}",
+            + remedy,
             pytrace=False,
         )
     try:

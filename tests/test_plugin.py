@@ -147,7 +147,8 @@ def test_missing_cassette_says_where_and_how_to_record(pytester: pytest.Pytester
     result.stdout.fnmatch_lines(
         [
             "No cassette for test_it.py::test_gone: cassettes/test_it/test_gone.yaml does not exist.",
-            "Record it with: pytest --chatresp-record-mode=once test_it.py::test_gone",
+            "Record it: mark the test with @pytest.mark.chat_cassette and run "
+            "pytest --chatresp-record-mode=once test_it.py::test_gone",
         ]
     )
 
