@@ -49,6 +49,25 @@ _CHAT_OBJECT = "chat.completion"
 _CHUNK_OBJECT = "chat.completion.chunk"
 
 
+def _loads(text: str | bytes) -> Any:
+    """``json.loads``; nesting too deep to decode is reported as ``ValueError`` like bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
+def _dumps(document: Any) -> str | None:
+    """A parsed body as JSON text; ``None`` when YAML gave it a cycle or too deep a nesting.
+
+    YAML values JSON has no type for (dates, ``!!binary`` bytes) are written as strings.
+    """
+    try:
+        return json.dumps(document, default=str)
+    except (ValueError, RecursionError):
+        return None
+
+
 # --- the document -------------------------------------------------------------------------------
 
 
@@ -341,7 +360,7 @@ def _stream_documents(events: list[SSEEvent]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for event in events:
         try:
-            document = json.loads(event.data)
+            document = _loads(event.data)
         except ValueError:
             continue
         if is_chunk(document):
@@ -400,12 +419,12 @@ def _request(shown: str, index: int, raw: Any) -> Request:
     headers = _headers(raw.get("headers"))
     body, parsed = _raw_body(raw)
     if parsed:
-        return Request(method.upper(), uri, headers, json.dumps(body), body)
+        return Request(method.upper(), uri, headers, _dumps(body), body)
     text, _ = _body_text(body, headers)
     document: Any = None
     if text:
         try:
-            document = json.loads(text)
+            document = _loads(text)
         except ValueError:
             document = None
     return Request(method.upper(), uri, headers, text, document)
@@ -448,21 +467,25 @@ def build_exchange(path: str, index: int, interaction: Any, *, strict: bool = Fa
     problem: str | None = None
     if parsed:
         exchange.json = raw
-        exchange.body = json.dumps(raw)
+        exchange.body = _dumps(raw)
         if isinstance(raw, str) and looks_like_sse(raw):
             exchange.body, exchange.json = raw, None
     else:
         exchange.body, problem = _body_text(raw, headers)
+        if raw is None:
+            problem = "the response has no body"
     text = exchange.body if isinstance(exchange.body, str) else None
 
     content_type = ",".join(headers.get("content-type", []))
     if exchange.json is None and text is not None and problem is None:
-        if "event-stream" in content_type or looks_like_sse(text):
+        # A JSON document (an error, typically) is read as JSON even under an SSE content type.
+        json_like = text.lstrip().startswith(("{", "["))
+        if looks_like_sse(text) or ("event-stream" in content_type and not json_like):
             exchange.streamed = True
             exchange.events, exchange.stream_done = parse_sse(text)
         elif text.strip():
             try:
-                exchange.json = json.loads(text)
+                exchange.json = _loads(text)
             except ValueError:
                 problem = f"the response body is not JSON: {shorten(text.strip(), 60)!r}"
         else:
@@ -503,7 +526,7 @@ def build_exchange(path: str, index: int, interaction: Any, *, strict: bool = Fa
 def _stream_error(events: list[SSEEvent]) -> Any:
     for event in events:
         try:
-            document = json.loads(event.data)
+            document = _loads(event.data)
         except ValueError:
             document = None
         if isinstance(document, dict) and document.get("error"):
@@ -540,7 +563,7 @@ def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], strict
     path, index = exchange.source.path, exchange.source.index
     for event in exchange.events:
         try:
-            document = json.loads(event.data)
+            document = _loads(event.data)
         except ValueError:
             exchange.violations.append(
                 Violation(

@@ -33,7 +33,11 @@ def shorten(text: str, limit: int = _MAX_VALUE) -> str:
 
 def show_value(value: Any, limit: int = _MAX_VALUE) -> str:
     """A value as it appears in a message: JSON-ish repr, shortened."""
-    return shorten(repr(value), limit)
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{_json_type(value)} nested too deeply to show>"
+    return shorten(text, limit)
 
 
 @dataclass(frozen=True)
