@@ -13,12 +13,15 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .errors import shorten
+from pydantic import BaseModel, ValidationError
+
+from .errors import field_path, shorten, show_value
 from .models import ChatCompletion, Choice
 
 __all__ = [
     "assert_choice",
     "assert_choices",
+    "assert_json_content",
     "assert_model",
     "assert_tier",
     "assert_tool_call",
@@ -274,3 +277,56 @@ def assert_tool_call(
         *diffs,
     )
     return {}
+
+
+def assert_json_content(completion: Any, schema: Any, *, choice: int = 0) -> Any:
+    """Parse a choice's content as JSON and validate it against ``schema``.
+
+    ``schema`` is a pydantic model class (the parsed model instance is returned) or a JSON
+    Schema dict (the parsed value is returned). Fails with the path of the first offending
+    value.
+    """
+    __tracebackhide__ = True
+    c = _completion(completion)
+    picked = _choice(c, choice)
+    field = f"choices[{choice}].message.content"
+    text = picked.message.content
+    if text is None:
+        _fail(c, field, "JSON content", "null", _show_content(picked))
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(c, field, "JSON content", f"{shorten(text, _SHOW)!r} ({exc.msg})")
+        return None
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        try:
+            return schema.model_validate(value)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            where = field_path(error["loc"])
+            _fail(
+                c,
+                f"{field}.{where}" if where else field,
+                f"content matching {schema.__name__}: {error['msg'].lower()}",
+                show_value(error.get("input")),
+                f"content: {shorten(text, _SHOW)!r}",
+            )
+    if isinstance(schema, Mapping):
+        from .checks import schema_errors
+
+        errors = schema_errors(value, schema)
+        if errors:
+            where, message = errors[0]
+            sep = "" if not where or where.startswith("[") else "."
+            _fail(
+                c,
+                f"{field}{sep}{where}",
+                "content matching the schema",
+                message,
+                f"content: {shorten(text, _SHOW)!r}",
+            )
+        return value
+    raise TypeError(
+        f"schema must be a pydantic model class or a JSON Schema dict, got {type(schema).__name__}"
+    )

@@ -13,7 +13,7 @@ import gzip
 import json
 import os
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from .checks import CheckContext, Rules, run_checks
 from .errors import CassetteError, Violation, display_path, shorten, violations_from
 from .models import (
     ChatCompletion,
@@ -337,7 +338,13 @@ class Exchange:
 
     @property
     def valid(self) -> bool:
+        """No violation: the response is well-typed and passes every contract check run."""
         return not self.violations
+
+    @property
+    def type_violations(self) -> list[Violation]:
+        """The violations of the models alone, contract checks aside."""
+        return [v for v in self.violations if v.check is None]
 
     @property
     def is_completion(self) -> bool:
@@ -430,12 +437,22 @@ def _request(shown: str, index: int, raw: Any) -> Request:
     return Request(method.upper(), uri, headers, text, document)
 
 
-def build_exchange(path: str, index: int, interaction: Any, *, strict: bool = False) -> Exchange:
+def build_exchange(
+    path: str,
+    index: int,
+    interaction: Any,
+    *,
+    strict: bool = False,
+    rules: Rules | None = None,
+) -> Exchange:
     """Read one interaction of a cassette document into an :class:`Exchange`.
 
     Raises :class:`CassetteError` only when the interaction is not shaped like one; contract
-    violations of the response are recorded on the exchange.
+    violations of the response are recorded on the exchange. ``rules`` (or ``strict``) say
+    how strictly to validate and which contract checks to skip.
     """
+    rules = rules or Rules(strict=strict)
+    strict = rules.strict
     if not isinstance(interaction, Mapping):
         raise CassetteError.single(
             path, "expected a mapping with request and response", index=index
@@ -517,9 +534,18 @@ def build_exchange(path: str, index: int, interaction: Any, *, strict: bool = Fa
     if problem is not None:
         exchange.violations.append(Violation(path, index, None, problem))
     elif exchange.streamed:
-        _validate_stream(exchange, stream_documents, strict)
+        _validate_stream(exchange, stream_documents, rules)
     else:
-        _validate_document(exchange, document, strict)
+        _validate_document(exchange, document, rules)
+    if exchange._completion is not None:
+        context = CheckContext(
+            path,
+            index,
+            request.json,
+            stream_documents if exchange.streamed else None,
+            exchange.stream_done,
+        )
+        exchange.violations.extend(run_checks(exchange._completion, context, rules.skip_checks))
     return exchange
 
 
@@ -546,7 +572,8 @@ def _valid_chunks(documents: list[dict[str, Any]], strict: bool) -> list[ChatCom
     return chunks
 
 
-def _validate_document(exchange: Exchange, document: Any, strict: bool) -> None:
+def _validate_document(exchange: Exchange, document: Any, rules: Rules) -> None:
+    strict = rules.strict
     assert exchange.source is not None
     path, index = exchange.source.path, exchange.source.index
     try:
@@ -558,7 +585,8 @@ def _validate_document(exchange: Exchange, document: Any, strict: bool) -> None:
     exchange._completion = completion
 
 
-def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], strict: bool) -> None:
+def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], rules: Rules) -> None:
+    strict = rules.strict
     assert exchange.source is not None
     path, index = exchange.source.path, exchange.source.index
     for event in exchange.events:
@@ -648,7 +676,7 @@ class Cassette:
 
 
 def cassette_from_document(
-    path: str | os.PathLike[str], document: Any, *, strict: bool = False
+    path: str | os.PathLike[str], document: Any, *, rules: Rules | None = None
 ) -> Cassette:
     """Build a :class:`Cassette` from a parsed cassette document."""
     shown = display_path(path)
@@ -662,20 +690,30 @@ def cassette_from_document(
             shown, "not a vcrpy cassette: no 'interactions' list", field="interactions"
         )
     exchanges = [
-        build_exchange(shown, index, interaction, strict=strict)
+        build_exchange(shown, index, interaction, rules=rules)
         for index, interaction in enumerate(interactions)
     ]
     return Cassette(path, exchanges)
 
 
-def load_cassette(path: str | os.PathLike[str], *, strict: bool = False) -> Cassette:
+def load_cassette(
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = False,
+    skip_checks: Iterable[str] = (),
+    rules: Rules | None = None,
+) -> Cassette:
     """Read a vcrpy cassette file and validate every chat completion in it.
+
+    ``strict`` turns on strict validation; ``skip_checks`` names contract checks to skip
+    (see :data:`pytest_chatresp.checks.CHECKS`); ``rules`` gives both at once.
 
     Raises :class:`CassetteError` when the file cannot be read as a cassette. Contract
     violations are raised when :attr:`Cassette.completions` (or an exchange's ``completion``)
     is read.
     """
-    return cassette_from_document(path, read_document(path), strict=strict)
+    rules = rules or Rules(strict=strict, skip_checks=frozenset(skip_checks))
+    return cassette_from_document(path, read_document(path), rules=rules)
 
 
 class CassetteCache:
@@ -686,9 +724,9 @@ class CassetteCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple[int, int, int], Any, dict[bool, Cassette]]] = {}
+        self._entries: dict[str, tuple[tuple[int, int, int], Any, dict[Rules, Cassette]]] = {}
 
-    def _entry(self, path: Path) -> tuple[Any, dict[bool, Cassette]]:
+    def _entry(self, path: Path) -> tuple[Any, dict[Rules, Cassette]]:
         resolved = path.resolve()
         try:
             stat = resolved.stat()
@@ -706,10 +744,13 @@ class CassetteCache:
         """The parsed file."""
         return self._entry(Path(path))[0]
 
-    def load(self, path: str | os.PathLike[str], *, strict: bool = False) -> Cassette:
+    def load(
+        self, path: str | os.PathLike[str], *, strict: bool = False, rules: Rules | None = None
+    ) -> Cassette:
         """The file as a validated :class:`Cassette`."""
+        rules = rules or Rules(strict=strict)
         document, cassettes = self._entry(Path(path))
-        cassette = cassettes.get(strict)
+        cassette = cassettes.get(rules)
         if cassette is None:
-            cassette = cassettes[strict] = cassette_from_document(path, document, strict=strict)
+            cassette = cassettes[rules] = cassette_from_document(path, document, rules=rules)
         return cassette

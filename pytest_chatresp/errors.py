@@ -53,6 +53,8 @@ class Violation:
     index: int | None
     field: str | None
     message: str
+    #: The contract check that found it (``usage-sum``, …); ``None`` for a type error.
+    check: str | None = None
 
     def __str__(self) -> str:
         where = self.path if self.index is None else f"{self.path}, interaction {self.index}"

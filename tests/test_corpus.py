@@ -86,9 +86,9 @@ def disagreements() -> dict[tuple[str, int], str]:
         for exchange in load(relative):
             if not exchange.is_chat or exchange.error is not None:
                 continue
-            ours, theirs = exchange.valid, sdk_verdict(exchange)
+            ours, theirs = not exchange.type_violations, sdk_verdict(exchange)
             if ours != theirs:
-                why = "; ".join(f"{v.field}: {v.message}" for v in exchange.violations[:3])
+                why = "; ".join(f"{v.field}: {v.message}" for v in exchange.type_violations[:3])
                 found[(relative, exchange.index)] = (
                     f"ours={'valid' if ours else 'invalid'} sdk={'valid' if theirs else 'invalid'}"
                     f"{' (' + why + ')' if why else ''}"
@@ -118,7 +118,7 @@ def test_file_loads(relative: str) -> None:
         if exchange.is_chat and exchange.error is None:
             # Every chat exchange is either an API error or a completion with a verdict.
             assert exchange.is_completion
-            if exchange.valid:
+            if not exchange.violations:
                 completion = exchange.completion
                 assert completion is not None
                 assert completion.source == exchange.source
@@ -168,7 +168,7 @@ def test_counts_are_in_line_with_the_manifest() -> None:
         for exchange in cassette:
             if exchange.is_completion:
                 completions += 1
-                invalid += not exchange.valid
+                invalid += bool(exchange.type_violations)
                 streamed += exchange.streamed
                 file_streamed = file_streamed or exchange.streamed
         streamed_files += file_streamed

@@ -1,0 +1,322 @@
+"""The contract beyond types: checks a well-typed completion can still fail.
+
+Each check has a name users can switch off (ini ``chatresp_skip_checks``). A failed check is a
+:class:`~pytest_chatresp.errors.Violation` like a type error, its message ending with the
+check's name.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Violation, shorten, show_value
+from .models import ChatCompletion
+
+__all__ = ["CHECKS", "CheckContext", "Rules", "run_checks", "schema_errors", "unknown_checks"]
+
+_EPOCH_2015 = 1420070400
+_DAY = 86400
+_MILLISECONDS = 10**11
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How a completion is judged: strict validation, and contract checks to skip."""
+
+    strict: bool = False
+    skip_checks: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a check may look at besides the completion."""
+
+    path: str
+    index: int
+    request: Any
+    chunks: list[dict[str, Any]] | None = None
+    stream_done: bool = True
+
+
+_Found = list[tuple[str, str]]
+_Check = Callable[[ChatCompletion, CheckContext], _Found]
+
+
+def _usage_sum(completion: ChatCompletion, _: CheckContext) -> _Found:
+    usage = completion.usage
+    if usage is None:
+        return []
+    expected = usage.prompt_tokens + usage.completion_tokens
+    if usage.total_tokens != expected:
+        return [
+            (
+                "usage.total_tokens",
+                f"expected prompt_tokens + completion_tokens = {expected}, "
+                f"found {usage.total_tokens}",
+            )
+        ]
+    return []
+
+
+def _choice_index(completion: ChatCompletion, _: CheckContext) -> _Found:
+    indices = [choice.index for choice in completion.choices]
+    if indices != list(range(len(indices))):
+        return [("choices", f"expected indices 0..{len(indices) - 1} in order, found {indices}")]
+    return []
+
+
+def _choice_count(completion: ChatCompletion, context: CheckContext) -> _Found:
+    request = context.request
+    n = request.get("n") if isinstance(request, dict) else None
+    if isinstance(n, int) and not isinstance(n, bool) and len(completion.choices) != n:
+        return [
+            (
+                "choices",
+                f"expected {n} choice(s) (the request asked for n={n}), "
+                f"found {len(completion.choices)}",
+            )
+        ]
+    return []
+
+
+def _decoded_arguments(text: str) -> tuple[Any, str | None]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"expected JSON arguments, found {shorten(text, 60)!r} ({exc.msg})"
+    if not isinstance(value, dict):
+        return None, f"expected a JSON object, found {show_value(value)}"
+    return value, None
+
+
+def _tool_args(completion: ChatCompletion, _: CheckContext) -> _Found:
+    found: _Found = []
+    for choice in completion.choices:
+        calls = choice.message.tool_calls or []
+        if choice.finish_reason == "tool_calls" and not calls:
+            found.append(
+                (
+                    f"choices[{choice.index}].message.tool_calls",
+                    "expected at least one tool call (finish_reason is 'tool_calls'), found none",
+                )
+            )
+        for position, call in enumerate(calls):
+            if call.type != "function":
+                continue
+            _, problem = _decoded_arguments(call.function.arguments)
+            if problem:
+                field = f"choices[{choice.index}].message.tool_calls[{position}].function.arguments"
+                found.append((field, problem))
+    return found
+
+
+def schema_errors(value: Any, schema: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``[(path, message)]`` of a JSON Schema validation, the first offending value first."""
+    import jsonschema
+
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: (len(e.absolute_path), e.path))
+    out = []
+    for error in errors:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        out.append((path.lstrip("."), error.message))
+    return out
+
+
+def _response_format(request: Any) -> tuple[str | None, Any]:
+    if not isinstance(request, dict):
+        return None, None
+    response_format = request.get("response_format")
+    if not isinstance(response_format, dict):
+        return None, None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return kind, schema if isinstance(schema, dict) else None
+    return (kind if isinstance(kind, str) else None), None
+
+
+def _json_output(completion: ChatCompletion, context: CheckContext) -> _Found:
+    kind, schema = _response_format(context.request)
+    if kind not in ("json_object", "json_schema"):
+        return []
+    found: _Found = []
+    for choice in completion.choices:
+        content = choice.message.content
+        field = f"choices[{choice.index}].message.content"
+        if content is None:
+            if choice.message.refusal is None and choice.finish_reason == "stop":
+                found.append((field, f"expected JSON (response_format {kind}), found null"))
+            continue
+        try:
+            value = json.loads(content)
+        except json.JSONDecodeError as exc:
+            found.append(
+                (
+                    field,
+                    f"expected JSON (response_format {kind}), "
+                    f"found {shorten(content, 60)!r} ({exc.msg})",
+                )
+            )
+            continue
+        if schema is not None:
+            for where, message in schema_errors(value, schema)[:1]:
+                found.append(
+                    (
+                        f"{field}{'.' if where and not where.startswith('[') else ''}{where}",
+                        f"does not match the request's json_schema: {message}",
+                    )
+                )
+    return found
+
+
+def _declared_tools(request: Any) -> dict[str, Any] | None:
+    if not isinstance(request, dict) or not isinstance(request.get("tools"), list):
+        return None
+    tools: dict[str, Any] = {}
+    for tool in request["tools"]:
+        if not isinstance(tool, dict):
+            continue
+        spec = (
+            tool.get("function")
+            if tool.get("type", "function") == "function"
+            else tool.get("custom")
+        )
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            tools[spec["name"]] = (
+                spec.get("parameters") if tool.get("type", "function") == "function" else None
+            )
+    return tools
+
+
+def _tool_schema(completion: ChatCompletion, context: CheckContext) -> _Found:
+    tools = _declared_tools(context.request)
+    if tools is None:
+        return []
+    found: _Found = []
+    for choice in completion.choices:
+        for position, call in enumerate(choice.message.tool_calls or []):
+            name = call.function.name if call.type == "function" else call.custom.name
+            field = f"choices[{choice.index}].message.tool_calls[{position}]"
+            if name not in tools:
+                declared = ", ".join(repr(t) for t in tools) or "none"
+                found.append(
+                    (
+                        f"{field}.function.name",
+                        f"expected a declared tool ({declared}), found {name!r}",
+                    )
+                )
+                continue
+            schema = tools[name]
+            if call.type != "function" or not isinstance(schema, dict):
+                continue
+            arguments, problem = _decoded_arguments(call.function.arguments)
+            if problem:
+                continue  # tool-args reports it
+            for where, message in schema_errors(arguments, schema)[:1]:
+                path = f"{field}.function.arguments" + (
+                    f".{where}" if where and not where.startswith("[") else where
+                )
+                found.append((path, f"does not match the parameters of {name!r}: {message}"))
+    return found
+
+
+def _stream(completion: ChatCompletion, context: CheckContext) -> _Found:
+    chunks = context.chunks
+    if chunks is None:
+        return []
+    found: _Found = []
+    first = chunks[0] if chunks else {}
+    for position, chunk in enumerate(chunks):
+        for key in ("id", "model", "created"):
+            if key in chunk and key in first and chunk[key] != first[key]:
+                found.append(
+                    (
+                        f"chunk[{position}].{key}",
+                        f"expected {show_value(first[key])} as in the first chunk, "
+                        f"found {show_value(chunk[key])}",
+                    )
+                )
+                break
+    finishes: dict[int, int] = {}
+    for chunk in chunks:
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+                index = choice.get("index", 0)
+                if isinstance(index, int):
+                    finishes[index] = finishes.get(index, 0) + 1
+    for index, count in sorted(finishes.items()):
+        if count > 1:
+            found.append(
+                (
+                    f"choices[{index}].finish_reason",
+                    f"expected one finish_reason in the stream, found {count}",
+                )
+            )
+    usage_positions = [
+        position
+        for position, chunk in enumerate(chunks)
+        if chunk.get("usage") is not None and chunk.get("choices") == []
+    ]
+    if usage_positions and usage_positions[-1] != len(chunks) - 1:
+        found.append(
+            (
+                f"chunk[{usage_positions[-1]}]",
+                f"expected the usage chunk last, "
+                f"found it at {usage_positions[-1]} of {len(chunks)}",
+            )
+        )
+    if not context.stream_done:
+        found.append(("stream", "expected the stream to end with data: [DONE], found no [DONE]"))
+    return found
+
+
+def _created(completion: ChatCompletion, _: CheckContext) -> _Found:
+    created = completion.created
+    if created >= _MILLISECONDS:
+        return [("created", f"expected Unix seconds, found {created} (milliseconds?)")]
+    if created < _EPOCH_2015:
+        return [("created", f"expected a time after 2015-01-01, found {created}")]
+    if created > time.time() + _DAY:
+        return [("created", f"expected a time not in the future, found {created}")]
+    return []
+
+
+CHECKS: dict[str, _Check] = {
+    "usage-sum": _usage_sum,
+    "choice-index": _choice_index,
+    "choice-count": _choice_count,
+    "tool-args": _tool_args,
+    "json-output": _json_output,
+    "tool-schema": _tool_schema,
+    "stream": _stream,
+    "created": _created,
+}
+
+
+def unknown_checks(names: Iterable[str]) -> list[str]:
+    return [name for name in names if name not in CHECKS]
+
+
+def run_checks(
+    completion: ChatCompletion, context: CheckContext, skip: Iterable[str] = ()
+) -> list[Violation]:
+    """Every check not in ``skip``, as violations naming the check."""
+    skipped = set(skip)
+    out: list[Violation] = []
+    for name, check in CHECKS.items():
+        if name in skipped:
+            continue
+        for field, message in check(completion, context):
+            out.append(
+                Violation(
+                    context.path, context.index, field, f"{message} [check {name}]", check=name
+                )
+            )
+    return out
