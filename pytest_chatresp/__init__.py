@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .assertions import (
         assert_choice,
         assert_choices,
+        assert_json_content,
         assert_model,
         assert_tier,
         assert_tool_call,
@@ -49,6 +50,7 @@ __all__ = [
     "Violation",
     "assert_choice",
     "assert_choices",
+    "assert_json_content",
     "assert_model",
     "assert_tier",
     "assert_tool_call",
@@ -60,6 +62,7 @@ _HOMES = {
     "assertions": (
         "assert_choice",
         "assert_choices",
+        "assert_json_content",
         "assert_model",
         "assert_tier",
         "assert_tool_call",

@@ -294,16 +294,23 @@ def assert_json_content(completion: Any, schema: Any, *, choice: int = 0) -> Any
     if text is None:
         _fail(c, field, "JSON content", "null", _show_content(picked))
         return None
+    problem: str | None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        _fail(c, field, "JSON content", f"{shorten(text, _SHOW)!r} ({exc.msg})")
+        problem = exc.msg
+    else:
+        problem = None
+    if problem is not None:
+        _fail(c, field, "JSON content", f"{shorten(text, _SHOW)!r} ({problem})")
         return None
     if isinstance(schema, type) and issubclass(schema, BaseModel):
+        error: Any = None
         try:
             return schema.model_validate(value)
         except ValidationError as exc:
             error = exc.errors(include_url=False)[0]
+        if error:
             where = field_path(error["loc"])
             _fail(
                 c,

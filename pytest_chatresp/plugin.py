@@ -11,6 +11,8 @@ import pytest
 
 if TYPE_CHECKING:
     from .cassette import Cassette, CassetteCache
+    from .checks import Rules
+    from .contract import ContractSnapshot
     from .models import ChatCompletion
     from .recording import Recorder, RecordSettings
 
@@ -18,6 +20,8 @@ _MARKER = "chat_cassette"
 _RECORD_MODES = ("none", "once", "new_episodes", "all")
 _CACHE_KEY: pytest.StashKey[CassetteCache] = pytest.StashKey()
 _RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
+_RULES_KEY: pytest.StashKey[Rules] = pytest.StashKey()
+_CONTRACTS_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
 
@@ -70,6 +74,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(
             ini, f"more {what} to scrub before a cassette is written.", type="args", default=[]
         )
+    group.addoption(
+        "--chatresp-update-contracts",
+        dest="chatresp_update_contracts",
+        action="store_true",
+        default=False,
+        help="write missing contract files and rewrite those that differ.",
+    )
+    parser.addini(
+        "chatresp_skip_checks",
+        "contract checks to skip, by name (usage-sum choice-index choice-count tool-args "
+        "json-output tool-schema stream created).",
+        type="args",
+        default=[],
+    )
     parser.addini(
         "chatresp_cassette_dir",
         "directory of the cassettes, relative to the rootdir (default: cassettes).",
@@ -97,8 +115,18 @@ def pytest_configure(config: pytest.Config) -> None:
             f"use one of: {', '.join(_RECORD_MODES)}."
         )
     from .cassette import CassetteCache
+    from .checks import CHECKS, Rules
 
     config.stash[_CACHE_KEY] = CassetteCache()
+    config.stash[_CONTRACTS_KEY] = []
+    skipped = [str(name) for name in config.getini("chatresp_skip_checks")]
+    unknown = [name for name in skipped if name not in CHECKS]
+    if unknown:
+        raise pytest.UsageError(
+            f"chatresp_skip_checks names unknown checks: {', '.join(unknown)}; "
+            f"the checks are: {' '.join(CHECKS)}."
+        )
+    config.stash[_RULES_KEY] = Rules(strict=_strict(config), skip_checks=frozenset(skipped))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -107,6 +135,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         active.append(f"cassette dir {_cassette_dir(config)}")
     if _strict(config):
         active.append("strict validation")
+    skipped = config.getini("chatresp_skip_checks")
+    if skipped:
+        active.append(f"checks skipped: {' '.join(skipped)}")
     mode = _cli_or_ini(config, "chatresp_record_mode")
     if mode != "none":
         active.append(f"record mode {mode}")
@@ -186,7 +217,7 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
             pytrace=False,
         )
     try:
-        cassette = item.config.stash[_CACHE_KEY].load(path, strict=_strict(item.config))
+        cassette = item.config.stash[_CACHE_KEY].load(path, rules=item.config.stash[_RULES_KEY])
         cassette.completions  # noqa: B018 - validates every response before the test body
     except CassetteError as exc:
         failure = str(exc)
@@ -362,3 +393,50 @@ def chat_completion(request: pytest.FixtureRequest) -> ChatCompletion:
             pytrace=False,
         )
     return completions[0]
+
+
+@pytest.fixture
+def chat_contract(request: pytest.FixtureRequest) -> Iterator[ContractSnapshot]:
+    """The shape contract beside the test's cassette: ``assert chat_contract == completion``."""
+    from .contract import ContractSnapshot
+    from .errors import CassetteError
+
+    item = request.node
+    assert isinstance(item, pytest.Item)
+    config = item.config
+    snapshot = ContractSnapshot(
+        _cassette_path(item),
+        may_write=_record_mode(item) != "none",
+        update=bool(config.getoption("chatresp_update_contracts")),
+        remedy=f"pytest --chatresp-update-contracts {item.nodeid}",
+    )
+    yield snapshot
+    failure = None
+    try:
+        if snapshot.save():
+            config.stash[_CONTRACTS_KEY].append(_relative(config, snapshot.path))
+    except CassetteError as exc:
+        failure = str(exc)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+
+
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: object, right: object
+) -> list[str] | None:
+    from .contract import ContractSnapshot
+
+    snapshot = left if isinstance(left, ContractSnapshot) else right
+    if op != "==" or not isinstance(snapshot, ContractSnapshot) or not snapshot.explanation:
+        return None
+    return [f"{snapshot!r} == the completion", *snapshot.explanation]
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    written = config.stash.get(_CONTRACTS_KEY, [])
+    if written:
+        terminalreporter.write_sep("-", "chatresp")
+        for path in written:
+            terminalreporter.write_line(f"contract written: {path}")

@@ -1,0 +1,442 @@
+"""Contract checks beyond types, the JSON content helper and shape contracts, through pytester."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import completion, glob, write_cassette
+
+from pytest_chatresp.checks import CHECKS
+
+READ_TEST = "def test_c(chat_completions):\n    assert chat_completions\n"
+CASSETTE = "cassettes/test_c/test_c.yaml"
+
+
+def tool_call(name: str, arguments: str) -> dict[str, Any]:
+    return {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def with_choice(**message: Any) -> dict[str, Any]:
+    body = completion()
+    finish = message.pop("finish_reason", "stop")
+    body["choices"][0]["message"].update(message)
+    body["choices"][0]["finish_reason"] = finish
+    return body
+
+
+def stream(*chunks: dict[str, Any], done: bool = True) -> str:
+    events = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks)
+    return events + ("data: [DONE]\n\n" if done else "")
+
+
+def chunk(choices: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
+    base = {"id": "c1", "object": "chat.completion.chunk", "created": 1764000000, "model": "m"}
+    return {**base, "choices": choices, **top}
+
+
+def delta(index: int = 0, finish: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"index": index, "delta": fields, "finish_reason": finish}
+
+
+GOOD_STREAM = stream(
+    chunk([delta(role="assistant", content="Hi")]),
+    chunk([delta(finish="stop")]),
+    chunk([], usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}),
+)
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    },
+}
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+
+def request_with(**fields: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+# (check, a body that passes, a body that fails, the request, the failure text)
+CASES: list[tuple[str, Any, Any, dict[str, Any] | None, str]] = [
+    (
+        "usage-sum",
+        completion(),
+        completion(usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 16}),
+        None,
+        "usage.total_tokens: expected prompt_tokens + completion_tokens = 15, found 16 [check usage-sum]",
+    ),
+    (
+        "choice-index",
+        completion(),
+        completion(choices=[{**completion()["choices"][0], "index": 1}]),
+        None,
+        "choices: expected indices 0..0 in order, found [1] [check choice-index]",
+    ),
+    (
+        "choice-count",
+        completion(
+            choices=[completion()["choices"][0], {**completion()["choices"][0], "index": 1}]
+        ),
+        completion(),
+        request_with(n=2),
+        "choices: expected 2 choice(s) (the request asked for n=2), found 1 [check choice-count]",
+    ),
+    (
+        "tool-args",
+        with_choice(
+            content=None,
+            tool_calls=[tool_call("get_weather", '{"city": "Paris"}')],
+            finish_reason="tool_calls",
+        ),
+        with_choice(
+            content=None,
+            tool_calls=[tool_call("get_weather", '{"city": ')],
+            finish_reason="tool_calls",
+        ),
+        None,
+        "choices[0].message.tool_calls[0].function.arguments: expected JSON arguments, "
+        "found '{\"city\": ' (Expecting value) [check tool-args]",
+    ),
+    (
+        "tool-args",
+        with_choice(content=None, tool_calls=[tool_call("f", "{}")], finish_reason="tool_calls"),
+        with_choice(content="no call", finish_reason="tool_calls"),
+        None,
+        "choices[0].message.tool_calls: expected at least one tool call (finish_reason is "
+        "'tool_calls'), found none [check tool-args]",
+    ),
+    (
+        "json-output",
+        with_choice(content='{"a": 1}'),
+        with_choice(content="Sure! {a: 1}"),
+        request_with(response_format={"type": "json_object"}),
+        "choices[0].message.content: expected JSON (response_format json_object), found "
+        "'Sure! {a: 1}' (Expecting value) [check json-output]",
+    ),
+    (
+        "json-output",
+        with_choice(content='{"name": "Ada", "age": 36}'),
+        with_choice(content='{"name": "Ada", "age": "36"}'),
+        request_with(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "p", "schema": PERSON_SCHEMA},
+            }
+        ),
+        "choices[0].message.content.age: does not match the request's json_schema: '36' is not "
+        "of type 'integer' [check json-output]",
+    ),
+    (
+        "tool-schema",
+        with_choice(
+            content=None,
+            tool_calls=[tool_call("get_weather", '{"city": "Paris"}')],
+            finish_reason="tool_calls",
+        ),
+        with_choice(
+            content=None,
+            tool_calls=[tool_call("get_time", '{"city": "Paris"}')],
+            finish_reason="tool_calls",
+        ),
+        request_with(tools=[WEATHER]),
+        "choices[0].message.tool_calls[0].function.name: expected a declared tool "
+        "('get_weather'), found 'get_time' [check tool-schema]",
+    ),
+    (
+        "tool-schema",
+        with_choice(
+            content=None,
+            tool_calls=[tool_call("get_weather", '{"city": "Paris", "days": 2}')],
+            finish_reason="tool_calls",
+        ),
+        with_choice(
+            content=None,
+            tool_calls=[tool_call("get_weather", '{"days": "2"}')],
+            finish_reason="tool_calls",
+        ),
+        request_with(tools=[WEATHER]),
+        "choices[0].message.tool_calls[0].function.arguments: does not match the parameters of "
+        "'get_weather': 'city' is a required property [check tool-schema]",
+    ),
+    (
+        "stream",
+        GOOD_STREAM,
+        stream(
+            chunk([delta(role="assistant", content="Hi")]),
+            chunk([delta(finish="stop")]),
+            done=False,
+        ),
+        None,
+        "stream: expected the stream to end with data: [DONE], found no [DONE] [check stream]",
+    ),
+    (
+        "stream",
+        GOOD_STREAM,
+        stream(
+            chunk([delta(role="assistant", content="Hi")]), chunk([delta(finish="stop")], id="c2")
+        ),
+        None,
+        "chunk[1].id: expected 'c1' as in the first chunk, found 'c2' [check stream]",
+    ),
+    (
+        "stream",
+        GOOD_STREAM,
+        stream(
+            chunk([delta(role="assistant", content="Hi")]),
+            chunk([], usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}),
+            chunk([delta(finish="stop")]),
+        ),
+        None,
+        "chunk[1]: expected the usage chunk last, found it at 1 of 3 [check stream]",
+    ),
+    (
+        "stream",
+        GOOD_STREAM,
+        stream(
+            chunk([delta(role="assistant", content="Hi", finish="stop")]),
+            chunk([delta(finish="stop")]),
+        ),
+        None,
+        "choices[0].finish_reason: expected one finish_reason in the stream, found 2 [check stream]",
+    ),
+    (
+        "created",
+        completion(),
+        completion(created=1764000000123),
+        None,
+        "created: expected Unix seconds, found 1764000000123 (milliseconds?) [check created]",
+    ),
+    (
+        "created",
+        completion(),
+        completion(created=86400),
+        None,
+        "created: expected a time after 2015-01-01, found 86400 [check created]",
+    ),
+]
+
+
+def write(path: Path, body: Any, request: dict[str, Any] | None) -> None:
+    write_cassette(path, body if isinstance(body, str) else copy.deepcopy(body), request=request)
+    if isinstance(body, str):  # a stream: the server said so
+        document = json.loads(path.read_text())
+        document["interactions"][0]["response"]["headers"] = {"Content-Type": ["text/event-stream"]}
+        path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(("check", "good", "bad", "request_body", "message"), CASES)
+def test_check_passes_fails_and_can_be_skipped(
+    pytester: pytest.Pytester, check: str, good: Any, bad: Any, request_body: Any, message: str
+) -> None:
+    pytester.makepyfile(test_c=READ_TEST)
+    write(pytester.path / CASSETTE, good, request_body)
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    write(pytester.path / CASSETTE, bad, request_body)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"{CASSETTE}, interaction 0: {message}"])
+
+    pytester.makeini(f"[pytest]\nchatresp_skip_checks = {check}\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"chatresp: checks skipped: {check}"])
+
+
+def test_every_check_has_a_case() -> None:
+    assert {case[0] for case in CASES} == set(CHECKS)
+
+
+def test_unknown_check_name_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nchatresp_skip_checks = usage-sum tool-arguments\n")
+    pytester.makepyfile(test_c="def test_c():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*chatresp_skip_checks names unknown checks: tool-arguments; the checks are: usage-sum *"]
+    )
+
+
+# --- assert_json_content -----------------------------------------------------------------------
+
+JSON_TEST = """
+from pydantic import BaseModel
+from pytest_chatresp import assert_json_content
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+def test_model(chat_completion):
+    person = assert_json_content(chat_completion, Person)
+    assert person == Person(name="Ada", age=36)
+
+def test_schema(chat_completion):
+    assert assert_json_content(chat_completion, SCHEMA) == {"name": "Ada", "age": 36}
+"""
+
+
+def test_json_content_with_a_model_and_a_schema(pytester: pytest.Pytester) -> None:
+    for name in ("test_model", "test_schema"):
+        path = pytester.path / f"cassettes/test_j/{name}.yaml"
+        write_cassette(path, with_choice(content='{"name": "Ada", "age": 36}'))
+    pytester.makepyfile(test_j=JSON_TEST)
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_json_content_failures_name_the_offending_value(pytester: pytest.Pytester) -> None:
+    for name in ("test_model", "test_schema"):
+        path = pytester.path / f"cassettes/test_j/{name}.yaml"
+        write_cassette(path, with_choice(content='{"name": "Ada", "age": "thirty-six"}'))
+    pytester.makepyfile(test_j=JSON_TEST)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            glob(
+                "E *AssertionError: cassettes/test_j/test_model.yaml, interaction 0: "
+                "choices[0].message.content.age: expected content matching Person: input should be "
+                "a valid integer, unable to parse string as an integer, found 'thirty-six'"
+            ),
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            glob(
+                "E *AssertionError: cassettes/test_j/test_schema.yaml, interaction 0: "
+                "choices[0].message.content.age: expected content matching the schema, found "
+                "'thirty-six' is not of type 'integer'"
+            ),
+        ]
+    )
+
+
+def test_json_content_that_is_not_json(pytester: pytest.Pytester) -> None:
+    write_cassette(
+        pytester.path / "cassettes/test_j/test_schema.yaml", with_choice(content="Ada, 36")
+    )
+    pytester.makepyfile(test_j=JSON_TEST)
+    result = pytester.runpytest("-k", "schema")
+    result.assert_outcomes(failed=1, deselected=1)
+    result.stdout.fnmatch_lines(
+        [
+            glob(
+                "E *choices[0].message.content: expected JSON content, found 'Ada, 36' "
+                "(Expecting value)"
+            ),
+        ]
+    )
+
+
+# --- shape contracts ----------------------------------------------------------------------------
+
+CONTRACT_TEST = """
+import pytest
+
+@pytest.mark.chat_cassette("test_k.yaml")
+def test_k(chat_completions, chat_contract):
+    for completion in chat_completions:
+        assert chat_contract == completion
+"""
+
+
+def tool_body(name: str) -> dict[str, Any]:
+    return with_choice(
+        content=None,
+        tool_calls=[tool_call(name, '{"city": "Paris", "unit": "celsius"}')],
+        finish_reason="tool_calls",
+    )
+
+
+def test_contract_life_cycle(pytester: pytest.Pytester) -> None:
+    cassette = write_cassette(pytester.path / "cassettes/test_k.yaml", tool_body("get_weather"))
+    contract = pytester.path / "cassettes/test_k.contract.yaml"
+    pytester.makepyfile(test_k=CONTRACT_TEST)
+
+    # Replay only: a missing contract fails with the command that writes it.
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*cassettes/test_k.contract.yaml: no contract file for this completion.",
+            "*Write it with: pytest --chatresp-update-contracts test_k.py::test_k",
+        ]
+    )
+    assert not contract.exists()
+
+    # Written on request, then passing.
+    result = pytester.runpytest("--chatresp-update-contracts")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["contract written: cassettes/test_k.contract.yaml"])
+    text = contract.read_text()
+    assert "name: get_weather" in text
+    assert "model: gpt-4o-mini\n" in text  # without the date suffix
+    assert "arguments: [city, unit]" in text
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    # A re-recording with another tool fails with a diff, and the file is not touched.
+    write_cassette(cassette, tool_body("get_time"))
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the shape of completion 0 differs from cassettes/test_k.contract.yaml:",
+            glob("*choices[0].tool_calls[0].name: 'get_weather' → 'get_time'"),
+            "*If the change is intended, update the contract with: "
+            "pytest --chatresp-update-contracts test_k.py::test_k",
+        ]
+    )
+    assert contract.read_text() == text
+
+    # Updated on purpose.
+    pytester.runpytest("--chatresp-update-contracts").assert_outcomes(passed=1)
+    assert "name: get_time" in contract.read_text()
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_contract_written_by_a_recording_run_and_shows_what_appeared(
+    pytester: pytest.Pytester,
+) -> None:
+    write_cassette(pytester.path / "cassettes/test_k.yaml", with_choice(content="plain"))
+    pytester.makepyfile(test_k=CONTRACT_TEST)
+    result = pytester.runpytest("--chatresp-record-mode=once")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "cassettes/test_k.contract.yaml").exists()
+    write_cassette(pytester.path / "cassettes/test_k.yaml", tool_body("get_weather"))
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            glob("*choices[0].content: 'text' → None"),
+            glob("*choices[0].finish_reason: 'stop' → 'tool_calls'"),
+            glob("*choices[0].tool_calls[0].arguments: ['city', 'unit'] appeared"),
+            glob("*choices[0].tool_calls[0].name: 'get_weather' appeared"),
+        ]
+    )
+
+
+def test_contract_records_json_keys(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/test_k.yaml", with_choice(content='{"b": 1, "a": 2}'))
+    pytester.makepyfile(test_k=CONTRACT_TEST)
+    pytester.runpytest("--chatresp-update-contracts").assert_outcomes(passed=1)
+    assert "json: [a, b]" in (pytester.path / "cassettes/test_k.contract.yaml").read_text()
