@@ -1,0 +1,179 @@
+"""What a test run replayed: completions, models, tiers, tokens, and fields the models don't know.
+
+A :class:`RunReport` is plain data: tests add to it, pytest-xdist workers send it to the
+controller as a dict, and the controller merges the dicts, so its totals equal a serial run's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["KINDS", "RunReport", "TestTally", "drift_fields"]
+
+#: How a test met a completion: read from a cassette by a fixture, replayed, or recorded.
+KINDS = ("read", "replayed", "recorded")
+
+
+def drift_fields(model: Any, prefix: str = "") -> list[str]:
+    """Paths of the fields of a response that the models don't know (``choices[].x``)."""
+    from pydantic import BaseModel
+
+    found: list[str] = []
+    for name in model.model_extra or {}:
+        found.append(f"{prefix}.{name}" if prefix else name)
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        path = f"{prefix}.{name}" if prefix else name
+        if isinstance(value, BaseModel):
+            found.extend(drift_fields(value, path))
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    found.extend(drift_fields(item, f"{path}[]"))
+    return sorted(set(found))
+
+
+@dataclass
+class TestTally:
+    """One test's share of the report."""
+
+    read: int = 0
+    replayed: int = 0
+    recorded: int = 0
+    models: Counter[str] = field(default_factory=Counter)
+    tiers: Counter[str] = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    @property
+    def completions(self) -> int:
+        return self.read + self.replayed + self.recorded
+
+    def add(self, other: TestTally) -> None:
+        self.read += other.read
+        self.replayed += other.replayed
+        self.recorded += other.recorded
+        self.models.update(other.models)
+        self.tiers.update(other.tiers)
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "replayed": self.replayed,
+            "recorded": self.recorded,
+            "models": dict(sorted(self.models.items())),
+            "tiers": dict(sorted(self.tiers.items())),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestTally:
+        return cls(
+            read=int(data.get("read", 0)),
+            replayed=int(data.get("replayed", 0)),
+            recorded=int(data.get("recorded", 0)),
+            models=Counter(data.get("models", {})),
+            tiers=Counter(data.get("tiers", {})),
+            prompt_tokens=int(data.get("prompt_tokens", 0)),
+            completion_tokens=int(data.get("completion_tokens", 0)),
+            total_tokens=int(data.get("total_tokens", 0)),
+        )
+
+
+def _tier(value: str | None) -> str:
+    return "null" if value is None else value
+
+
+class RunReport:
+    """Completions seen in a run, per test, plus drift: unknown fields with a count and a place."""
+
+    def __init__(self) -> None:
+        self.tests: dict[str, TestTally] = {}
+        self.drift: dict[str, tuple[int, str]] = {}
+
+    def __bool__(self) -> bool:
+        return any(t.completions for t in self.tests.values())
+
+    def add(self, nodeid: str, kind: str, completions: Iterable[Any], where: str) -> None:
+        """Count ``completions`` (``ChatCompletion``) met by test ``nodeid`` as ``kind``."""
+        tally = self.tests.setdefault(nodeid, TestTally())
+        for completion in completions:
+            setattr(tally, kind, getattr(tally, kind) + 1)
+            tally.models[completion.model] += 1
+            tally.tiers[_tier(completion.service_tier)] += 1
+            usage = completion.usage
+            if usage is not None:
+                tally.prompt_tokens += usage.prompt_tokens
+                tally.completion_tokens += usage.completion_tokens
+                tally.total_tokens += usage.total_tokens
+            source = completion.source
+            place = source.path if source is not None else where
+            for path in drift_fields(completion):
+                count, example = self.drift.get(path, (0, place))
+                self.drift[path] = (count + 1, example)
+
+    def total(self) -> TestTally:
+        total = TestTally()
+        for tally in self.tests.values():
+            total.add(tally)
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total().to_dict(),
+            "tests": {nodeid: t.to_dict() for nodeid, t in sorted(self.tests.items())},
+            "drift": {
+                path: {"count": count, "example": example}
+                for path, (count, example) in sorted(self.drift.items())
+            },
+        }
+
+    def merge(self, data: dict[str, Any]) -> None:
+        """Add a report sent as :meth:`to_dict` (by a pytest-xdist worker)."""
+        for nodeid, tally in data.get("tests", {}).items():
+            self.tests.setdefault(nodeid, TestTally()).add(TestTally.from_dict(tally))
+        for path, entry in data.get("drift", {}).items():
+            count, example = self.drift.get(path, (0, entry["example"]))
+            self.drift[path] = (count + int(entry["count"]), example)
+
+    def lines(self, *, verbose: bool = False) -> list[str]:
+        """The terminal summary section."""
+        if not self:
+            return []
+        out: list[str] = []
+        if verbose:
+            for nodeid, tally in sorted(self.tests.items()):
+                if tally.completions:
+                    out.append(f"{nodeid}: {_describe(tally)}")
+        total = self.total()
+        out.append(f"total: {_describe(total)}")
+        out.append("models: " + ", ".join(f"{m} ({n})" for m, n in sorted(total.models.items())))
+        out.append("tiers: " + ", ".join(f"{t} ({n})" for t, n in sorted(total.tiers.items())))
+        if self.drift:
+            out.append("fields the models don't know (drift):")
+            for path, (count, example) in sorted(self.drift.items()):
+                out.append(f"  {path}: {count} time(s), e.g. in {example}")
+        return out
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _describe(tally: TestTally) -> str:
+    return (
+        f"{tally.completions} chat completions ({tally.read} read, {tally.replayed} replayed, "
+        f"{tally.recorded} recorded), tokens {tally.prompt_tokens} prompt / "
+        f"{tally.completion_tokens} completion / {tally.total_tokens} total"
+    )
