@@ -245,6 +245,16 @@ class _Persister:
         return requests, responses
 
     def save_cassette(self, cassette_path: str, cassette_dict: Any, serializer: Any) -> None:
+        # vcrpy undoes its patches only after a save that returns: an error raised from here
+        # would leave HTTP clients patched, answering later tests from this cassette, until the
+        # garbage collector happens to break vcrpy's reference cycle. Recorder.__exit__ raises
+        # it once the cassette is closed.
+        try:
+            self._save(cassette_path, cassette_dict, serializer)
+        except BaseException as exc:
+            self._recorder._save_error = exc
+
+    def _save(self, cassette_path: str, cassette_dict: Any, serializer: Any) -> None:
         from vcr.serialize import serialize
 
         path = Path(cassette_path)
@@ -274,6 +284,20 @@ class _Persister:
                 ]
             )
         write_atomically(path, data)
+
+
+def _chain(first: Any, last: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """One vcrpy hook: ``first`` (a hook or a list of hooks, as vcrpy takes) then ``last``."""
+    hooks = [*(first if isinstance(first, list | tuple) else [first]), last]
+
+    def chained(value: Any) -> Any:
+        for hook in hooks:
+            if value is None:
+                return None
+            value = hook(value)
+        return value
+
+    return chained
 
 
 def write_atomically(path: Path, data: str) -> None:
@@ -320,6 +344,7 @@ class Recorder:
         self._documents = documents or read_document
         self._context: Any = None
         self._vcr_cassette: Any = None
+        self._save_error: BaseException | None = None
 
     def document(self, path: Path) -> Any:
         return self._documents(path)
@@ -333,19 +358,15 @@ class Recorder:
             "match_on": settings.match_on,
             "filter_headers": [(h, REDACTED) for h in settings.request_headers],
             "filter_query_parameters": [(q, REDACTED) for q in settings.query_parameters],
+            "before_record_request": self._scrub_request,
             "before_record_response": self._scrub_response,
             "decode_compressed_response": False,
         }
         user = dict(settings.vcr_options)
-        user_response_hook = user.pop("before_record_response", None)
-        if user_response_hook is not None:
-            ours = options["before_record_response"]
-
-            def chained(response: Any) -> Any:
-                response = user_response_hook(response)
-                return None if response is None else ours(response)
-
-            options["before_record_response"] = chained
+        for hook in ("before_record_request", "before_record_response"):
+            if user.get(hook) is not None:
+                # The user's hooks run first, so that what they leave is scrubbed too.
+                options[hook] = _chain(user.pop(hook), options[hook])
         for key in ("filter_headers", "filter_query_parameters"):
             if key in user:
                 options[key] = [*options[key], *user.pop(key)]
@@ -354,6 +375,11 @@ class Recorder:
         recorder.register_matcher(BODY_MATCHER, body)
         recorder.register_persister(_Persister(self))
         return recorder
+
+    def _scrub_request(self, request: Any) -> Any:
+        # vcrpy's filter_query_parameters compares names with their case; this does not.
+        request.uri = _scrub_query(request.uri, self.settings.query_parameters)
+        return request
 
     def _scrub_response(self, response: Any) -> Any:
         if isinstance(response, dict):
@@ -372,8 +398,13 @@ class Recorder:
 
     def __exit__(self, *exc_info: object) -> None:
         context, self._context = self._context, None
-        if context is not None:
-            context.__exit__(*exc_info)
+        if context is None:
+            return
+        self._save_error = None
+        context.__exit__(*exc_info)
+        error, self._save_error = self._save_error, None
+        if error is not None:
+            raise error
 
     def _instrument(self, cassette: Any) -> None:
         """Wrap the vcrpy cassette so that every replayed or recorded exchange is seen."""
