@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from .contract import ContractSnapshot
     from .models import ChatCompletion
     from .recording import Recorder, RecordSettings
+    from .report import RunReport
 
 _MARKER = "chat_cassette"
 _RECORD_MODES = ("none", "once", "new_episodes", "all")
@@ -22,6 +24,9 @@ _CACHE_KEY: pytest.StashKey[CassetteCache] = pytest.StashKey()
 _RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
 _RULES_KEY: pytest.StashKey[Rules] = pytest.StashKey()
 _CONTRACTS_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
+_REPORT_KEY: pytest.StashKey[RunReport] = pytest.StashKey()
+_READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
+_WORKER_REPORT = "chatresp_report"
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
 
@@ -80,6 +85,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="write missing contract files and rewrite those that differ.",
+    )
+    group.addoption(
+        "--chatresp-check",
+        dest="chatresp_check",
+        action="store_true",
+        default=None,
+        help="collect every cassette under the cassette dir as a test that validates it.",
+    )
+    group.addoption(
+        "--chatresp-report-json",
+        dest="chatresp_report_json",
+        default=None,
+        metavar="PATH",
+        help="write the end-of-run report (completions, models, tiers, tokens, drift) as JSON.",
+    )
+    parser.addini(
+        "chatresp_check",
+        "collect every cassette as a test that validates it (default: false).",
+        type="bool",
+        default=False,
     )
     parser.addini(
         "chatresp_skip_checks",
@@ -141,6 +166,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     mode = _cli_or_ini(config, "chatresp_record_mode")
     if mode != "none":
         active.append(f"record mode {mode}")
+    if _cli_or_ini(config, "chatresp_check"):
+        active.append("checking every cassette")
     return [f"chatresp: {', '.join(active)}"] if active else []
 
 
@@ -218,10 +245,13 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
         )
     try:
         cassette = item.config.stash[_CACHE_KEY].load(path, rules=item.config.stash[_RULES_KEY])
-        cassette.completions  # noqa: B018 - validates every response before the test body
+        completions = cassette.completions  # validates every response before the test body
     except CassetteError as exc:
         failure = str(exc)
     else:
+        if not item.stash.get(_READ_KEY, False):
+            item.stash[_READ_KEY] = True
+            _report(item.config).add(item.nodeid, "read", completions, str(path))
         return cassette
     pytest.fail(failure, pytrace=False)
 
@@ -261,6 +291,7 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
         response_headers=DEFAULT_RESPONSE_HEADERS + more("chatresp_filter_response_headers"),
         query_parameters=DEFAULT_QUERY_PARAMETERS + more("chatresp_filter_query_parameters"),
         strict=_strict(config),
+        skip_checks=config.stash[_RULES_KEY].skip_checks,
         vcr_options=vcr_options,
     )
 
@@ -353,6 +384,10 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         del item.stash[_RECORDER_KEY]
+        report = _report(item.config)
+        for kind, exchanges in (("replayed", recorder.replayed), ("recorded", recorder.recorded)):
+            valid = [e._completion for e in exchanges if e._completion is not None]
+            report.add(item.nodeid, kind, valid, str(recorder.path))
         try:
             recorder.__exit__(None, None, None)
         except CassetteError as exc:
@@ -432,11 +467,101 @@ def pytest_assertrepr_compare(
     return [f"{snapshot!r} == the completion", *snapshot.explanation]
 
 
+def _report(config: pytest.Config) -> RunReport:
+    report = config.stash.get(_REPORT_KEY, None)
+    if report is None:
+        from .report import RunReport
+
+        report = config.stash[_REPORT_KEY] = RunReport()
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    report = config.stash.get(_REPORT_KEY, None)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller reports
+        if report:
+            workeroutput[_WORKER_REPORT] = json.dumps(report.to_dict())
+        return
+    target = config.getoption("chatresp_report_json", default=None)
+    if target:
+        (report or _report(config)).write_json(Path(config.invocation_params.dir, target))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    data = getattr(node, "workeroutput", {}).get(_WORKER_REPORT)
+    if data:
+        _report(node.config).merge(json.loads(data))
+
+
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
     written = config.stash.get(_CONTRACTS_KEY, [])
-    if written:
-        terminalreporter.write_sep("-", "chatresp")
-        for path in written:
-            terminalreporter.write_line(f"contract written: {path}")
+    report = config.stash.get(_REPORT_KEY, None)
+    lines = report.lines(verbose=config.get_verbosity() > 0) if report else []
+    if not written and not lines:
+        return
+    terminalreporter.write_sep("-", "chatresp")
+    for line in lines:
+        terminalreporter.write_line(line)
+    for path in written:
+        terminalreporter.write_line(f"contract written: {path}")
+
+
+# --- cassettes as test items (--chatresp-check) -------------------------------------------------
+
+
+class CassetteCheckFailure(Exception):
+    """A cassette checked as a test item breaks the contract."""
+
+
+class CassetteCheckItem(pytest.Item):
+    """Validates every chat completion of one cassette file."""
+
+    def runtest(self) -> None:
+        from .errors import CassetteError
+
+        try:
+            cassette = self.config.stash[_CACHE_KEY].load(
+                self.path, rules=self.config.stash[_RULES_KEY]
+            )
+            completions = cassette.completions
+        except CassetteError as exc:
+            raise CassetteCheckFailure(str(exc)) from None
+        _report(self.config).add(self.nodeid, "read", completions, str(self.path))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CassetteCheckFailure):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"cassette {_relative(self.config, self.path)}"
+
+
+def _cassette_files(directory: Path) -> list[Path]:
+    from .contract import CONTRACT_SUFFIX
+
+    if not directory.is_dir():
+        return []
+    return sorted(
+        path
+        for path in directory.rglob("*")
+        if path.suffix in (".yaml", ".yml", ".json")
+        and not path.name.endswith(CONTRACT_SUFFIX)
+        and path.is_file()
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    if not _cli_or_ini(config, "chatresp_check"):
+        return
+    for path in _cassette_files(_cassette_dir(config)):
+        name = _relative(config, path)
+        items.append(CassetteCheckItem.from_parent(session, name=name, path=path, nodeid=name))

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .cassette import Cassette, Request, build_exchange, read_document
+from .cassette import Cassette, Exchange, Request, build_exchange, read_document
+from .checks import Rules
 from .errors import CassetteError, Violation, display_path
 
 __all__ = [
@@ -85,6 +86,7 @@ class RecordSettings:
     response_headers: tuple[str, ...] = DEFAULT_RESPONSE_HEADERS
     query_parameters: tuple[str, ...] = DEFAULT_QUERY_PARAMETERS
     strict: bool = False
+    skip_checks: frozenset[str] = frozenset()
     vcr_options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -341,6 +343,9 @@ class Recorder:
         self.settings = settings
         self.cassette = Cassette(path, [])
         self.unmatched: list[Unmatched] = []
+        #: The exchanges replayed from the file, and those recorded by this test, in order.
+        self.replayed: list[Exchange] = []
+        self.recorded: list[Exchange] = []
         self._documents = documents or read_document
         self._context: Any = None
         self._vcr_cassette: Any = None
@@ -416,7 +421,7 @@ class Recorder:
             response = original_play(request)
             for index, (_, stored) in enumerate(cassette.data):
                 if stored is response:
-                    self._add(index, cassette.data[index][0], response)
+                    self._add(index, cassette.data[index][0], response, self.replayed)
                     break
             return response
 
@@ -425,7 +430,7 @@ class Recorder:
             original_append(request, response)
             if len(cassette.data) > before:
                 stored_request, stored_response = cassette.data[-1]
-                self._add(len(cassette.data) - 1, stored_request, stored_response)
+                self._add(len(cassette.data) - 1, stored_request, stored_response, self.recorded)
 
         def can_play_response_for(request: Any) -> bool:
             answer = bool(original_can_play(request))
@@ -450,12 +455,16 @@ class Recorder:
         interaction = {"request": vcr_request._to_dict(), "response": {"status": {"code": 0}}}
         return build_exchange(display_path(self.path), -1, interaction).request
 
-    def _add(self, index: int, request: Any, response: Any) -> None:
+    def _add(self, index: int, request: Any, response: Any, kind: list[Exchange]) -> None:
         interaction = {"request": request._to_dict(), "response": response}
         exchange = build_exchange(
-            display_path(self.path), index, interaction, strict=self.settings.strict
+            display_path(self.path),
+            index,
+            interaction,
+            rules=Rules(strict=self.settings.strict, skip_checks=self.settings.skip_checks),
         )
         self.cassette.exchanges.append(exchange)
+        kind.append(exchange)
 
     @property
     def recorded_anything(self) -> bool:

@@ -1,0 +1,159 @@
+"""Cassettes as test items (--chatresp-check) and the end-of-run report, through pytester."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import completion, glob, write_cassette
+
+
+def bad_completion() -> dict[str, object]:
+    body = completion()
+    body["choices"][0]["finish_reason"] = "eos"  # type: ignore[index]
+    return body
+
+
+def project(pytester: pytest.Pytester) -> Path:
+    cassettes = pytester.path / "cassettes"
+    write_cassette(cassettes / "test_a/test_one.yaml", completion(model="gpt-4o-2024-08-06"))
+    write_cassette(
+        cassettes / "test_a/test_two.yaml",
+        completion(service_tier="flex", x_groq={"id": "req_1"}),
+        completion(),
+    )
+    write_cassette(cassettes / "test_b/test_three.json", completion(service_tier=None))
+    pytester.makepyfile(
+        test_a="""
+        def test_one(chat_completion):
+            assert chat_completion.model.startswith("gpt-4o")
+
+        def test_two(chat_completions):
+            assert len(chat_completions) == 2
+        """,
+        test_b="""
+        def test_three(chat_completion, chat_completions, chat_cassette):
+            assert chat_completions == [chat_completion]
+
+        def test_unrelated():
+            assert True
+        """,
+    )
+    return cassettes
+
+
+def test_check_mode_collects_every_cassette(pytester: pytest.Pytester) -> None:
+    cassettes = project(pytester)
+    write_cassette(cassettes / "broken/bad.yaml", completion(), bad_completion())
+    (cassettes / "broken/unreadable.yaml").write_text("interactions: [\n")
+    (cassettes / "test_a/test_one.contract.yaml").write_text("- model: gpt-4o\n")
+    result = pytester.runpytest("--chatresp-check", "-v", "-p", "no:randomly")
+    result.assert_outcomes(passed=7, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/broken/bad.yaml FAILED*",
+            "cassettes/broken/unreadable.yaml FAILED*",
+            "cassettes/test_a/test_one.yaml PASSED*",
+            "cassettes/test_a/test_two.yaml PASSED*",
+            "cassettes/test_b/test_three.json PASSED*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            glob(
+                "cassettes/broken/bad.yaml, interaction 1: choices[0].finish_reason: expected "
+                "'stop', 'length', 'tool_calls', 'content_filter' or 'function_call', got 'eos'"
+            )
+        ]
+    )
+    result.stdout.fnmatch_lines(["cassettes/broken/unreadable.yaml: not valid YAML at line 2*"])
+    result.stdout.no_fnmatch_line("*contract.yaml*")
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_check_mode_from_ini_works_with_k_and_x(pytester: pytest.Pytester) -> None:
+    cassettes = project(pytester)
+    write_cassette(cassettes / "broken/bad.yaml", bad_completion())
+    write_cassette(cassettes / "broken/worse.yaml", bad_completion())
+    pytester.makeini("[pytest]\nchatresp_check = true\n")
+    result = pytester.runpytest("-k", "test_two")
+    result.assert_outcomes(passed=2, deselected=7)
+    result = pytester.runpytest("-x", "-k", "broken")
+    result.assert_outcomes(failed=1, deselected=7)
+    result.stdout.fnmatch_lines(["chatresp: checking every cassette"])
+
+
+def test_check_mode_under_xdist(pytester: pytest.Pytester) -> None:
+    cassettes = project(pytester)
+    write_cassette(cassettes / "broken/bad.yaml", bad_completion())
+    result = pytester.runpytest_subprocess("--chatresp-check", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=7, failed=1)
+
+
+def report_lines(result: pytest.RunResult) -> list[str]:
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if "chatresp" in line and "---" in line)
+    return [line for line in lines[start + 1 :] if not line.startswith("=")]
+
+
+def test_report_totals_models_tiers_tokens_and_drift(pytester: pytest.Pytester) -> None:
+    project(pytester)
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    assert report_lines(result)[:5] == [
+        "total: 4 chat completions (4 read, 0 replayed, 0 recorded), tokens 40 prompt / "
+        "20 completion / 60 total",
+        "models: gpt-4o-2024-08-06 (1), gpt-4o-mini-2024-07-18 (3)",
+        "tiers: default (2), flex (1), null (1)",
+        "fields the models don't know (drift):",
+        "  x_groq: 1 time(s), e.g. in cassettes/test_a/test_two.yaml",
+    ]
+
+
+def test_report_per_test_with_verbose(pytester: pytest.Pytester) -> None:
+    project(pytester)
+    result = pytester.runpytest("-v", "-p", "no:randomly")
+    result.stdout.fnmatch_lines(
+        [
+            "test_a.py::test_one: 1 chat completions (1 read, 0 replayed, 0 recorded), tokens 10 "
+            "prompt / 5 completion / 15 total",
+            "test_a.py::test_two: 2 chat completions (2 read, *",
+            "test_b.py::test_three: 1 chat completions (1 read, *",
+            "total: 4 chat completions *",
+        ]
+    )
+    result.stdout.no_fnmatch_line("test_b.py::test_unrelated:*")
+
+
+def test_report_json_and_xdist_totals_equal_serial(pytester: pytest.Pytester) -> None:
+    project(pytester)
+    serial = pytester.runpytest_subprocess("--chatresp-report-json=serial.json")
+    serial.assert_outcomes(passed=4)
+    parallel = pytester.runpytest_subprocess("-n", "2", "--chatresp-report-json=parallel.json")
+    parallel.assert_outcomes(passed=4)
+    one = json.loads((pytester.path / "serial.json").read_text())
+    two = json.loads((pytester.path / "parallel.json").read_text())
+    assert one == two
+    assert one["total"]["read"] == 4
+    assert one["total"]["total_tokens"] == 60
+    assert one["drift"] == {
+        "x_groq": {"count": 1, "example": "cassettes/test_a/test_two.yaml"},
+    }
+    assert sorted(one["tests"]) == [
+        "test_a.py::test_one",
+        "test_a.py::test_two",
+        "test_b.py::test_three",
+    ]
+    assert report_lines(serial)[0] == report_lines(parallel)[0]
+
+
+def test_report_is_quiet_when_no_cassette_was_used(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_it="def test_plain():\n    pass\n")
+    result = pytester.runpytest("--chatresp-report-json=out.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*- chatresp -*")
+    result.stdout.no_fnmatch_line("total: *")
+    written = json.loads((pytester.path / "out.json").read_text())
+    assert written["total"]["read"] == 0
+    assert written["tests"] == {}
