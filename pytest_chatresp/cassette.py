@@ -10,7 +10,9 @@ recorded as violations on its exchange and raised when the completion is asked f
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import marshal
 import os
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -720,10 +722,16 @@ class CassetteCache:
     """Parses each cassette file once, and again only when the file changed.
 
     The parsed document is shared by the fixtures (as :class:`Cassette`) and by replay through
-    vcrpy, so a test that does both parses the file once.
+    vcrpy, so a test that does both parses the file once. With a ``store`` directory (pytest's
+    cache dir), parsed documents are also kept on disk, keyed by the SHA-256 of the file's
+    bytes, so a later session skips parsing files that did not change.
     """
 
-    def __init__(self) -> None:
+    #: Bump when the reader's output for the same bytes changes.
+    STORE_FORMAT = "1"
+
+    def __init__(self, store: Path | None = None) -> None:
+        self.store = store
         self._entries: dict[str, tuple[tuple[int, int, int], Any, dict[Rules, Cassette]]] = {}
 
     def _entry(self, path: Path) -> tuple[Any, dict[Rules, Cassette]]:
@@ -736,9 +744,40 @@ class CassetteCache:
         key = str(resolved)
         entry = self._entries.get(key)
         if entry is None or entry[0] != signature:
-            entry = (signature, read_document(path), {})
+            entry = (signature, self._parse(path), {})
             self._entries[key] = entry
         return entry[1], entry[2]
+
+    def _parse(self, path: Path) -> Any:
+        if self.store is None:
+            return read_document(path)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return read_document(path)
+        digest = hashlib.sha256(data).hexdigest()
+        stored = self.store / f"{digest}.v{self.STORE_FORMAT}.marshal"
+        try:
+            return marshal.loads(stored.read_bytes())
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+        document = read_document(path, data)
+        self._keep(stored, document)
+        return document
+
+    @staticmethod
+    def _keep(stored: Path, document: Any) -> None:
+        try:
+            blob = marshal.dumps(document)
+        except ValueError:  # a YAML value marshal cannot hold (a date, say): parse next time
+            return
+        try:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            temporary = stored.with_name(f".{stored.name}.{os.getpid()}.tmp")
+            temporary.write_bytes(blob)
+            os.replace(temporary, stored)
+        except OSError:
+            return
 
     def document(self, path: str | os.PathLike[str]) -> Any:
         """The parsed file."""

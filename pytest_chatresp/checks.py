@@ -11,10 +11,12 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Violation, shorten, show_value
-from .models import ChatCompletion
+
+if TYPE_CHECKING:
+    from .models import ChatCompletion
 
 __all__ = ["CHECKS", "CheckContext", "Rules", "run_checks", "schema_errors", "unknown_checks"]
 
@@ -43,7 +45,7 @@ class CheckContext:
 
 
 _Found = list[tuple[str, str]]
-_Check = Callable[[ChatCompletion, CheckContext], _Found]
+_Check = Callable[["ChatCompletion", CheckContext], _Found]
 
 
 def _usage_sum(completion: ChatCompletion, _: CheckContext) -> _Found:

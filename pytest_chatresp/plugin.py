@@ -139,10 +139,8 @@ def pytest_configure(config: pytest.Config) -> None:
             f"chatresp_record_mode = {mode!r} is not a record mode; "
             f"use one of: {', '.join(_RECORD_MODES)}."
         )
-    from .cassette import CassetteCache
     from .checks import CHECKS, Rules
 
-    config.stash[_CACHE_KEY] = CassetteCache()
     config.stash[_CONTRACTS_KEY] = []
     skipped = [str(name) for name in config.getini("chatresp_skip_checks")]
     unknown = [name for name in skipped if name not in CHECKS]
@@ -244,7 +242,7 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
             pytrace=False,
         )
     try:
-        cassette = item.config.stash[_CACHE_KEY].load(path, rules=item.config.stash[_RULES_KEY])
+        cassette = _cache(item.config).load(path, rules=item.config.stash[_RULES_KEY])
         completions = cassette.completions  # validates every response before the test body
     except CassetteError as exc:
         failure = str(exc)
@@ -370,7 +368,7 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
     from .recording import Recorder
 
     vcr_options = request.getfixturevalue("chatresp_vcr_config")
-    cache = item.config.stash[_CACHE_KEY]
+    cache = _cache(item.config)
     recorder = Recorder(_cassette_path(item), _record_settings(item, vcr_options), cache.document)
     failure: str | None = None
     try:
@@ -467,6 +465,18 @@ def pytest_assertrepr_compare(
     return [f"{snapshot!r} == the completion", *snapshot.explanation]
 
 
+def _cache(config: pytest.Config) -> CassetteCache:
+    """The session's cassette cache, made on first use (it imports the reader)."""
+    cache = config.stash.get(_CACHE_KEY, None)
+    if cache is None:
+        from .cassette import CassetteCache
+
+        pytest_cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
+        store = pytest_cache.mkdir("chatresp") if pytest_cache is not None else None
+        cache = config.stash[_CACHE_KEY] = CassetteCache(store)
+    return cache
+
+
 def _report(config: pytest.Config) -> RunReport:
     report = config.stash.get(_REPORT_KEY, None)
     if report is None:
@@ -525,9 +535,7 @@ class CassetteCheckItem(pytest.Item):
         from .errors import CassetteError
 
         try:
-            cassette = self.config.stash[_CACHE_KEY].load(
-                self.path, rules=self.config.stash[_RULES_KEY]
-            )
+            cassette = _cache(self.config).load(self.path, rules=self.config.stash[_RULES_KEY])
             completions = cassette.completions
         except CassetteError as exc:
             raise CassetteCheckFailure(str(exc)) from None

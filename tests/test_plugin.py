@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import marshal
+
 import pytest
 from helpers import completion, write_cassette
 
@@ -335,3 +338,35 @@ def test_cassette_parsed_once_per_session_and_again_when_changed(
         """
     )
     pytester.runpytest("test_again.py").assert_outcomes(passed=1)
+
+
+def test_parsed_cassettes_are_kept_in_the_cache_dir_by_content(pytester: pytest.Pytester) -> None:
+    path = write_cassette(pytester.path / "cassettes/test_it/test_c.yaml", completion(id="one"))
+    pytester.makepyfile(
+        test_it="def test_c(chat_completion):\n    print('SERVED', chat_completion.id)\n"
+    )
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED one*"])
+    store = pytester.path / ".pytest_cache/d/chatresp"
+    (first,) = store.iterdir()
+    # The next session reads the kept document, not the file's YAML: prove it by keeping a
+    # document that differs from the file under the file's own key.
+    document = marshal.loads(first.read_bytes())
+    body = json.loads(document["interactions"][0]["response"]["body"]["string"])
+    body["id"] = "from-the-store"
+    document["interactions"][0]["response"]["body"]["string"] = json.dumps(body)
+    first.write_bytes(marshal.dumps(document))
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED from-the-store*"])
+    # A changed file is never served stale: its bytes have another key.
+    write_cassette(path, completion(id="two"))
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED two*"])
+    assert len(list(store.iterdir())) == 2
+    # --cache-clear empties the store.
+    pytester.runpytest("-s", "--cache-clear").stdout.fnmatch_lines(["*SERVED two*"])
+    assert len(list(store.iterdir())) == 1
+
+
+def test_no_cache_dir_without_the_cacheprovider(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/test_it/test_c.yaml", completion())
+    pytester.makepyfile(test_it="def test_c(chat_completion):\n    pass\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert not (pytester.path / ".pytest_cache").exists()
