@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from .checks import CheckContext, Rules, run_checks
-from .errors import CassetteError, Violation, display_path, shorten, violations_from
+from .errors import (
+    CassetteError,
+    Violation,
+    display_path,
+    field_path,
+    shorten,
+    violations_from,
+)
 from .models import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -34,6 +41,7 @@ from .models import (
     validate_chunk,
     validate_completion,
 )
+from .providers import allowance_for, provider_of, validate_allowing
 from .stream import SSEEvent, is_chunk, looks_like_sse, merge_chunks, parse_sse
 
 __all__ = [
@@ -574,17 +582,44 @@ def _valid_chunks(documents: list[dict[str, Any]], strict: bool) -> list[ChatCom
     return chunks
 
 
-def _validate_document(exchange: Exchange, document: Any, rules: Rules) -> None:
-    strict = rules.strict
+def _validate(
+    exchange: Exchange, document: Any, rules: Rules, suffix: str = ""
+) -> ChatCompletion | None:
+    """Validate a completion document, allowing what the user allows; record violations."""
     assert exchange.source is not None
     path, index = exchange.source.path, exchange.source.index
     try:
-        completion = validate_completion(document, strict=strict)
+        return validate_completion(document, strict=rules.strict)
     except ValidationError as exc:
-        exchange.violations.extend(violations_from(exc, path, index, strict=strict))
-        return
-    completion._source = exchange.source
-    exchange._completion = completion
+        error = exc
+    if rules.allow:
+        completion: ChatCompletion | None = validate_allowing(
+            document,
+            error.errors(include_url=False),
+            rules.allow,
+            lambda patched: validate_completion(patched, strict=rules.strict),
+            field_path,
+        )
+        if completion is not None:
+            return completion
+    provider = provider_of(exchange.request.uri, document)
+
+    def hint(field: str, value: Any) -> str:
+        if provider is None or provider == "OpenAI":
+            return ""
+        return f" ({provider}; to accept it: chatresp_allow = {allowance_for(field, value)})"
+
+    exchange.violations.extend(
+        violations_from(error, path, index, strict=rules.strict, suffix=suffix, hint=hint)
+    )
+    return None
+
+
+def _validate_document(exchange: Exchange, document: Any, rules: Rules) -> None:
+    completion = _validate(exchange, document, rules)
+    if completion is not None:
+        completion._source = exchange.source
+        exchange._completion = completion
 
 
 def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], rules: Rules) -> None:
@@ -619,16 +654,10 @@ def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], rules:
         return
     if exchange.violations:
         return
-    merged = merge_chunks(documents)
-    try:
-        completion = validate_completion(merged, strict=strict)
-    except ValidationError as exc:
-        exchange.violations.extend(
-            violations_from(exc, path, index, strict=strict, suffix=" (in the merged stream)")
-        )
-        return
-    completion._source = exchange.source
-    exchange._completion = completion
+    completion = _validate(exchange, merge_chunks(documents), rules, " (in the merged stream)")
+    if completion is not None:
+        completion._source = exchange.source
+        exchange._completion = completion
 
 
 # --- cassettes ----------------------------------------------------------------------------------

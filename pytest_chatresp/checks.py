@@ -31,6 +31,8 @@ class Rules:
 
     strict: bool = False
     skip_checks: frozenset[str] = frozenset()
+    #: Deviations the user accepts (``chatresp_allow``), as ``providers.Allowance``.
+    allow: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)

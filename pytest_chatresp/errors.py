@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +122,7 @@ _EXPECTED = {
     "model_attributes_type": "an object",
 }
 
+_ABSENT = frozenset({"missing", "missing_nullable_key", "union_tag_not_found"})
 _MISSING_NULLABLE = "required field is missing (null is allowed, absent is not)"
 _STRICT_HINT = " (strict mode does not coerce)"
 
@@ -202,13 +203,20 @@ def violations_from(
     strict: bool = False,
     prefix: str = "",
     suffix: str = "",
+    hint: Callable[[str, Any], str] | None = None,
 ) -> list[Violation]:
-    """One :class:`Violation` per pydantic error, with readable field paths."""
+    """One :class:`Violation` per pydantic error, with readable field paths.
+
+    ``hint(field, value)`` may add a remedy to errors about a value that was sent.
+    """
     out: list[Violation] = []
     for error in exc.errors(include_url=False):
         loc, message = _describe(error, strict)
         field = field_path(loc)
+        extra = ""
+        if hint is not None and error["type"] not in _ABSENT:
+            extra = hint(field, error.get("input"))
         if prefix:
             field = f"{prefix}.{field}" if field else prefix
-        out.append(Violation(path, index, field or None, message + suffix))
+        out.append(Violation(path, index, field or None, message + suffix + extra))
     return out

@@ -101,6 +101,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the end-of-run report (completions, models, tiers, tokens, drift) as JSON.",
     )
     parser.addini(
+        "chatresp_allow",
+        "deviations to accept, one FIELD=VALUE per line (service_tier=on_demand, "
+        "choices[].finish_reason=eos, choices[].message.content=*).",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
         "chatresp_check",
         "collect every cassette as a test that validates it (default: false).",
         type="bool",
@@ -149,7 +156,15 @@ def pytest_configure(config: pytest.Config) -> None:
             f"chatresp_skip_checks names unknown checks: {', '.join(unknown)}; "
             f"the checks are: {' '.join(CHECKS)}."
         )
-    config.stash[_RULES_KEY] = Rules(strict=_strict(config), skip_checks=frozenset(skipped))
+    from .providers import parse_allowances
+
+    try:
+        allow = parse_allowances(config.getini("chatresp_allow"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"chatresp_allow: {exc}") from None
+    config.stash[_RULES_KEY] = Rules(
+        strict=_strict(config), skip_checks=frozenset(skipped), allow=allow
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -161,6 +176,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     skipped = config.getini("chatresp_skip_checks")
     if skipped:
         active.append(f"checks skipped: {' '.join(skipped)}")
+    allowed = [line.strip() for line in config.getini("chatresp_allow") if line.strip()]
+    if allowed:
+        active.append(f"allowed: {', '.join(allowed)}")
     mode = _cli_or_ini(config, "chatresp_record_mode")
     if mode != "none":
         active.append(f"record mode {mode}")
@@ -288,8 +306,7 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
         request_headers=DEFAULT_REQUEST_HEADERS + more("chatresp_filter_request_headers"),
         response_headers=DEFAULT_RESPONSE_HEADERS + more("chatresp_filter_response_headers"),
         query_parameters=DEFAULT_QUERY_PARAMETERS + more("chatresp_filter_query_parameters"),
-        strict=_strict(config),
-        skip_checks=config.stash[_RULES_KEY].skip_checks,
+        rules=config.stash[_RULES_KEY],
         vcr_options=vcr_options,
     )
 

@@ -85,8 +85,7 @@ class RecordSettings:
     request_headers: tuple[str, ...] = DEFAULT_REQUEST_HEADERS
     response_headers: tuple[str, ...] = DEFAULT_RESPONSE_HEADERS
     query_parameters: tuple[str, ...] = DEFAULT_QUERY_PARAMETERS
-    strict: bool = False
-    skip_checks: frozenset[str] = frozenset()
+    rules: Rules = field(default_factory=Rules)
     vcr_options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -461,7 +460,7 @@ class Recorder:
             display_path(self.path),
             index,
             interaction,
-            rules=Rules(strict=self.settings.strict, skip_checks=self.settings.skip_checks),
+            rules=self.settings.rules,
         )
         self.cassette.exchanges.append(exchange)
         kind.append(exchange)

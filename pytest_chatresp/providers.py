@@ -1,0 +1,233 @@
+"""OpenAI-compatible providers: telling them apart, and accepting their known deviations.
+
+Providers send values outside the contract (Groq's ``service_tier: on_demand``, Together's
+``finish_reason: eos``, Mistral's ``content`` as a list of parts, …). Those fail validation, with
+a message naming the provider where it is recognisable. Users who accept a deviation say so with
+allowances, ``FIELD=VALUE`` lines in ini ``chatresp_allow``:
+
+    service_tier=on_demand              one value of one field
+    choices[].finish_reason=eos         ``[]`` stands for any index
+    choices[].message.content=*         any value
+    usage.prompt_tokens=null            JSON null
+
+An allowed deviation is kept as it was sent: the completion is validated with a stand-in at that
+place, then the original value is put back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Allowance",
+    "allowance_for",
+    "normalized_path",
+    "parse_allowances",
+    "provider_of",
+    "validate_allowing",
+]
+
+_INDEX = re.compile(r"\[\d+\]")
+_ANY = "*"
+
+# Hosts (suffixes) of OpenAI-compatible providers, most specific first.
+_HOSTS: tuple[tuple[str, str], ...] = (
+    ("openai.azure.com", "Azure OpenAI"),
+    ("services.ai.azure.com", "Azure AI Foundry"),
+    ("api.openai.com", "OpenAI"),
+    ("api.groq.com", "Groq"),
+    ("api.together.xyz", "Together"),
+    ("api.together.ai", "Together"),
+    ("openrouter.ai", "OpenRouter"),
+    ("api.mistral.ai", "Mistral"),
+    ("api.deepseek.com", "DeepSeek"),
+    ("router.huggingface.co", "Hugging Face"),
+    ("api-inference.huggingface.co", "Hugging Face"),
+    ("generativelanguage.googleapis.com", "Gemini"),
+    ("api.anthropic.com", "Anthropic"),
+    ("api.x.ai", "xAI"),
+    ("api.fireworks.ai", "Fireworks"),
+    ("api.cerebras.ai", "Cerebras"),
+    ("api.perplexity.ai", "Perplexity"),
+    ("snowflakecomputing.com", "Snowflake"),
+    ("api.writer.com", "Writer"),
+    ("cloud.databricks.com", "Databricks"),
+    ("azuredatabricks.net", "Databricks"),
+    ("api.crusoe.ai", "Crusoe"),
+    ("api.cloudflare.com", "Cloudflare"),
+    ("api.ai21.com", "AI21"),
+    ("inference.ai.azure.com", "Azure AI"),
+)
+# Fields only some providers send.
+_FIELDS: tuple[tuple[str, str], ...] = (
+    ("x_groq", "Groq"),
+    ("prompt_token_ids", "vLLM"),
+    ("kv_transfer_params", "vLLM"),
+    ("prompt_filter_results", "Azure OpenAI"),
+)
+
+
+def provider_of(uri: str | None, body: Any = None) -> str | None:
+    """The provider a request went to, from its host, or from fields only it sends."""
+    if uri:
+        parts = urlsplit(uri)
+        host = (parts.hostname or "").lower()
+        for suffix, name in _HOSTS:
+            if host == suffix or host.endswith("." + suffix):
+                return name
+        if parts.port == 11434:
+            return "Ollama"
+    if isinstance(body, dict):
+        for key, name in _FIELDS:
+            if key in body:
+                return name
+        if isinstance(body.get("id"), str) and body["id"].startswith("gen-"):
+            return "OpenRouter"
+    return None
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """``FIELD=VALUE``: this value (or any, with ``*``) is accepted at this field."""
+
+    field: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.field}={self.value}"
+
+    def matches(self, field: str, value: Any) -> bool:
+        if self.field != field:
+            return False
+        return self.value == _ANY or self.value == _render(value)
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def parse_allowances(lines: Iterable[str]) -> tuple[Allowance, ...]:
+    """Read ``FIELD=VALUE`` lines; raises ``ValueError`` naming a bad one."""
+    out = []
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        field, sep, value = line.partition("=")
+        if not sep or not field.strip():
+            raise ValueError(f"{line!r} is not FIELD=VALUE (e.g. service_tier=on_demand)")
+        out.append(Allowance(normalized_path(field.strip()), value.strip()))
+    return tuple(out)
+
+
+def normalized_path(field: str) -> str:
+    """``choices[3].finish_reason`` → ``choices[].finish_reason``."""
+    return _INDEX.sub("[]", field)
+
+
+def allowance_for(field: str, value: Any) -> str:
+    """The allowance line that would accept ``value`` at ``field``."""
+    rendered = _render(value)
+    if not isinstance(value, str | int | float | bool) and value is not None:
+        rendered = _ANY
+    return f"{normalized_path(field)}={rendered}"
+
+
+# --- validating with allowances -----------------------------------------------------------------
+
+
+def _first_literal(ctx: dict[str, Any]) -> str | None:
+    match = re.search(r"'([^']*)'", str(ctx.get("expected", "")))
+    return match.group(1) if match else None
+
+
+def _walk(document: Any, loc: tuple[int | str, ...]) -> tuple[Any, int | str] | None:
+    """The container and key at ``loc`` in ``document`` (union tags skipped)."""
+    current = document
+    keys = list(loc)
+    for position, key in enumerate(keys):
+        last = position == len(keys) - 1
+        in_dict = isinstance(current, dict) and key in current
+        in_list = isinstance(current, list) and isinstance(key, int) and 0 <= key < len(current)
+        if in_dict or in_list:
+            if last:
+                return current, key
+            current = current[key]
+        elif not last:
+            continue  # a tag pydantic adds after a discriminated union
+        else:
+            return None
+    return None
+
+
+def _walk_model(model: Any, loc: tuple[int | str, ...]) -> tuple[Any, int | str] | None:
+    current = model
+    keys = list(loc)
+    for position, key in enumerate(keys):
+        last = position == len(keys) - 1
+        if last:
+            return current, key
+        if isinstance(key, int) and isinstance(current, list) and key < len(current):
+            current = current[key]
+        elif isinstance(key, str) and hasattr(current, key):
+            current = getattr(current, key)
+        # else: a union tag, skipped
+    return None
+
+
+def validate_allowing(
+    document: Any,
+    errors: Sequence[Mapping[str, Any]],
+    allowances: tuple[Allowance, ...],
+    validate: Any,
+    field_path: Any,
+) -> Any:
+    """A model of ``document`` when every error is an allowed deviation, else ``None``.
+
+    ``validate`` validates a document, ``field_path`` renders a pydantic location.
+    """
+    allowed = []
+    for error in errors:
+        field = normalized_path(field_path(error["loc"]))
+        if error["type"] == "missing" or not any(
+            a.matches(field, error.get("input")) for a in allowances
+        ):
+            return None
+        allowed.append(error)
+    patched = copy.deepcopy(document)
+    originals = []
+    for error in allowed:
+        place = _walk(patched, tuple(error["loc"]))
+        if place is None:
+            return None
+        container, key = place
+        originals.append((tuple(error["loc"]), container[key]))
+        stand_in = (
+            _first_literal(error.get("ctx") or {}) if error["type"] == "literal_error" else None
+        )
+        container[key] = stand_in
+    try:
+        model = validate(patched)
+    except Exception:
+        return None
+    for loc, original in originals:
+        place = _walk_model(model, loc)
+        if place is None:
+            continue
+        target, key = place
+        if isinstance(key, int) and isinstance(target, list):
+            target[key] = original
+        elif isinstance(key, str) and hasattr(target, "__dict__"):
+            target.__dict__[key] = original  # as sent: no validation, by the user's leave
+    return model
