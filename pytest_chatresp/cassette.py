@@ -42,6 +42,7 @@ from .models import (
     validate_completion,
 )
 from .providers import allowance_for, provider_of, validate_allowing
+from .serializer import is_readable, to_plain
 from .stream import SSEEvent, is_chunk, looks_like_sse, merge_chunks, parse_sse
 
 __all__ = [
@@ -150,17 +151,27 @@ def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> An
     if not text.strip():
         raise CassetteError.single(shown, "the file is empty")
     try:
+        document: Any = None
         if text.lstrip().startswith(("{", "[")):
             try:
-                return json.loads(text)
+                document = json.loads(text)
             except ValueError:
                 if os.fspath(path).endswith(".json"):
                     raise
-        return _parse_yaml(text, shown)
+        if document is None:
+            document = _parse_yaml(text, shown)
     except ValueError as exc:
         raise CassetteError.single(shown, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise CassetteError.single(shown, "nested too deeply to read") from None
+    if not is_readable(document):
+        return document
+    try:
+        return to_plain(document)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CassetteError.single(
+            shown, f"a body in the readable format is malformed ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 # --- requests and responses ---------------------------------------------------------------------
@@ -666,9 +677,16 @@ def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], rules:
 class Cassette:
     """A cassette file read into :class:`Exchange` objects, in the file's order."""
 
-    def __init__(self, path: str | os.PathLike[str], exchanges: list[Exchange]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        exchanges: list[Exchange],
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.exchanges = exchanges
+        #: vcrpy's cassette metadata; ``metadata["chatresp"]`` is the plugin's provenance.
+        self.metadata: dict[str, Any] = metadata or {}
 
     def __repr__(self) -> str:
         return f"<Cassette {display_path(self.path)}: {len(self.exchanges)} exchanges>"
@@ -724,7 +742,8 @@ def cassette_from_document(
         build_exchange(shown, index, interaction, rules=rules)
         for index, interaction in enumerate(interactions)
     ]
-    return Cassette(path, exchanges)
+    metadata = document.get("metadata")
+    return Cassette(path, exchanges, metadata if isinstance(metadata, dict) else None)
 
 
 def load_cassette(

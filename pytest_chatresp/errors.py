@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-__all__ = ["CassetteError", "Violation", "display_path", "shorten", "violations_from"]
+__all__ = [
+    "CassetteAgeWarning",
+    "CassetteError",
+    "Violation",
+    "display_path",
+    "shorten",
+    "violations_from",
+]
 
 _MAX_VALUE = 60
 
@@ -220,3 +227,7 @@ def violations_from(
             field = f"{prefix}.{field}" if field else prefix
         out.append(Violation(path, index, field or None, message + suffix + extra))
     return out
+
+
+class CassetteAgeWarning(UserWarning):
+    """A cassette recorded longer ago than ``--chatresp-max-age`` allows."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="write the end-of-run report (completions, models, tiers, tokens, drift) as JSON.",
     )
+    group.addoption(
+        "--chatresp-max-age",
+        dest="chatresp_max_age",
+        default=None,
+        type=float,
+        metavar="DAYS",
+        help="warn about cassettes recorded more than DAYS days ago.",
+    )
+    group.addoption(
+        "--chatresp-max-age-fail",
+        dest="chatresp_max_age_fail",
+        action="store_true",
+        default=None,
+        help="fail, rather than warn, for cassettes older than --chatresp-max-age.",
+    )
+    parser.addini(
+        "chatresp_serializer",
+        "format of new cassettes: readable (the default), yaml or json.",
+        default="readable",
+    )
+    parser.addini("chatresp_max_age", "warn about cassettes older than this many days.")
+    parser.addini(
+        "chatresp_max_age_fail",
+        "fail, rather than warn, for cassettes older than chatresp_max_age.",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "chatresp_unplayed",
+        "after a replay run, interactions of used cassettes that no test played: "
+        "ignore, warn (the default) or fail.",
+        default="warn",
+    )
     parser.addini(
         "chatresp_allow",
         "deviations to accept, one FIELD=VALUE per line (service_tier=on_demand, "
@@ -140,6 +174,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "in a cassette, relative to the cassette dir "
         "(default: <cassette dir>/<test module>/<test name>.yaml).",
     )
+    for name, allowed in (
+        ("chatresp_serializer", ("readable", "yaml", "json")),
+        ("chatresp_unplayed", ("ignore", "warn", "fail")),
+    ):
+        value = config.getini(name)
+        if value not in allowed:
+            raise pytest.UsageError(f"{name} = {value!r} is not one of: {', '.join(allowed)}.")
+    try:
+        _max_age(config)
+    except ValueError:
+        raise pytest.UsageError(
+            f"chatresp_max_age = {config.getini('chatresp_max_age')!r} is not a number of days."
+        ) from None
     mode = _cli_or_ini(config, "chatresp_record_mode")
     if mode not in _RECORD_MODES:
         raise pytest.UsageError(
@@ -195,6 +242,41 @@ def _cli_or_ini(config: pytest.Config, name: str) -> Any:
     return config.getini(name) if value is None else value
 
 
+def _max_age(config: pytest.Config) -> float | None:
+    value = config.getoption("chatresp_max_age", default=None)
+    if value is None:
+        raw = str(config.getini("chatresp_max_age") or "").strip()
+        value = float(raw) if raw else None
+    return None if value is None else float(value)
+
+
+def _check_age(item: pytest.Item, path: Path, metadata: Any) -> str | None:
+    """A failure message for a cassette older than the limit (a warning unless told to fail)."""
+    limit = _max_age(item.config)
+    if limit is None:
+        return None
+    from datetime import UTC, datetime
+
+    from .errors import CassetteAgeWarning
+    from .provenance import oldest_recording
+
+    recorded = oldest_recording(metadata)
+    if recorded is None:
+        return None
+    days = (datetime.now(UTC) - recorded).total_seconds() / 86400
+    if days <= limit:
+        return None
+    message = (
+        f"{_relative(item.config, path)} was recorded {days:.0f} days ago "
+        f"({recorded:%Y-%m-%d}), more than --chatresp-max-age={limit:g}. Record it again with: "
+        f"pytest --chatresp-record-mode=all {item.nodeid}"
+    )
+    if _cli_or_ini(item.config, "chatresp_max_age_fail"):
+        return message
+    warnings.warn(CassetteAgeWarning(message), stacklevel=1)
+    return None
+
+
 def _strict(config: pytest.Config) -> bool:
     return bool(_cli_or_ini(config, "chatresp_strict"))
 
@@ -230,7 +312,11 @@ def _cassette_path(item: pytest.Item) -> Path:
     base = Path(directory, module, _default_name(item))
     yaml_path = base.with_name(base.name + ".yaml")
     json_path = base.with_name(base.name + ".json")
-    return json_path if not yaml_path.exists() and json_path.exists() else yaml_path
+    if yaml_path.exists():
+        return yaml_path
+    if json_path.exists() or item.config.getini("chatresp_serializer") == "json":
+        return json_path
+    return yaml_path
 
 
 def _relative(config: pytest.Config, path: Path) -> str:
@@ -268,6 +354,9 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
         if not item.stash.get(_READ_KEY, False):
             item.stash[_READ_KEY] = True
             _report(item.config).add(item.nodeid, "read", completions, str(path))
+            too_old = _check_age(item, path, cassette.metadata)
+            if too_old:
+                pytest.fail(too_old, pytrace=False)
         return cassette
     pytest.fail(failure, pytrace=False)
 
@@ -307,6 +396,7 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
         response_headers=DEFAULT_RESPONSE_HEADERS + more("chatresp_filter_response_headers"),
         query_parameters=DEFAULT_QUERY_PARAMETERS + more("chatresp_filter_query_parameters"),
         rules=config.stash[_RULES_KEY],
+        serializer=str(config.getini("chatresp_serializer")),
         vcr_options=vcr_options,
     )
 
@@ -392,6 +482,10 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
         recorder.__enter__()
     except CassetteError as exc:
         failure = str(exc)
+    if not failure and recorder.loaded:
+        failure = _check_age(item, recorder.path, recorder.previous_metadata)
+        if failure:
+            recorder.__exit__(None, None, None)
     if failure:
         pytest.fail(failure, pytrace=False)
     item.stash[_RECORDER_KEY] = recorder
@@ -403,10 +497,15 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
         for kind, exchanges in (("replayed", recorder.replayed), ("recorded", recorder.recorded)):
             valid = [e._completion for e in exchanges if e._completion is not None]
             report.add(item.nodeid, kind, valid, str(recorder.path))
+        if recorder.loaded and recorder.settings.mode != "all":
+            played = [e.index for e in recorder.replayed]
+            report.note_played(_relative(item.config, recorder.path), recorder.loaded, played)
         try:
             recorder.__exit__(None, None, None)
         except CassetteError as exc:
             failure = str(exc)
+        shown = _relative(item.config, recorder.path)
+        report.model_changes.extend(f"{shown}: {change}" for change in recorder.model_changes)
         if failure:
             pytest.fail(failure, pytrace=False)
 
@@ -514,6 +613,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     target = config.getoption("chatresp_report_json", default=None)
     if target:
         (report or _report(config)).write_json(Path(config.invocation_params.dir, target))
+    if report and config.getini("chatresp_unplayed") == "fail" and report.unplayed():
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -528,7 +629,10 @@ def pytest_terminal_summary(
 ) -> None:
     written = config.stash.get(_CONTRACTS_KEY, [])
     report = config.stash.get(_REPORT_KEY, None)
-    lines = report.lines(verbose=config.get_verbosity() > 0) if report else []
+    show_unplayed = config.getini("chatresp_unplayed") != "ignore"
+    lines = (
+        report.lines(verbose=config.get_verbosity() > 0, unplayed=show_unplayed) if report else []
+    )
     if not written and not lines:
         return
     terminalreporter.write_sep("-", "chatresp")

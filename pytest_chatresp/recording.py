@@ -22,8 +22,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .cassette import Cassette, Exchange, Request, build_exchange, read_document
-from .checks import Rules
+from .checks import CHECKS, Rules
 from .errors import CassetteError, Violation, display_path
+from .provenance import METADATA_KEY, build_provenance, model_changes
+from .serializer import is_readable
 
 __all__ = [
     "DEFAULT_MATCH_ON",
@@ -36,6 +38,9 @@ __all__ = [
 ]
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
+SERIALIZERS = ("readable", "yaml", "json")
+_READABLE = "chatresp-readable"
+_NO_CHECKS = Rules(skip_checks=frozenset(CHECKS))
 REDACTED = "REDACTED"
 BODY_MATCHER = "chatresp_body"
 DEFAULT_MATCH_ON: tuple[str, ...] = (
@@ -86,6 +91,8 @@ class RecordSettings:
     response_headers: tuple[str, ...] = DEFAULT_RESPONSE_HEADERS
     query_parameters: tuple[str, ...] = DEFAULT_QUERY_PARAMETERS
     rules: Rules = field(default_factory=Rules)
+    #: The format of new cassettes: readable, yaml or json.
+    serializer: str = "readable"
     vcr_options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -260,6 +267,9 @@ class _Persister:
 
         path = Path(cassette_path)
         shown = display_path(path)
+        metadata = dict(cassette_dict.get("metadata") or {})
+        metadata[METADATA_KEY] = self._recorder.provenance(cassette_dict)
+        cassette_dict = {**cassette_dict, "metadata": metadata}
         data = serialize(cassette_dict, serializer)
         leaks = find_secrets(
             {
@@ -349,16 +359,57 @@ class Recorder:
         self._context: Any = None
         self._vcr_cassette: Any = None
         self._save_error: BaseException | None = None
+        self._recorded_ids: set[int] = set()
+        #: Metadata of the file as it was before this test, and what changed on re-recording.
+        self.previous_metadata: Any = None
+        self.model_changes: list[str] = []
+        #: Interactions the file held when the test started, and the indices replayed.
+        self.loaded = 0
 
     def document(self, path: Path) -> Any:
         return self._documents(path)
 
+    def _format(self) -> str:
+        """The serializer: the file's own, unless it is new or recorded again with ``all``."""
+        if self.settings.mode == "all" or not self.path.is_file():
+            return self.settings.serializer
+        try:
+            document = self.document(self.path)
+            head = self.path.read_bytes()[:64].lstrip()
+        except (CassetteError, OSError):
+            return self.settings.serializer
+        if is_readable(document):
+            return "readable"
+        return "json" if head.startswith(b"{") else "yaml"
+
+    def provenance(self, cassette_dict: Any) -> dict[str, Any]:
+        """The ``metadata.chatresp`` for the interactions about to be written."""
+        shown = display_path(self.path)
+        interactions = []
+        for index, (request, response) in enumerate(
+            zip(cassette_dict["requests"], cassette_dict["responses"], strict=False)
+        ):
+            as_dict = request._to_dict()
+            try:
+                exchange = build_exchange(
+                    shown, index, {"request": as_dict, "response": response}, rules=_NO_CHECKS
+                )
+            except CassetteError:
+                exchange = None
+            interactions.append((as_dict, exchange, id(response) in self._recorded_ids))
+        metadata = build_provenance(interactions, self.previous_metadata)
+        self.model_changes = model_changes(self.previous_metadata, metadata)
+        return metadata
+
     def _vcr(self) -> Any:
         import vcr
+
+        from . import serializer as readable
 
         settings = self.settings
         options: dict[str, Any] = {
             "record_mode": settings.mode,
+            "serializer": {"readable": _READABLE}.get(self._format(), self._format()),
             "match_on": settings.match_on,
             "filter_headers": [(h, REDACTED) for h in settings.request_headers],
             "filter_query_parameters": [(q, REDACTED) for q in settings.query_parameters],
@@ -377,6 +428,7 @@ class Recorder:
         options.update(user)
         recorder = vcr.VCR(**options)
         recorder.register_matcher(BODY_MATCHER, body)
+        recorder.register_serializer(_READABLE, readable)
         recorder.register_persister(_Persister(self))
         return recorder
 
@@ -398,6 +450,12 @@ class Recorder:
             self._context = None
             raise
         self._instrument(self._vcr_cassette)
+        self.loaded = len(self._vcr_cassette.data)
+        if self.loaded:
+            document = self.document(self.path)
+            self.previous_metadata = (
+                document.get("metadata") if isinstance(document, dict) else None
+            )
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -429,6 +487,7 @@ class Recorder:
             original_append(request, response)
             if len(cassette.data) > before:
                 stored_request, stored_response = cassette.data[-1]
+                self._recorded_ids.add(id(stored_response))
                 self._add(len(cassette.data) - 1, stored_request, stored_response, self.recorded)
 
         def can_play_response_for(request: Any) -> bool:

@@ -101,9 +101,31 @@ class RunReport:
     def __init__(self) -> None:
         self.tests: dict[str, TestTally] = {}
         self.drift: dict[str, tuple[int, str]] = {}
+        #: Per replayed cassette: how many interactions it held, and which were played.
+        self.played: dict[str, tuple[int, set[int]]] = {}
+        #: Served models that changed when a cassette was recorded again.
+        self.model_changes: list[str] = []
 
     def __bool__(self) -> bool:
-        return any(t.completions for t in self.tests.values())
+        return (
+            any(t.completions for t in self.tests.values())
+            or bool(self.model_changes)
+            or bool(self.unplayed())
+        )
+
+    def note_played(self, path: str, loaded: int, played: Iterable[int]) -> None:
+        """A test replayed ``played`` of the ``loaded`` interactions of cassette ``path``."""
+        known, indices = self.played.get(path, (loaded, set()))
+        self.played[path] = (max(known, loaded), indices | set(played))
+
+    def unplayed(self) -> dict[str, list[int]]:
+        """Interactions of replayed cassettes that no test played."""
+        out = {}
+        for path, (loaded, played) in sorted(self.played.items()):
+            missing = [i for i in range(loaded) if i not in played]
+            if missing:
+                out[path] = missing
+        return out
 
     def add(self, nodeid: str, kind: str, completions: Iterable[Any], where: str) -> None:
         """Count ``completions`` (``ChatCompletion``) met by test ``nodeid`` as ``kind``."""
@@ -137,6 +159,12 @@ class RunReport:
                 path: {"count": count, "example": example}
                 for path, (count, example) in sorted(self.drift.items())
             },
+            "played": {
+                path: {"interactions": loaded, "played": sorted(played)}
+                for path, (loaded, played) in sorted(self.played.items())
+            },
+            "unplayed": self.unplayed(),
+            "model_changes": sorted(self.model_changes),
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -146,12 +174,17 @@ class RunReport:
         for path, entry in data.get("drift", {}).items():
             count, example = self.drift.get(path, (0, entry["example"]))
             self.drift[path] = (count + int(entry["count"]), example)
+        for path, entry in data.get("played", {}).items():
+            self.note_played(path, int(entry["interactions"]), entry["played"])
+        self.model_changes.extend(data.get("model_changes", []))
 
-    def lines(self, *, verbose: bool = False) -> list[str]:
+    def lines(self, *, verbose: bool = False, unplayed: bool = True) -> list[str]:
         """The terminal summary section."""
         if not self:
             return []
         out: list[str] = []
+        if not any(t.completions for t in self.tests.values()):
+            return self._hygiene(unplayed)
         if verbose:
             for nodeid, tally in sorted(self.tests.items()):
                 if tally.completions:
@@ -164,6 +197,20 @@ class RunReport:
             out.append("fields the models don't know (drift):")
             for path, (count, example) in sorted(self.drift.items()):
                 out.append(f"  {path}: {count} time(s), e.g. in {example}")
+        return out + self._hygiene(unplayed)
+
+    def _hygiene(self, unplayed: bool) -> list[str]:
+        out = []
+        if self.model_changes:
+            out.append("served model changed on re-recording:")
+            out.extend(f"  {change}" for change in sorted(self.model_changes))
+        missing = self.unplayed() if unplayed else {}
+        if missing:
+            out.append("interactions no test played (ini chatresp_unplayed = ignore to hide):")
+            for path, indices in missing.items():
+                loaded = self.played[path][0]
+                shown = ", ".join(str(i) for i in indices)
+                out.append(f"  {path}: interaction(s) {shown} of {loaded}")
         return out
 
     def write_json(self, path: Path) -> None:

@@ -38,10 +38,13 @@ from pytest_chatresp.recording import (
     DEFAULT_RESPONSE_HEADERS,
 )
 
+# These tests look inside the files vcrpy writes, so they use its plain YAML layout;
+# tests/test_readable.py covers the readable format.
 INI = """\
 [pytest]
 asyncio_mode = strict
 asyncio_default_fixture_loop_scope = function
+chatresp_serializer = yaml
 """
 
 PRELUDE = """\

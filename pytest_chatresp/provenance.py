@@ -1,0 +1,164 @@
+"""Provenance: when and with what a cassette was recorded, and what each chat exchange served.
+
+Every cassette the plugin writes carries, under vcrpy's ``metadata`` key::
+
+    metadata:
+      chatresp:
+        recorded_at: '2026-11-25T01:30:00Z'      # this write
+        versions: {pytest-chatresp: 0.1.0, vcrpy: 9.4.2, openai: 3.57.0}
+        exchanges:
+        - index: 0
+          request: 3f2a…                         # a digest of method, URI and JSON body
+          recorded_at: '2026-11-25T01:30:00Z'    # kept from earlier writes when replayed
+          requested_model: gpt-4o-mini
+          served_model: gpt-4o-mini-2024-07-18
+          requested_tier: null
+          served_tier: default
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "METADATA_KEY",
+    "build_provenance",
+    "model_changes",
+    "oldest_recording",
+    "request_digest",
+]
+
+METADATA_KEY = "chatresp"
+_PACKAGES = ("pytest-chatresp", "vcrpy", "openai", "httpx", "httpx2", "requests", "aiohttp")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the plugin, vcrpy and the HTTP clients installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in sorted(value.items()) if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def request_digest(method: str, uri: str, body: Any) -> str:
+    """A short digest that identifies a request as matching does (JSON bodies as data)."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    try:
+        data = _without_nulls(json.loads(body)) if isinstance(body, str) and body else body
+    except ValueError:
+        data = body
+    text = json.dumps([method.upper(), uri, data], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _served(exchange: Any) -> dict[str, Any]:
+    document = exchange.merged if exchange.streamed else exchange.json
+    if not isinstance(document, dict):
+        return {}
+    return {"served_model": document.get("model"), "served_tier": document.get("service_tier")}
+
+
+def _previous(metadata: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(metadata, dict):
+        return {}
+    ours = metadata.get(METADATA_KEY)
+    if not isinstance(ours, dict) or not isinstance(ours.get("exchanges"), list):
+        return {}
+    return {
+        str(entry.get("request")): entry for entry in ours["exchanges"] if isinstance(entry, dict)
+    }
+
+
+def build_provenance(
+    interactions: Iterable[tuple[dict[str, Any], Any, bool]],
+    previous_metadata: Any,
+) -> dict[str, Any]:
+    """The ``metadata.chatresp`` of a cassette about to be written.
+
+    ``interactions`` are (request dict, exchange, recorded now) in file order; an interaction
+    not recorded now keeps the ``recorded_at`` of an earlier write, when one is known.
+    """
+    now = _now()
+    previous = _previous(previous_metadata)
+    entries = []
+    for index, (request, exchange, recorded_now) in enumerate(interactions):
+        digest = request_digest(
+            str(request.get("method", "")), str(request.get("uri", "")), request.get("body")
+        )
+        earlier = previous.get(digest, {})
+        entry: dict[str, Any] = {
+            "index": index,
+            "request": digest,
+            "recorded_at": now if recorded_now else earlier.get("recorded_at", now),
+        }
+        if exchange is not None and exchange.is_chat:
+            body = exchange.request.json if isinstance(exchange.request.json, dict) else {}
+            entry["requested_model"] = body.get("model")
+            entry["requested_tier"] = body.get("service_tier")
+            entry.update(_served(exchange))
+        entries.append(entry)
+    return {"recorded_at": now, "versions": versions(), "exchanges": entries}
+
+
+def oldest_recording(metadata: Any) -> datetime | None:
+    """When the oldest exchange of a cassette was recorded, if its metadata says."""
+    if not isinstance(metadata, dict) or not isinstance(metadata.get(METADATA_KEY), dict):
+        return None
+    ours = metadata[METADATA_KEY]
+    times = [
+        _parse_time(entry.get("recorded_at"))
+        for entry in ours.get("exchanges") or []
+        if isinstance(entry, dict)
+    ]
+    known = [t for t in times if t is not None]
+    if known:
+        return min(known)
+    return _parse_time(ours.get("recorded_at"))
+
+
+def model_changes(previous_metadata: Any, metadata: dict[str, Any]) -> list[str]:
+    """``requested → old served → new served`` for requests re-recorded with another model."""
+    previous = _previous(previous_metadata)
+    changes = []
+    for entry in metadata.get("exchanges", []):
+        before = previous.get(str(entry.get("request")))
+        if not before or "served_model" not in before or "served_model" not in entry:
+            continue
+        if before["served_model"] != entry["served_model"]:
+            changes.append(
+                f"{entry.get('requested_model')}: served {before['served_model']} before, "
+                f"{entry['served_model']} now (interaction {entry['index']})"
+            )
+    return changes

@@ -1,0 +1,236 @@
+"""The readable cassette format: JSON bodies as YAML structure, streams as lists of events.
+
+vcrpy stores a JSON body as one escaped string and a stream as one blob, so a re-recorded
+cassette is an unreadable wall in a review. The readable format stays a vcrpy cassette, written
+and read through a serializer registered with vcrpy, but stores:
+
+- a JSON request or response body as structure under ``body: {json: …}``;
+- a server-sent event stream as ``body: {events: [{data: …}, …, {data: '[DONE]'}]}``;
+- a gzip-compressed response decoded (and its ``Content-Encoding`` dropped), as vcrpy's own
+  ``decode_compressed_response`` does;
+- other multi-line text as YAML block literals.
+
+A body is stored as structure only when writing the structure back gives the recorded bytes
+exactly (the ``format`` key says how), so replay hands the client the same bytes. Anything else
+stays a string.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["FORMAT_KEY", "FORMAT_VALUE", "deserialize", "is_readable", "serialize", "to_plain"]
+
+FORMAT_KEY = "chatresp_format"
+FORMAT_VALUE = "readable-1"
+
+_Dump = Callable[[Any], str]
+_FORMATS: dict[str, _Dump] = {
+    "compact": lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False),
+    "compact-ascii": lambda v: json.dumps(v, separators=(",", ":")),
+    "spaced": json.dumps,
+    "spaced-unicode": lambda v: json.dumps(v, ensure_ascii=False),
+    "indent2": lambda v: json.dumps(v, indent=2, ensure_ascii=False),
+    "indent2-newline": lambda v: json.dumps(v, indent=2, ensure_ascii=False) + "\n",
+}
+
+
+def _json_format(text: str) -> tuple[str, Any] | None:
+    """The format that writes ``text``'s JSON back exactly, and the value; else ``None``."""
+    stripped = text.lstrip()
+    if not stripped.startswith(("{", "[")):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    for name, dump in _FORMATS.items():
+        if dump(value) == text:
+            return name, value
+    return None
+
+
+def _events(text: str) -> tuple[str, list[Any]] | None:
+    """A ``data:``-only SSE stream as (format, [value or '[DONE]']), if it rebuilds exactly."""
+    if not text.startswith("data: ") or not text.endswith("\n\n"):
+        return None
+    pieces = text[: -len("\n\n")].split("\n\n")
+    datas = []
+    for piece in pieces:
+        if not piece.startswith("data: ") or "\n" in piece:
+            return None
+        datas.append(piece[len("data: ") :])
+    chosen: str | None = None
+    events: list[Any] = []
+    for data in datas:
+        if data == "[DONE]":
+            events.append({"data": data})
+            continue
+        found = _json_format(data)
+        if found is None or (chosen is not None and found[0] != chosen):
+            return None
+        chosen = found[0]
+        events.append({"data": found[1]})
+    if chosen is None:
+        return None
+    return chosen, events
+
+
+def _rebuild_events(body: dict[str, Any]) -> str:
+    dump = _FORMATS[str(body.get("format", "compact"))]
+    out = []
+    for event in body["events"]:
+        data = event.get("data") if isinstance(event, dict) else event
+        out.append("data: " + (data if data == "[DONE]" else dump(data)) + "\n\n")
+    return "".join(out)
+
+
+def _readable_body(text: Any) -> Any:
+    if not isinstance(text, str) or not text:
+        return None
+    found = _json_format(text)
+    if found is not None:
+        return {"json": found[1], "format": found[0]}
+    stream = _events(text)
+    if stream is not None:
+        return {"events": stream[1], "format": stream[0]}
+    return None
+
+
+def _header(headers: dict[str, Any], name: str) -> str | None:
+    for key, value in headers.items():
+        if str(key).lower() == name:
+            values = value if isinstance(value, list) else [value]
+            return str(values[0]) if values else None
+    return None
+
+
+def _drop_header(headers: dict[str, Any], name: str) -> None:
+    for key in [k for k in headers if str(k).lower() == name]:
+        del headers[key]
+
+
+def _decompressed(response: dict[str, Any]) -> None:
+    body = response.get("body")
+    headers = response.get("headers")
+    if not isinstance(body, dict) or not isinstance(headers, dict):
+        return
+    raw = body.get("string")
+    if not isinstance(raw, bytes) or not raw.startswith(b"\x1f\x8b"):
+        return
+    try:
+        text = gzip.decompress(raw).decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError):
+        return
+    body["string"] = text
+    _drop_header(headers, "content-encoding")
+    for key in [k for k in headers if str(k).lower() == "content-length"]:
+        headers[key] = [str(len(text.encode("utf-8")))]
+
+
+def to_readable(document: dict[str, Any]) -> dict[str, Any]:
+    """A plain vcrpy cassette document in the readable layout (a new document)."""
+    interactions = []
+    for interaction in document.get("interactions", []):
+        request = dict(interaction["request"])
+        response = dict(interaction["response"])
+        response["headers"] = dict(response.get("headers") or {})
+        response["body"] = dict(response.get("body") or {})
+        _decompressed(response)
+        readable = _readable_body(request.get("body"))
+        if readable is not None:
+            request["body"] = readable
+        readable = _readable_body(response["body"].get("string"))
+        if readable is not None:
+            response["body"] = readable
+        interactions.append({"request": request, "response": response})
+    out: dict[str, Any] = {FORMAT_KEY: FORMAT_VALUE, "interactions": interactions}
+    for key, value in document.items():
+        if key not in ("interactions", FORMAT_KEY):
+            out[key] = value
+    return out
+
+
+def is_readable(document: Any) -> bool:
+    return isinstance(document, dict) and document.get(FORMAT_KEY) == FORMAT_VALUE
+
+
+def _plain_body(body: Any) -> Any:
+    if isinstance(body, dict) and "json" in body:
+        return _FORMATS[str(body.get("format", "compact"))](body["json"])
+    if isinstance(body, dict) and "events" in body:
+        return _rebuild_events(body)
+    return body
+
+
+def to_plain(document: Any) -> Any:
+    """A readable document back in vcrpy's plain layout (others are returned as they are).
+
+    Raises ``KeyError``, ``TypeError`` or ``ValueError`` on a malformed readable body; the
+    reader turns those into a ``CassetteError``.
+    """
+    if not is_readable(document):
+        return document
+    interactions = []
+    for interaction in document.get("interactions") or []:
+        if not isinstance(interaction, dict):
+            interactions.append(interaction)
+            continue
+        request = interaction.get("request")
+        response = interaction.get("response")
+        if isinstance(request, dict):
+            request = {**request, "body": _plain_body(request.get("body"))}
+        if isinstance(response, dict):
+            body = response.get("body")
+            if isinstance(body, dict) and ("json" in body or "events" in body):
+                response = {**response, "body": {"string": _plain_body(body)}}
+        interactions.append({**interaction, "request": request, "response": response})
+    plain = {k: v for k, v in document.items() if k != FORMAT_KEY}
+    plain["interactions"] = interactions
+    return plain
+
+
+# --- the vcrpy serializer -----------------------------------------------------------------------
+
+
+def _dumper() -> type[Any]:
+    import yaml
+
+    base: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    class Dumper(base):  # type: ignore[misc]
+        pass
+
+    def represent_str(dumper: Any, value: str) -> Any:
+        style = "|" if "\n" in value.rstrip("\n") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, represent_str)
+    return Dumper
+
+
+def serialize(cassette_dict: dict[str, Any]) -> str:
+    """vcrpy serializer: the readable YAML of a cassette."""
+    import yaml
+
+    readable = to_readable(cassette_dict)
+    return str(
+        yaml.dump(
+            readable,
+            Dumper=_dumper(),
+            sort_keys=False,
+            allow_unicode=True,
+            width=100,
+            default_flow_style=False,
+        )
+    )
+
+
+def deserialize(cassette_string: str) -> Any:
+    """vcrpy serializer: a readable (or plain) YAML cassette, in vcrpy's plain layout."""
+    from .cassette import read_document
+
+    return to_plain(read_document("<cassette>", cassette_string.encode("utf-8")))
