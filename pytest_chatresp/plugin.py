@@ -170,7 +170,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{_MARKER}(path=None, *, record_mode=None): replay or record this test's HTTP calls "
+        f"{_MARKER}(path=None, *, record_mode=None, serializer=None): replay or record this "
+        "test's HTTP calls "
         "in a cassette, relative to the cassette dir "
         "(default: <cassette dir>/<test module>/<test name>.yaml).",
     )
@@ -375,6 +376,20 @@ def _record_mode(item: pytest.Item) -> str:
     return str(mode)
 
 
+def _serializer(item: pytest.Item) -> str:
+    marker = item.get_closest_marker(_MARKER)
+    chosen = marker.kwargs.get("serializer") if marker is not None else None
+    if chosen is None:
+        return str(item.config.getini("chatresp_serializer"))
+    if chosen not in ("readable", "yaml", "json"):
+        pytest.fail(
+            f"{item.nodeid}: serializer={chosen!r} in @pytest.mark.{_MARKER} is not one of: "
+            "readable, yaml, json.",
+            pytrace=False,
+        )
+    return str(chosen)
+
+
 def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSettings:
     from .recording import (
         DEFAULT_MATCH_ON,
@@ -396,7 +411,7 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
         response_headers=DEFAULT_RESPONSE_HEADERS + more("chatresp_filter_response_headers"),
         query_parameters=DEFAULT_QUERY_PARAMETERS + more("chatresp_filter_query_parameters"),
         rules=config.stash[_RULES_KEY],
-        serializer=str(config.getini("chatresp_serializer")),
+        serializer=_serializer(item),
         vcr_options=vcr_options,
     )
 
