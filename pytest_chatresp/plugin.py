@@ -116,6 +116,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="fail, rather than warn, for cassettes older than --chatresp-max-age.",
     )
+    group.addoption(
+        "--chatresp-list-cassettes",
+        dest="chatresp_list_cassettes",
+        default=None,
+        metavar="PATH",
+        help="write the cassette paths the collected tests use, as JSON (for chatresp check "
+        "--orphans).",
+    )
     parser.addini(
         "chatresp_serializer",
         "format of new cassettes: readable (the default), yaml or json.",
@@ -709,3 +717,25 @@ def pytest_collection_modifyitems(
     for path in _cassette_files(_cassette_dir(config)):
         name = _relative(config, path)
         items.append(CassetteCheckItem.from_parent(session, name=name, path=path, nodeid=name))
+
+
+_FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_contract"})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    target = session.config.getoption("chatresp_list_cassettes", default=None)
+    if not target:
+        return
+    used = set()
+    for item in session.items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker(_MARKER) is None and not fixtures & _FIXTURES:
+            continue
+        try:
+            used.add(str(_cassette_path(item).resolve()))
+        except pytest.fail.Exception:
+            continue
+    listing = {"cassette_dir": str(_cassette_dir(session.config).resolve()), "used": sorted(used)}
+    Path(session.config.invocation_params.dir, target).write_text(
+        json.dumps(listing, indent=2) + "\n", encoding="utf-8"
+    )
