@@ -6,13 +6,15 @@ The public names are imported on first use, so that loading the plugin stays che
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 # Before assertions.py is imported anywhere, so its asserts are rewritten even when installed
-# in editable mode.
-pytest.register_assert_rewrite("pytest_chatresp.assertions")
+# in editable mode. Outside pytest (the chatresp command) there is nothing to rewrite.
+if "pytest" in sys.modules:
+    import pytest
+
+    pytest.register_assert_rewrite("pytest_chatresp.assertions")
 
 if TYPE_CHECKING:
     from .assertions import (

@@ -304,10 +304,65 @@ def _skip_checks(values: Sequence[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+def _allowances(lines: list[str]) -> tuple[Any, ...]:
+    from .providers import parse_allowances
+
+    try:
+        return parse_allowances(lines)
+    except ValueError as exc:
+        raise _UsageError(f"--allow: {exc}") from None
+
+
+def _orphans(args: argparse.Namespace) -> int:
+    """Cassettes under the cassette dir that no collected test uses (pytest collects them)."""
+    import subprocess
+    import tempfile
+
+    from .audit import orphans
+
+    with tempfile.TemporaryDirectory() as scratch:
+        listing = Path(scratch, "used.json")
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--chatresp-list-cassettes={listing}",
+            *args.paths,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if not listing.is_file():
+            _err(f"{PROG}: pytest could not collect the tests (exit {done.returncode}):")
+            _err(done.stdout[-2000:] + done.stderr[-2000:])
+            return _EXIT_FAILED
+        data = json.loads(listing.read_text(encoding="utf-8"))
+    cassette_dir = Path(data["cassette_dir"])
+    used = {Path(p) for p in data["used"]}
+    files = _collect([str(cassette_dir)]) if cassette_dir.is_dir() else None
+    found = orphans(cassette_dir, used, files.paths if files else [])
+    for path in found:
+        _out(f"orphan: {display_path(path)}")
+    total = len(files.paths) if files else 0
+    _out(
+        f"{len(found)} orphan{'' if len(found) == 1 else 's'} of {total} cassette files in "
+        f"{display_path(cassette_dir)} ({len(used)} used by the collected tests)"
+    )
+    return _EXIT_FAILED if found else _EXIT_OK
+
+
 def _check(args: argparse.Namespace) -> int:
     from .checks import Rules
 
-    rules = Rules(strict=args.strict, skip_checks=_skip_checks(args.skip_checks))
+    if args.orphans:
+        return _orphans(args)
+    rules = Rules(
+        strict=args.strict,
+        skip_checks=_skip_checks(args.skip_checks),
+        allow=_allowances(args.allow),
+    )
     files = _collect(args.paths or [DEFAULT_PATH])
     summary = _Summary()
     reports: list[_FileReport] = []
@@ -533,6 +588,55 @@ def _show(args: argparse.Namespace) -> int:
 # --- scrub --------------------------------------------------------------------------------------
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from .audit import audit_file
+    from .scrub import ScrubRules
+
+    if args.max_body_kb < 1:
+        raise _UsageError("--max-body-kb must be 1 or more")
+    files = _collect(args.paths or [DEFAULT_PATH])
+    rules = ScrubRules.default()
+    status = _EXIT_FAILED if files.problems else _EXIT_OK
+    for problem in files.problems:
+        _err(f"{PROG}: {problem}")
+    findings: list[dict[str, Any]] = []
+    for path in files.paths:
+        irregular = _irregular(path)
+        if irregular is not None:
+            _out(irregular)
+            status = _EXIT_FAILED
+            continue
+        try:
+            found = audit_file(path, rules=rules, max_body_bytes=args.max_body_kb * 1024)
+        except CassetteError as exc:
+            _out(str(exc))
+            status = _EXIT_FAILED
+            continue
+        except (OSError, RecursionError, MemoryError) as exc:
+            _out(f"{display_path(path)}: {_unexpected(exc)}")
+            status = _EXIT_FAILED
+            continue
+        for finding in found:
+            status = _EXIT_FAILED
+            if args.json:
+                findings.append(
+                    {
+                        "path": finding.path,
+                        "index": finding.index,
+                        "where": finding.where,
+                        "what": finding.what,
+                    }
+                )
+            else:
+                _out(str(finding))
+    if args.json:
+        _out(json.dumps({"findings": findings, "files": len(files.paths)}, indent=2))
+    else:
+        flagged = "nothing flagged" if status == _EXIT_OK else "see above"
+        _out(f"{len(files.paths)} file{'' if len(files.paths) == 1 else 's'} audited: {flagged}")
+    return status
+
+
 def _scrub(args: argparse.Namespace) -> int:
     from .scrub import ScrubRules, scrub_file
 
@@ -631,9 +735,45 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME[,NAME...]",
         help="contract checks to skip, by name (repeatable)",
     )
+    check.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a deviation to accept, as ini chatresp_allow (repeatable)",
+    )
+    check.add_argument(
+        "--orphans",
+        action="store_true",
+        help="list cassette files under the cassette dir that no collected test uses (runs "
+        "pytest's collection here; PATHs are then test paths)",
+    )
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("-q", "--quiet", action="store_true", help="print the summary line only")
     check.set_defaults(handler=_check)
+
+    audit = commands.add_parser(
+        "audit",
+        help="flag secrets, org and project ids, cookies and oversized bodies",
+        description="Flag what a cassette should not hold, in any cassette, including ones "
+        "recorded before the plugin: secrets, organisation and project ids, cookies, and "
+        "bodies larger than a threshold. Reads only; chatresp scrub removes secrets.",
+    )
+    audit.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help=f"cassette files or directories (default: {DEFAULT_PATH})",
+    )
+    audit.add_argument(
+        "--max-body-kb",
+        type=int,
+        default=100,
+        metavar="KB",
+        help="flag request or response bodies larger than this (default: 100)",
+    )
+    audit.add_argument("--json", action="store_true", help="machine-readable output")
+    audit.set_defaults(handler=_audit)
 
     show = commands.add_parser(
         "show",

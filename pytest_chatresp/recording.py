@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import re
+import stat
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -29,12 +30,15 @@ from .serializer import is_readable
 
 __all__ = [
     "DEFAULT_MATCH_ON",
+    "OPENAI_KEY",
     "RECORD_MODES",
     "REDACTED",
     "RecordSettings",
     "Recorder",
     "SecretLeakError",
     "find_secrets",
+    "secret_values",
+    "texts_of",
 ]
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
@@ -63,7 +67,7 @@ DEFAULT_REQUEST_HEADERS: tuple[str, ...] = (
 DEFAULT_RESPONSE_HEADERS: tuple[str, ...] = ("set-cookie", "openai-organization", "openai-project")
 DEFAULT_QUERY_PARAMETERS: tuple[str, ...] = ("key", "api-key", "api_key")
 
-_OPENAI_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
+OPENAI_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
 _SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET")
 _MIN_SECRET_LENGTH = 8
 
@@ -121,7 +125,7 @@ def _scrub_query(uri: str, names: Iterable[str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(scrubbed)))
 
 
-def _secret_values() -> dict[str, str]:
+def secret_values() -> dict[str, str]:
     """Environment variables that look like credentials, by name."""
     return {
         name: value
@@ -132,18 +136,18 @@ def _secret_values() -> dict[str, str]:
     }
 
 
-def _texts(value: Any) -> Iterable[tuple[str, str]]:
+def texts_of(value: Any) -> Iterable[tuple[str, str]]:
     """Every string inside a cassette value, decoded: bytes, gzip and base64 hide nothing."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            for where, text in _texts(item):
+            for where, text in texts_of(item):
                 yield (f"{key}.{where}" if where else str(key)), text
     elif isinstance(value, list | tuple):
         for position, item in enumerate(value):
-            for where, text in _texts(item):
+            for where, text in texts_of(item):
                 yield (f"[{position}].{where}" if where else f"[{position}]"), text
     elif isinstance(value, bytes | bytearray):
-        yield from _texts(_decode_bytes(bytes(value)))
+        yield from texts_of(_decode_bytes(bytes(value)))
     elif isinstance(value, str):
         yield "", value
         decoded = _maybe_base64(value)
@@ -178,13 +182,13 @@ def find_secrets(document: Any) -> list[tuple[str, str]]:
     ``*_SECRET`` (8 characters or more) and anything shaped like an OpenAI key. The secret
     itself is never part of the answer.
     """
-    secrets = _secret_values()
+    secrets = secret_values()
     found: list[tuple[str, str]] = []
-    for where, text in _texts(document):
+    for where, text in texts_of(document):
         for name, value in secrets.items():
             if value in text:
                 found.append((where, f"the value of ${name}"))
-        if _OPENAI_KEY.search(text):
+        if OPENAI_KEY.search(text):
             found.append((where, "a string shaped like an OpenAI API key (sk-…)"))
     return found
 
@@ -325,6 +329,11 @@ def write_atomically(path: Path, data: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(data)
+        try:  # mkstemp makes the file private; keep the old file's mode, or the usual one
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            mode = 0o644
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)

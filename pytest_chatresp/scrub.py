@@ -68,12 +68,12 @@ class ScrubRules:
             DEFAULT_QUERY_PARAMETERS,
             DEFAULT_REQUEST_HEADERS,
             DEFAULT_RESPONSE_HEADERS,
-            _secret_values,
+            secret_values,
         )
 
         extra = {name.strip().lower() for name in headers if name.strip()}
         values = (
-            tuple((value, f"${name}") for name, value in sorted(_secret_values().items()))
+            tuple((value, f"${name}") for name, value in sorted(secret_values().items()))
             if environment
             else ()
         )
@@ -465,7 +465,7 @@ def _learned(value: str) -> list[str]:
 
 
 def _plan(scalars: list[_Scalar], rules: ScrubRules) -> tuple[list[_Change], _Scrubber]:
-    from .recording import _OPENAI_KEY, REDACTED
+    from .recording import OPENAI_KEY, REDACTED
 
     changes: dict[int, _Change] = {}
     learned: dict[str, str] = {}
@@ -496,7 +496,7 @@ def _plan(scalars: list[_Scalar], rules: ScrubRules) -> tuple[list[_Change], _Sc
         values.setdefault(value, what)
     scrubber = _Scrubber(
         REDACTED,
-        _OPENAI_KEY,
+        OPENAI_KEY,
         sorted(values.items(), key=lambda item: (-len(item[0]), item[0])),
     )
     # Then everything else: literal secrets and key-shaped strings, in text and encoded bodies.
@@ -760,10 +760,10 @@ def _with_digests(text: str, digests: dict[str, str], shown: str) -> str:
 
 def _cleaner(rules: ScrubRules) -> Callable[[str], str]:
     """Replaces the secrets the rules know of (not those learned from a file) in any text."""
-    from .recording import _OPENAI_KEY, REDACTED
+    from .recording import OPENAI_KEY, REDACTED
 
     values = sorted({value for value, _ in rules.values}, key=lambda v: (-len(v), v))
-    return _Scrubber(REDACTED, _OPENAI_KEY, [(value, "") for value in values]).clean
+    return _Scrubber(REDACTED, OPENAI_KEY, [(value, "") for value in values]).clean
 
 
 # --- files --------------------------------------------------------------------------------------

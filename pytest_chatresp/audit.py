@@ -1,0 +1,110 @@
+"""Auditing cassettes, including ones recorded before the plugin: what should not be in them.
+
+An audit flags secrets (the recording rules' headers, query parameters, key-shaped values and
+credential environment variables), organisation and project ids, cookies, and bodies larger than
+a threshold (base64 images, huge prompts). It reads and never writes; ``chatresp scrub`` fixes
+what can be fixed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import display_path
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "Finding", "audit_file", "orphans"]
+
+DEFAULT_MAX_BODY_BYTES = 100 * 1024
+_IDS = (
+    (re.compile(r"\borg-[A-Za-z0-9]{16,}\b"), "an organisation id (org-…)"),
+    (re.compile(r"\bproj_[A-Za-z0-9]{16,}\b"), "a project id (proj_…)"),
+)
+_IMAGE = re.compile(r"data:image/[a-z+]+;base64,")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something a cassette should not hold: where, and what (never the value itself)."""
+
+    path: str
+    index: int | None
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        place = self.path if self.index is None else f"{self.path}, interaction {self.index}"
+        return f"{place}: {self.where}: {self.what}"
+
+
+def _body_size(body: Any) -> int:
+    if isinstance(body, bytes):
+        return len(body)
+    if isinstance(body, str):
+        return len(body.encode("utf-8", errors="replace"))
+    return 0
+
+
+def audit_file(path: Path, *, rules: Any, max_body_bytes: int) -> list[Finding]:
+    """Everything in one cassette file that should not be there (raises ``CassetteError``)."""
+    from .cassette import load_cassette
+    from .checks import CHECKS
+    from .recording import texts_of
+    from .scrub import scrub_file
+
+    shown = display_path(path)
+    findings = [
+        Finding(shown, None, description, "should not be recorded (chatresp scrub removes it)")
+        for description in dict.fromkeys(scrub_file(path, rules).found)
+    ]
+    cassette = load_cassette(path, skip_checks=CHECKS)
+    for exchange in cassette.exchanges:
+        parts = (
+            ("request body", exchange.request.body),
+            ("response body", exchange.body),
+        )
+        for name, body in parts:
+            size = _body_size(body)
+            if size > max_body_bytes:
+                kind = (
+                    " (a base64 image)"
+                    if isinstance(body, str) and _IMAGE.search(body[:100_000])
+                    else ""
+                )
+                findings.append(
+                    Finding(
+                        shown,
+                        exchange.index,
+                        name,
+                        f"{size // 1024} KB, more than {max_body_bytes // 1024} KB{kind}",
+                    )
+                )
+        seen: set[tuple[str, str]] = set()
+        document = {
+            "request": {"uri": exchange.request.uri, "body": exchange.request.body},
+            "response": {"body": exchange.body},
+        }
+        for where, text in texts_of(document):
+            for pattern, what in _IDS:
+                if pattern.search(text) and (where, what) not in seen:
+                    seen.add((where, what))
+                    findings.append(Finding(shown, exchange.index, where, what))
+    return findings
+
+
+def orphans(cassette_dir: Path, used: set[Path], files: list[Path]) -> list[Path]:
+    """Cassette files below ``cassette_dir`` that no collected test uses."""
+    root = cassette_dir.resolve()
+    out = []
+    for path in files:
+        resolved = path.resolve()
+        if resolved in used:
+            continue
+        try:
+            resolved.relative_to(root)
+        except ValueError:
+            continue
+        out.append(path)
+    return out
