@@ -41,7 +41,7 @@ from .models import (
     validate_chunk,
     validate_completion,
 )
-from .providers import allowance_for, provider_of, validate_allowing
+from .providers import allowance_for, allowance_works, provider_of, validate_allowing
 from .serializer import is_readable, to_plain
 from .stream import SSEEvent, is_chunk, looks_like_sse, merge_chunks, parse_sse
 
@@ -593,35 +593,68 @@ def _valid_chunks(documents: list[dict[str, Any]], strict: bool) -> list[ChatCom
     return chunks
 
 
+def _chunk_field(loc: Any) -> str:
+    """A chunk's field as the completion's: ``choices[0].delta.content`` → ``…message.content``.
+
+    So that one allowance (``choices[].message.content=*``, ``service_tier=on_demand``)
+    accepts a deviation whether it came in a completion or in the chunks of a stream.
+    """
+    return field_path(loc).replace(".delta.", ".message.", 1)
+
+
 def _validate(
-    exchange: Exchange, document: Any, rules: Rules, suffix: str = ""
-) -> ChatCompletion | None:
-    """Validate a completion document, allowing what the user allows; record violations."""
+    exchange: Exchange,
+    document: Any,
+    rules: Rules,
+    *,
+    chunk: int | None = None,
+    suffix: str = "",
+) -> Any:
+    """Validate a completion (or, with ``chunk``, the stream event at that position).
+
+    What the user allows is accepted; anything else is recorded as violations, with the line
+    that would accept it when the provider is known and such a line would work.
+    """
     assert exchange.source is not None
-    path, index = exchange.source.path, exchange.source.index
+
+    def validate(data: Any) -> Any:
+        if chunk is None:
+            return validate_completion(data, strict=rules.strict)
+        return validate_chunk(data, strict=rules.strict)
+
     try:
-        return validate_completion(document, strict=rules.strict)
+        return validate(document)
     except ValidationError as exc:
         error = exc
+    errors = error.errors(include_url=False)
+    field_of = field_path if chunk is None else _chunk_field
     if rules.allow:
-        completion: ChatCompletion | None = validate_allowing(
-            document,
-            error.errors(include_url=False),
-            rules.allow,
-            lambda patched: validate_completion(patched, strict=rules.strict),
-            field_path,
-        )
-        if completion is not None:
-            return completion
+        model = validate_allowing(document, errors, rules.allow, validate, field_of)
+        if model is not None:
+            return model
     provider = provider_of(exchange.request.uri, document)
+    workable = (
+        set()
+        if provider in (None, "OpenAI")
+        else {field_path(e["loc"]) for e in errors if allowance_works(document, e, validate)}
+    )
 
     def hint(field: str, value: Any) -> str:
-        if provider is None or provider == "OpenAI":
+        if field not in workable:
             return ""
-        return f" ({provider}; to accept it: chatresp_allow = {allowance_for(field, value)})"
+        shown = field.replace(".delta.", ".message.", 1)
+        return f" ({provider}; to accept it: chatresp_allow = {allowance_for(shown, value)})"
 
     exchange.violations.extend(
-        violations_from(error, path, index, strict=rules.strict, suffix=suffix, hint=hint)
+        violations_from(
+            error,
+            exchange.source.path,
+            exchange.source.index,
+            strict=rules.strict,
+            prefix="" if chunk is None else f"chunk[{chunk}]",
+            suffix=suffix,
+            hint=hint,
+        )
     )
     return None
 
@@ -634,7 +667,6 @@ def _validate_document(exchange: Exchange, document: Any, rules: Rules) -> None:
 
 
 def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], rules: Rules) -> None:
-    strict = rules.strict
     assert exchange.source is not None
     path, index = exchange.source.path, exchange.source.index
     for event in exchange.events:
@@ -652,12 +684,9 @@ def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], rules:
             continue
         if not is_chunk(document):
             continue
-        try:
-            exchange.chunks.append(validate_chunk(document, strict=strict))
-        except ValidationError as exc:
-            exchange.violations.extend(
-                violations_from(exc, path, index, strict=strict, prefix=f"chunk[{event.position}]")
-            )
+        chunk = _validate(exchange, document, rules, chunk=event.position)
+        if chunk is not None:
+            exchange.chunks.append(chunk)
     if not documents:
         exchange.violations.append(
             Violation(path, index, None, "the stream holds no chat.completion.chunk event")
@@ -665,7 +694,8 @@ def _validate_stream(exchange: Exchange, documents: list[dict[str, Any]], rules:
         return
     if exchange.violations:
         return
-    completion = _validate(exchange, merge_chunks(documents), rules, " (in the merged stream)")
+    merged = merge_chunks(documents)
+    completion = _validate(exchange, merged, rules, suffix=" (in the merged stream)")
     if completion is not None:
         completion._source = exchange.source
         exchange._completion = completion

@@ -158,6 +158,8 @@ def _json_output(completion: ChatCompletion, context: CheckContext) -> _Found:
             if choice.message.refusal is None and choice.finish_reason == "stop":
                 found.append((field, f"expected JSON (response_format {kind}), found null"))
             continue
+        if not isinstance(content, str):
+            continue  # an allowed deviation (chatresp_allow), e.g. Mistral's list of parts
         try:
             value = json.loads(content)
         except json.JSONDecodeError as exc:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "Allowance",
     "allowance_for",
+    "allowance_works",
     "normalized_path",
     "parse_allowances",
     "provider_of",
@@ -184,6 +185,29 @@ def _walk_model(model: Any, loc: tuple[int | str, ...]) -> tuple[Any, int | str]
             current = getattr(current, key)
         # else: a union tag, skipped
     return None
+
+
+def allowance_works(document: Any, error: Mapping[str, Any], validate: Any) -> bool:
+    """Whether allowing ``error``'s value would accept it: with the stand-in that
+    :func:`validate_allowing` would put there, no error is left at that place."""
+    if error["type"] == "missing":
+        return False
+    patched = copy.deepcopy(document)
+    place = _walk(patched, tuple(error["loc"]))
+    if place is None:
+        return False
+    container, key = place
+    container[key] = (
+        _first_literal(error.get("ctx") or {}) if error["type"] == "literal_error" else None
+    )
+    try:
+        validate(patched)
+    except Exception as exc:
+        errors = exc.errors(include_url=False) if hasattr(exc, "errors") else None
+        if errors is None:
+            return False
+        return all(tuple(e["loc"])[: len(error["loc"])] != tuple(error["loc"]) for e in errors)
+    return True
 
 
 def validate_allowing(

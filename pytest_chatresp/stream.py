@@ -151,6 +151,13 @@ def _merge_tool_calls(choice: _Choice, fragments: Any) -> None:
                     _merge_extra(call.function_extra, name, value)
 
 
+def _keep_latest(target: dict[str, Any], key: str, value: Any) -> None:
+    """Top-level and choice-level keys the contract does not name: metadata that chunks repeat
+    (OpenRouter's ``provider``, ``native_finish_reason``), so the last non-null value wins."""
+    if value is not None:
+        target[key] = value
+
+
 def _merge_delta(choice: _Choice, delta: Any) -> None:
     if not isinstance(delta, dict):
         return
@@ -252,7 +259,7 @@ def merge_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
                 if value is not None or key not in top:
                     top[key] = value
             elif key not in _TOP_HANDLED:
-                _merge_extra(top, key, value)
+                _keep_latest(top, key, value)
         if chunk.get("moderation") is not None:
             moderation = chunk["moderation"]
         chunk_choices = chunk.get("choices")
@@ -277,7 +284,7 @@ def merge_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
             _merge_logprobs(choice, raw.get("logprobs"))
             for key, value in raw.items():
                 if key not in _CHOICE_HANDLED:
-                    _merge_extra(choice.extra, key, value)
+                    _keep_latest(choice.extra, key, value)
     merged: dict[str, Any] = {
         **top,
         "object": "chat.completion",
