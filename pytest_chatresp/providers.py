@@ -61,6 +61,8 @@ _HOSTS: tuple[tuple[str, str], ...] = (
     ("cloud.databricks.com", "Databricks"),
     ("azuredatabricks.net", "Databricks"),
     ("api.crusoe.ai", "Crusoe"),
+    ("crusoecloud.com", "Crusoe"),
+    ("ollama.com", "Ollama"),
     ("api.cloudflare.com", "Cloudflare"),
     ("api.ai21.com", "AI21"),
     ("inference.ai.azure.com", "Azure AI"),
