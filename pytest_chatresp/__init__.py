@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         assert_usage,
     )
     from .cassette import APIErrorInfo, Cassette, Exchange, Request, load_cassette
-    from .errors import CassetteError, Violation
+    from .errors import CassetteAgeWarning, CassetteError, Violation
     from .models import (
         ChatCompletion,
         ChatCompletionChunk,
@@ -36,10 +36,12 @@ if TYPE_CHECKING:
         Choice,
         CompletionUsage,
     )
+    from .recording import SecretLeakError
 
 __all__ = [
     "APIErrorInfo",
     "Cassette",
+    "CassetteAgeWarning",
     "CassetteError",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -49,6 +51,7 @@ __all__ = [
     "CompletionUsage",
     "Exchange",
     "Request",
+    "SecretLeakError",
     "Violation",
     "assert_choice",
     "assert_choices",
@@ -71,7 +74,8 @@ _HOMES = {
         "assert_usage",
     ),
     "cassette": ("APIErrorInfo", "Cassette", "Exchange", "Request", "load_cassette"),
-    "errors": ("CassetteError", "Violation"),
+    "errors": ("CassetteAgeWarning", "CassetteError", "Violation"),
+    "recording": ("SecretLeakError",),
     "models": (
         "ChatCompletion",
         "ChatCompletionChunk",
