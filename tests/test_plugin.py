@@ -370,3 +370,36 @@ def test_no_cache_dir_without_the_cacheprovider(pytester: pytest.Pytester) -> No
     pytester.makepyfile(test_it="def test_c(chat_completion):\n    pass\n")
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
     assert not (pytester.path / ".pytest_cache").exists()
+
+
+def test_a_test_that_replays_and_reads_parses_the_file_once(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_chatresp.cassette as reader
+
+    write_cassette(pytester.path / "cassettes/test_it/test_both.yaml", completion(id="once"))
+    calls: list[str] = []
+    original = reader.read_document
+
+    def counting(path: object, data: bytes | None = None) -> object:
+        calls.append(str(path))
+        return original(path, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reader, "read_document", counting)
+    pytester.makepyfile(
+        test_it="""
+        import httpx
+        import pytest
+
+        @pytest.mark.chat_cassette
+        def test_both(chat_completion, chat_cassette):
+            reply = httpx.post(
+                "https://api.openai.com/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": []},
+            )
+            assert reply.json()["id"] == chat_completion.id == "once"
+            assert chat_cassette.completions[0].id == "once"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert len(calls) == 1, calls
