@@ -52,6 +52,7 @@ __all__ = [
     "Exchange",
     "Request",
     "build_exchange",
+    "interactions_of",
     "load_cassette",
     "read_document",
 ]
@@ -754,11 +755,8 @@ class Cassette:
         return [e._completion for e in self.exchanges if e._completion is not None]
 
 
-def cassette_from_document(
-    path: str | os.PathLike[str], document: Any, *, rules: Rules | None = None
-) -> Cassette:
-    """Build a :class:`Cassette` from a parsed cassette document."""
-    shown = display_path(path)
+def interactions_of(document: Any, shown: str) -> list[Any]:
+    """The ``interactions`` list of a cassette document; ``CassetteError`` if it has none."""
     if not isinstance(document, Mapping):
         raise CassetteError.single(
             shown, f"not a vcrpy cassette: expected a mapping, got {type(document).__name__}"
@@ -768,6 +766,15 @@ def cassette_from_document(
         raise CassetteError.single(
             shown, "not a vcrpy cassette: no 'interactions' list", field="interactions"
         )
+    return interactions
+
+
+def cassette_from_document(
+    path: str | os.PathLike[str], document: Any, *, rules: Rules | None = None
+) -> Cassette:
+    """Build a :class:`Cassette` from a parsed cassette document."""
+    shown = display_path(path)
+    interactions = interactions_of(document, shown)
     exchanges = [
         build_exchange(shown, index, interaction, rules=rules)
         for index, interaction in enumerate(interactions)

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .cassette import Cassette, Exchange, Request, build_exchange, read_document
+from .cassette import (
+    Cassette,
+    Exchange,
+    Request,
+    build_exchange,
+    interactions_of,
+    read_document,
+)
 from .checks import CHECKS, Rules
 from .errors import CassetteError, Violation, display_path
 from .provenance import METADATA_KEY, build_provenance, model_changes
@@ -245,11 +252,7 @@ class _Persister:
         if not path.is_file() or path.stat().st_size == 0:
             raise CassetteNotFoundError()
         document = self._recorder.document(path)
-        interactions = document.get("interactions") if isinstance(document, dict) else None
-        if not isinstance(interactions, list):
-            raise CassetteError.single(
-                display_path(path), "not a vcrpy cassette: no 'interactions' list"
-            )
+        interactions = interactions_of(document, display_path(path))
         requests = [VcrRequest._from_dict(i["request"]) for i in interactions]
         responses = [compat.convert_to_bytes(i["response"]) for i in interactions]
         if document.get("metadata"):

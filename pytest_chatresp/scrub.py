@@ -770,16 +770,9 @@ def _cleaner(rules: ScrubRules) -> Callable[[str], str]:
 
 
 def _interaction_count(document: Any, shown: str) -> int:
-    if not isinstance(document, dict):
-        raise CassetteError.single(
-            shown, f"not a vcrpy cassette: expected a mapping, got {type(document).__name__}"
-        )
-    interactions = document.get("interactions")
-    if not isinstance(interactions, list):
-        raise CassetteError.single(
-            shown, "not a vcrpy cassette: no 'interactions' list", field="interactions"
-        )
-    return len(interactions)
+    from .cassette import interactions_of
+
+    return len(interactions_of(document, shown))
 
 
 def scrub_file(path: str | Path, rules: ScrubRules) -> ScrubResult:
