@@ -31,6 +31,7 @@ from .errors import (
     display_path,
     field_path,
     shorten,
+    show_value,
     violations_from,
 )
 from .models import (
@@ -77,8 +78,20 @@ def _dumps(document: Any) -> str | None:
     """
     try:
         return json.dumps(document, default=str)
-    except (ValueError, RecursionError):
+    except (ValueError, TypeError, RecursionError):  # TypeError: a key that is a date, bytes…
         return None
+
+
+def _text(value: Any) -> str:
+    """A header name or value, or an error's message or code, as text, whatever YAML gave."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple | dict | set | frozenset):
+        return show_value(value, 1000)  # bounded: deep nesting, YAML aliases, cycles
+    try:
+        return str(value)
+    except ValueError:  # an integer longer than sys.get_int_max_str_digits()
+        return show_value(value)
 
 
 # --- the document -------------------------------------------------------------------------------
@@ -124,13 +137,51 @@ def _parse_yaml(text: str, shown: str) -> Any:
     if _LOADER is None:
         _LOADER = _yaml_loader()
     try:
-        return yaml.load(text, Loader=_LOADER)
+        document = yaml.load(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise CassetteError.single(shown, f"not valid YAML{where}: {exc.problem}") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2001-13-45
         raise CassetteError.single(shown, f"not valid YAML: {exc}") from None
+    if _alias_expansion(document) > _MAX_ALIAS_EXPANSION:
+        raise CassetteError.single(
+            shown, "YAML aliases expand to too many nodes (a 'billion laughs' file?)"
+        )
+    return document
+
+
+#: How many nodes YAML aliases may add to a document beyond those it holds. vcrpy's own
+#: aliases add a few; a 1 KB "billion laughs" file adds 10**9.
+_MAX_ALIAS_EXPANSION = 1_000_000
+
+
+def _alias_expansion(document: Any) -> int:
+    """How many more nodes ``document`` has once aliases are expanded than it holds.
+
+    Iterative and linear in the nodes held: a shared list or mapping is sized once and
+    counted at each reference; one inside itself (a cycle) counts as one node.
+    """
+    sizes: dict[int, int] = {}
+    ancestors: set[int] = set()
+    held = 0
+    stack: list[tuple[Any, bool]] = [(document, False)]
+    while stack:
+        node, finished = stack.pop()
+        if not isinstance(node, list | dict):
+            continue
+        children = list(node.values()) if isinstance(node, dict) else node
+        if finished:
+            ancestors.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
+            continue
+        if id(node) in sizes or id(node) in ancestors:
+            continue
+        ancestors.add(id(node))
+        held += 1 + len(children)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if isinstance(child, list | dict))
+    return sizes.get(id(document), held) - held
 
 
 def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> Any:
@@ -184,7 +235,7 @@ def _headers(raw: Any) -> dict[str, list[str]]:
         return out
     for name, value in raw.items():
         values = value if isinstance(value, list | tuple) else [value]
-        out.setdefault(str(name).lower(), []).extend(str(v) for v in values if v is not None)
+        out.setdefault(_text(name).lower(), []).extend(_text(v) for v in values if v is not None)
     return out
 
 
@@ -310,12 +361,12 @@ def _error_info(status: int | None, body: Any) -> APIErrorInfo:
     if isinstance(inner, dict):
         try:
             err = ErrorObject.model_validate(inner)
-            code = None if err.code is None else str(err.code)
+            code = None if err.code is None else _text(err.code)
             return APIErrorInfo(status, err.message, err.type, code, err.param, body)
         except ValidationError:
             pass
         message = inner.get("message")
-        return APIErrorInfo(status, str(message) if message else None, None, None, None, body)
+        return APIErrorInfo(status, _text(message) if message else None, None, None, None, body)
     if isinstance(inner, str):
         return APIErrorInfo(status, inner, None, None, None, body)
     if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -406,13 +457,11 @@ def _status(response: Mapping[str, Any]) -> int | None:
     code = status.get("code") if isinstance(status, Mapping) else status
     if code is None:
         code = response.get("status_code")
-    if isinstance(code, bool):
+    if isinstance(code, str) and code.strip().isascii() and code.strip().isdigit():
+        code = int(code) if len(code.strip()) <= 3 else None
+    if isinstance(code, bool) or not isinstance(code, int):
         return None
-    if isinstance(code, int):
-        return code
-    if isinstance(code, str) and code.strip().isdigit():
-        return int(code)
-    return None
+    return code if 100 <= code <= 999 else None  # an HTTP status has three digits
 
 
 def _raw_body(part: Mapping[str, Any]) -> tuple[Any, bool]:
@@ -445,6 +494,12 @@ def _request(shown: str, index: int, raw: Any) -> Request:
             index=index,
             field="request.uri",
         )
+    try:
+        urlsplit(uri).port  # noqa: B018 - raises for a bad IPv6 address or port
+    except ValueError as exc:
+        raise CassetteError.single(
+            shown, f"not a URL ({exc}): {shorten(uri, 60)!r}", index=index, field="request.uri"
+        ) from None
     headers = _headers(raw.get("headers"))
     body, parsed = _raw_body(raw)
     if parsed:

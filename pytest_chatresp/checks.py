@@ -50,6 +50,23 @@ _Found = list[tuple[str, str]]
 _Check = Callable[["ChatCompletion", CheckContext], _Found]
 
 
+def _n(value: Any) -> str:
+    """A number (or list) in a message: as ``str`` shows it, even beyond Python's digit limit."""
+    return show_value(value, 10_000)
+
+
+def _loads(text: str) -> tuple[Any, str | None]:
+    """``json.loads``, or why it failed: bad JSON, nesting too deep, a number too long."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, exc.msg
+    except RecursionError:
+        return None, "nested too deeply to read"
+    except ValueError:  # an integer longer than sys.get_int_max_str_digits()
+        return None, "a number too long to read"
+
+
 def _usage_sum(completion: ChatCompletion, _: CheckContext) -> _Found:
     usage = completion.usage
     if usage is None:
@@ -59,8 +76,8 @@ def _usage_sum(completion: ChatCompletion, _: CheckContext) -> _Found:
         return [
             (
                 "usage.total_tokens",
-                f"expected prompt_tokens + completion_tokens = {expected}, "
-                f"found {usage.total_tokens}",
+                f"expected prompt_tokens + completion_tokens = {_n(expected)}, "
+                f"found {_n(usage.total_tokens)}",
             )
         ]
     return []
@@ -69,7 +86,9 @@ def _usage_sum(completion: ChatCompletion, _: CheckContext) -> _Found:
 def _choice_index(completion: ChatCompletion, _: CheckContext) -> _Found:
     indices = [choice.index for choice in completion.choices]
     if indices != list(range(len(indices))):
-        return [("choices", f"expected indices 0..{len(indices) - 1} in order, found {indices}")]
+        return [
+            ("choices", f"expected indices 0..{len(indices) - 1} in order, found {_n(indices)}")
+        ]
     return []
 
 
@@ -80,7 +99,7 @@ def _choice_count(completion: ChatCompletion, context: CheckContext) -> _Found:
         return [
             (
                 "choices",
-                f"expected {n} choice(s) (the request asked for n={n}), "
+                f"expected {_n(n)} choice(s) (the request asked for n={_n(n)}), "
                 f"found {len(completion.choices)}",
             )
         ]
@@ -88,10 +107,9 @@ def _choice_count(completion: ChatCompletion, context: CheckContext) -> _Found:
 
 
 def _decoded_arguments(text: str) -> tuple[Any, str | None]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, f"expected JSON arguments, found {shorten(text, 60)!r} ({exc.msg})"
+    value, problem = _loads(text)
+    if problem is not None:
+        return None, f"expected JSON arguments, found {shorten(text, 60)!r} ({problem})"
     if not isinstance(value, dict):
         return None, f"expected a JSON object, found {show_value(value)}"
     return value, None
@@ -121,15 +139,25 @@ def _tool_args(completion: ChatCompletion, _: CheckContext) -> _Found:
 def schema_errors(value: Any, schema: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``[(path, message)]`` of a JSON Schema validation, the first offending value first."""
     import jsonschema
+    from referencing import Registry
 
     validator_class = jsonschema.validators.validator_for(schema)
-    validator = validator_class(schema)
+    # An explicit registry: a $ref to a URL is unresolvable, never fetched (replay is offline).
+    validator = validator_class(schema, registry=Registry())
     errors = sorted(validator.iter_errors(value), key=lambda e: (len(e.absolute_path), e.path))
     out = []
     for error in errors:
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         out.append((path.lstrip("."), error.message))
     return out
+
+
+def _schema_check(value: Any, schema: Any) -> tuple[list[tuple[str, str]], str | None]:
+    """``schema_errors``, or why the schema cannot be used (an unknown type, a bad $ref…)."""
+    try:
+        return schema_errors(value, schema), None
+    except Exception as exc:  # jsonschema raises many types for a schema it cannot use
+        return [], f"{type(exc).__name__}: {shorten(str(exc).partition(chr(10))[0], 80)}"
 
 
 def _response_format(request: Any) -> tuple[str | None, Any]:
@@ -160,25 +188,30 @@ def _json_output(completion: ChatCompletion, context: CheckContext) -> _Found:
             continue
         if not isinstance(content, str):
             continue  # an allowed deviation (chatresp_allow), e.g. Mistral's list of parts
-        try:
-            value = json.loads(content)
-        except json.JSONDecodeError as exc:
+        value, problem = _loads(content)
+        if problem is not None:
             found.append(
                 (
                     field,
                     f"expected JSON (response_format {kind}), "
-                    f"found {shorten(content, 60)!r} ({exc.msg})",
+                    f"found {shorten(content, 60)!r} ({problem})",
                 )
             )
             continue
-        if schema is not None:
-            for where, message in schema_errors(value, schema)[:1]:
-                found.append(
-                    (
-                        f"{field}{'.' if where and not where.startswith('[') else ''}{where}",
-                        f"does not match the request's json_schema: {message}",
-                    )
+        if schema is None:
+            continue
+        errors, unusable = _schema_check(value, schema)
+        if unusable is not None:
+            found.append(
+                (field, f"cannot check: the request's json_schema is unusable ({unusable})")
+            )
+        for where, message in errors[:1]:
+            found.append(
+                (
+                    f"{field}{'.' if where and not where.startswith('[') else ''}{where}",
+                    f"does not match the request's json_schema: {message}",
                 )
+            )
     return found
 
 
@@ -225,7 +258,15 @@ def _tool_schema(completion: ChatCompletion, context: CheckContext) -> _Found:
             arguments, problem = _decoded_arguments(call.function.arguments)
             if problem:
                 continue  # tool-args reports it
-            for where, message in schema_errors(arguments, schema)[:1]:
+            errors, unusable = _schema_check(arguments, schema)
+            if unusable is not None:
+                found.append(
+                    (
+                        f"{field}.function.arguments",
+                        f"cannot check: the parameters of {name!r} are unusable ({unusable})",
+                    )
+                )
+            for where, message in errors[:1]:
                 path = f"{field}.function.arguments" + (
                     f".{where}" if where and not where.startswith("[") else where
                 )
@@ -286,11 +327,11 @@ def _stream(completion: ChatCompletion, context: CheckContext) -> _Found:
 def _created(completion: ChatCompletion, _: CheckContext) -> _Found:
     created = completion.created
     if created >= _MILLISECONDS:
-        return [("created", f"expected Unix seconds, found {created} (milliseconds?)")]
+        return [("created", f"expected Unix seconds, found {_n(created)} (milliseconds?)")]
     if created < _EPOCH_2015:
-        return [("created", f"expected a time after 2015-01-01, found {created}")]
+        return [("created", f"expected a time after 2015-01-01, found {_n(created)}")]
     if created > time.time() + _DAY:
-        return [("created", f"expected a time not in the future, found {created}")]
+        return [("created", f"expected a time not in the future, found {_n(created)}")]
     return []
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,12 +39,82 @@ def shorten(text: str, limit: int = _MAX_VALUE) -> str:
 
 
 def show_value(value: Any, limit: int = _MAX_VALUE) -> str:
-    """A value as it appears in a message: JSON-ish repr, shortened."""
+    """A value as it appears in a message: JSON-ish repr, shortened.
+
+    The repr of lists, dicts, tuples and sets is built piece by piece and stops once past
+    ``limit``, so a value nested too deeply, one that YAML aliases make huge (a "billion
+    laughs") or that contains itself is shown in bounded time, as the start of its repr (or
+    as nested too deeply, when that start is only opening brackets).
+    """
+    pieces: list[str] = []
+    size = 0
+    stack: list[Iterator[Any]] = [iter((value,))]
+    active: list[int] = []  # ids of the containers being shown, as in ``stack[1:]``
+    while stack and size <= limit:
+        try:
+            item = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            if active:
+                active.pop()
+            continue
+        if type(item) is _Piece:
+            text = item.text
+        elif type(item) in _CONTAINERS and item:
+            if id(item) in active:  # as repr shows a container inside itself
+                text = "{...}" if type(item) is dict else "[...]"
+            else:
+                stack.append(_container_pieces(item))
+                active.append(id(item))
+                continue
+        else:
+            text = _scalar_repr(item)
+        pieces.append(text)
+        size += len(text)
+    shown = "".join(pieces)
+    if stack and not shown[:limit].strip("[{("):  # nothing to see but opening brackets
+        return f"<{_json_type(value)} nested too deeply to show>"
+    return shorten(shown, limit)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Literal text of a container's repr (brackets and separators)."""
+
+    text: str
+
+
+_CONTAINERS = (list, dict, tuple, set, frozenset)
+_OPEN: dict[type, str] = {list: "[", dict: "{", tuple: "(", set: "{", frozenset: "frozenset({"}
+_CLOSE: dict[type, str] = {list: "]", dict: "}", tuple: ")", set: "}", frozenset: "})"}
+
+
+def _container_pieces(container: Any) -> Iterator[Any]:
+    """The pieces of a non-empty container's repr: literal text, and its items."""
+    kind = type(container)
+    yield _Piece(_OPEN[kind])
+    items = container.items() if kind is dict else container
+    for position, item in enumerate(items):
+        if position:
+            yield _Piece(", ")
+        if kind is dict:
+            yield item[0]
+            yield _Piece(": ")
+            yield item[1]
+        else:
+            yield item
+    yield _Piece(",)" if kind is tuple and len(container) == 1 else _CLOSE[kind])
+
+
+def _scalar_repr(value: Any) -> str:
     try:
-        text = repr(value)
+        return repr(value)
     except RecursionError:
-        text = f"<{_json_type(value)} nested too deeply to show>"
-    return shorten(text, limit)
+        return f"<{_json_type(value)} nested too deeply to show>"
+    except ValueError:  # an int too long for repr (sys.get_int_max_str_digits())
+        if isinstance(value, int):
+            return f"<integer of {value.bit_length()} bits>"
+        return f"<{_json_type(value)} that cannot be shown>"
 
 
 @dataclass(frozen=True)
@@ -198,7 +268,7 @@ def _describe(error: Any, strict: bool) -> tuple[list[int | str], str]:
     if kind in _EXPECTED:
         hint = _STRICT_HINT if strict and kind.endswith("_type") and value is not None else ""
         return loc, f"expected {_EXPECTED[kind]}, got {_json_type(value)} {show_value(value)}{hint}"
-    message = str(error.get("msg", kind))
+    message = str(error.get("msg") or kind)
     return loc, f"{message[0].lower()}{message[1:]}, got {show_value(value)}"
 
 

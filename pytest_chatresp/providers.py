@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import show_value
+
 __all__ = [
     "Allowance",
     "allowance_for",
@@ -79,12 +81,16 @@ _FIELDS: tuple[tuple[str, str], ...] = (
 def provider_of(uri: str | None, body: Any = None) -> str | None:
     """The provider a request went to, from its host, or from fields only it sends."""
     if uri:
-        parts = urlsplit(uri)
+        try:
+            parts = urlsplit(uri)
+            port = parts.port
+        except ValueError:  # not a URL: a bad IPv6 address, a port out of range
+            parts, port = urlsplit(""), None
         host = (parts.hostname or "").lower()
         for suffix, name in _HOSTS:
             if host == suffix or host.endswith("." + suffix):
                 return name
-        if parts.port == 11434:
+        if port == 11434:
             return "Ollama"
     if isinstance(body, dict):
         for key, name in _FIELDS:
@@ -116,8 +122,8 @@ def _render(value: Any) -> str:
         return value
     try:
         return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
+    except (TypeError, ValueError, RecursionError):
+        return show_value(value, 10_000)  # repr, bounded, even for an int too long to print
 
 
 def parse_allowances(lines: Iterable[str]) -> tuple[Allowance, ...]:
@@ -141,10 +147,8 @@ def normalized_path(field: str) -> str:
 
 def allowance_for(field: str, value: Any) -> str:
     """The allowance line that would accept ``value`` at ``field``."""
-    rendered = _render(value)
-    if not isinstance(value, str | int | float | bool) and value is not None:
-        rendered = _ANY
-    return f"{normalized_path(field)}={rendered}"
+    scalar = isinstance(value, str | int | float | bool) or value is None
+    return f"{normalized_path(field)}={_render(value) if scalar else _ANY}"
 
 
 # --- validating with allowances -----------------------------------------------------------------
@@ -194,7 +198,10 @@ def allowance_works(document: Any, error: Mapping[str, Any], validate: Any) -> b
     :func:`validate_allowing` would put there, no error is left at that place."""
     if error["type"] == "missing":
         return False
-    patched = copy.deepcopy(document)
+    try:
+        patched = copy.deepcopy(document)
+    except RecursionError:  # nested too deeply to copy: offer no allowance
+        return False
     place = _walk(patched, tuple(error["loc"]))
     if place is None:
         return False
@@ -231,7 +238,10 @@ def validate_allowing(
         ):
             return None
         allowed.append(error)
-    patched = copy.deepcopy(document)
+    try:
+        patched = copy.deepcopy(document)
+    except RecursionError:  # nested too deeply to copy: report the errors
+        return None
     originals = []
     for error in allowed:
         place = _walk(patched, tuple(error["loc"]))
