@@ -1171,6 +1171,30 @@ def test_a(n, chat_cassette):
     result.assert_outcomes(passed=WORKERS)
     assert openai_server.request_count == expected_requests
 
+    # One test records a new episode while the others replay, still under -n 2: nothing lost.
+    user_tests(
+        project,
+        f"""
+@pytest.mark.parametrize("n", range({WORKERS}))
+@pytest.mark.chat_cassette
+def test_a(n, chat_cassette):
+    for turn in range(n % 3 + 1):
+        ask(f"worker message {{n}} turn {{turn}}")
+    if n == 0:
+        ask("a new episode")
+""",
+    )
+    result = project.runpytest_subprocess(*args, "--chatresp-record-mode=new_episodes")
+    result.assert_outcomes(passed=WORKERS)
+    assert openai_server.request_count == expected_requests + 1
+    assert [asked(i) for i in interactions(project, "test_a[0]")] == [
+        "worker message 0 turn 0",
+        "a new episode",
+    ]
+    for n in range(1, WORKERS):
+        assert len(interactions(project, f"test_a[{n}]")) == n % 3 + 1
+    assert stray_files(project) == []
+
 
 def test_works_next_to_pytest_recording(
     project: pytest.Pytester, openai_server: OpenAIServer
