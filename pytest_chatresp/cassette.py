@@ -9,13 +9,16 @@ recorded as violations on its exchange and raised when the completion is asked f
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import json
 import marshal
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +62,7 @@ __all__ = [
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_JSON_START = re.compile(rb"\s*[\[{]")
 _CHAT_OBJECT = "chat.completion"
 _CHUNK_OBJECT = "chat.completion.chunk"
 
@@ -130,7 +134,7 @@ def _yaml_loader() -> type[Any]:
 _LOADER: type[Any] | None = None
 
 
-def _parse_yaml(text: str, shown: str) -> Any:
+def _parse_yaml(text: bytes, shown: str) -> Any:
     global _LOADER  # noqa: PLW0603 - built once, on first use, to keep imports light
     import yaml
 
@@ -144,7 +148,7 @@ def _parse_yaml(text: str, shown: str) -> Any:
         raise CassetteError.single(shown, f"not valid YAML{where}: {exc.problem}") from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2001-13-45
         raise CassetteError.single(shown, f"not valid YAML: {exc}") from None
-    if _alias_expansion(document) > _MAX_ALIAS_EXPANSION:
+    if b"&" in text and _alias_expansion(document) > _MAX_ALIAS_EXPANSION:
         raise CassetteError.single(
             shown, "YAML aliases expand to too many nodes (a 'billion laughs' file?)"
         )
@@ -195,23 +199,23 @@ def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> An
         except OSError as exc:
             raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
     try:
-        text = data.decode("utf-8")
+        data.decode("utf-8")  # checked here, parsed from the bytes: no second copy of the text
     except UnicodeDecodeError as exc:
         raise CassetteError.single(
             shown, f"not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"
         ) from None
-    if not text.strip():
+    if not data or data.isspace():
         raise CassetteError.single(shown, "the file is empty")
     try:
         document: Any = None
-        if text.lstrip().startswith(("{", "[")):
+        if _JSON_START.match(data):
             try:
-                document = json.loads(text)
+                document = json.loads(data)
             except ValueError:
                 if os.fspath(path).endswith(".json"):
                     raise
         if document is None:
-            document = _parse_yaml(text, shown)
+            document = _parse_yaml(data, shown)
     except ValueError as exc:
         raise CassetteError.single(shown, f"not valid JSON: {exc}") from None
     except RecursionError:
@@ -855,7 +859,21 @@ def load_cassette(
     is read.
     """
     rules = rules or Rules(strict=strict, skip_checks=frozenset(skip_checks))
-    return cassette_from_document(path, read_document(path), rules=rules)
+    with _collector_paused():
+        return cassette_from_document(path, read_document(path), rules=rules)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Reading a cassette makes many objects, all alive at the end: the garbage collector's
+    passes over them find nothing to free, and cost as much as the parsing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class CassetteCache:
@@ -884,7 +902,8 @@ class CassetteCache:
         key = str(resolved)
         entry = self._entries.get(key)
         if entry is None or entry[0] != signature:
-            entry = (signature, self._parse(path), {})
+            with _collector_paused():
+                entry = (signature, self._parse(path), {})
             self._entries[key] = entry
         return entry[1], entry[2]
 
@@ -931,5 +950,7 @@ class CassetteCache:
         document, cassettes = self._entry(Path(path))
         cassette = cassettes.get(rules)
         if cassette is None:
-            cassette = cassettes[rules] = cassette_from_document(path, document, rules=rules)
+            with _collector_paused():
+                cassette = cassette_from_document(path, document, rules=rules)
+            cassettes[rules] = cassette
         return cassette

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,10 +28,17 @@ def display_path(path: str | os.PathLike[str]) -> str:
     """A path as a user wants to read it: relative to the working directory when below it."""
     text = os.fspath(path)
     try:
-        rel = Path(text).resolve().relative_to(Path.cwd().resolve())
+        return _relative_to(text, os.getcwd())
+    except OSError:
+        return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative_to(text: str, cwd: str) -> str:
+    try:
+        return Path(text).resolve().relative_to(Path(cwd).resolve()).as_posix()
     except (ValueError, OSError):
         return text
-    return rel.as_posix()
 
 
 def shorten(text: str, limit: int = _MAX_VALUE) -> str:

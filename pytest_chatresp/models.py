@@ -9,16 +9,9 @@ scalars, and requires the keys the contract marks required-but-nullable.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationInfo,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic_core import PydanticCustomError
 
 __all__ = [
@@ -71,9 +64,6 @@ FINISH_REASONS: tuple[str, ...] = (
 )
 SERVICE_TIERS: tuple[str, ...] = ("auto", "default", "flex", "scale", "priority", "fast")
 
-#: Validation context key that turns on the required-but-nullable check (strict mode).
-REQUIRE_NULLABLE_KEYS = "chatresp_require_nullable_keys"
-
 
 @dataclass(frozen=True)
 class Source:
@@ -86,47 +76,25 @@ class Source:
         return f"{self.path}, interaction {self.index}"
 
 
+_M = TypeVar("_M", bound="_Model")
+
+
 class _Model(BaseModel):
     """Base of every response model: unknown fields are kept, as the SDK keeps them."""
 
     model_config = ConfigDict(extra="allow", defer_build=True)
-
-    #: Keys the contract requires to be present even though their value may be null.
-    _required_nullable: ClassVar[tuple[str, ...]] = ()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _require_nullable_keys(cls, data: Any, info: ValidationInfo) -> Any:
-        if (
-            cls._required_nullable
-            and isinstance(data, dict)
-            and info.context
-            and info.context.get(REQUIRE_NULLABLE_KEYS)
-        ):
-            for key in cls._required_nullable:
-                if key not in data:
-                    raise PydanticCustomError(
-                        "missing_nullable_key",
-                        "required field is missing (it may be null, but not absent)",
-                        {"field": key},
-                    )
-        return data
 
 
 # --- logprobs ---------------------------------------------------------------------------------
 
 
 class TopLogprob(_Model):
-    _required_nullable = ("bytes",)
-
     token: str
     bytes: list[int] | None = None
     logprob: float
 
 
 class ChatCompletionTokenLogprob(_Model):
-    _required_nullable = ("bytes",)
-
     token: str
     bytes: list[int] | None = None
     logprob: float
@@ -134,8 +102,6 @@ class ChatCompletionTokenLogprob(_Model):
 
 
 class ChoiceLogprobs(_Model):
-    _required_nullable = ("content", "refusal")
-
     content: list[ChatCompletionTokenLogprob] | None = None
     refusal: list[ChatCompletionTokenLogprob] | None = None
 
@@ -226,8 +192,6 @@ ChatCompletionMessageToolCall = Annotated[
 
 
 class ChatCompletionMessage(_Model):
-    _required_nullable = ("content", "refusal")
-
     content: str | None = None
     refusal: str | None = None
     role: Literal["assistant"]
@@ -273,8 +237,6 @@ class Moderation(_Model):
 
 
 class Choice(_Model):
-    _required_nullable = ("logprobs",)
-
     finish_reason: FinishReason
     index: int
     logprobs: ChoiceLogprobs | None = None
@@ -379,22 +341,99 @@ class ErrorObject(_Model):
 
 # --- validation entry points --------------------------------------------------------------------
 
-_STRICT_CONTEXT = {REQUIRE_NULLABLE_KEYS: True}
+_Loc = tuple[int | str, ...]
+
+
+def _missing_in_logprobs(logprobs: Any, loc: _Loc, out: list[tuple[_Loc, str]]) -> None:
+    if not isinstance(logprobs, dict):
+        return
+    for key in ("content", "refusal"):
+        if key not in logprobs:
+            out.append((loc, key))
+        tokens = logprobs.get(key)
+        for position, token in enumerate(tokens if isinstance(tokens, list) else []):
+            if not isinstance(token, dict):
+                continue
+            if "bytes" not in token:
+                out.append(((*loc, key, position), "bytes"))
+            tops = token.get("top_logprobs")
+            for rank, top in enumerate(tops if isinstance(tops, list) else []):
+                if isinstance(top, dict) and "bytes" not in top:
+                    out.append(((*loc, key, position, "top_logprobs", rank), "bytes"))
+
+
+def _missing_nullable(data: Any, *, chunk: bool) -> list[tuple[_Loc, str]]:
+    """Keys the contract requires though their value may be null, missing from ``data``.
+
+    The SDK (and so the default mode) lets them be absent; strict mode does not: ``logprobs``
+    of a choice, ``content`` and ``refusal`` of a message and of logprobs, ``bytes`` of a token.
+    """
+    out: list[tuple[_Loc, str]] = []
+    choices = data.get("choices") if isinstance(data, dict) else None
+    for index, choice in enumerate(choices if isinstance(choices, list) else []):
+        if not isinstance(choice, dict):
+            continue
+        loc: _Loc = ("choices", index)
+        if not chunk:
+            if "logprobs" not in choice:
+                out.append((loc, "logprobs"))
+            message = choice.get("message")
+            if isinstance(message, dict):
+                out.extend(
+                    ((*loc, "message"), key) for key in REQUIRED_NULLABLE if key not in message
+                )
+        _missing_in_logprobs(choice.get("logprobs"), (*loc, "logprobs"), out)
+    return out
+
+
+#: Keys of a message that must be present, null or not, in strict mode.
+REQUIRED_NULLABLE = ("content", "refusal")
+
+
+def _strictly(model: type[_M], data: Any, *, chunk: bool) -> _M:
+    missing = _missing_nullable(data, chunk=chunk)
+    try:
+        validated = model.model_validate(data, strict=True, extra="forbid")
+    except ValidationError as exc:
+        if not missing:
+            raise
+        errors = [_line_error(e) for e in exc.errors()]
+    else:
+        if not missing:
+            return validated
+        errors = []
+    errors = [_missing_error(loc, key, data) for loc, key in missing] + errors
+    raise ValidationError.from_exception_data(model.__name__, errors)
+
+
+def _missing_error(loc: _Loc, key: str, data: Any) -> Any:
+    return {
+        "type": PydanticCustomError(
+            "missing_nullable_key",
+            "required field is missing (it may be null, but not absent)",
+            {"field": key},
+        ),
+        "loc": loc,
+        "input": data,
+    }
+
+
+def _line_error(error: Any) -> Any:
+    line: dict[str, Any] = {"type": error["type"], "loc": error["loc"], "input": error["input"]}
+    if error.get("ctx"):
+        line["ctx"] = error["ctx"]
+    return line
 
 
 def validate_completion(data: Any, *, strict: bool = False) -> ChatCompletion:
     """Validate a decoded JSON body as a :class:`ChatCompletion` (raises ``ValidationError``)."""
     if strict:
-        return ChatCompletion.model_validate(
-            data, strict=True, extra="forbid", context=_STRICT_CONTEXT
-        )
+        return _strictly(ChatCompletion, data, chunk=False)
     return ChatCompletion.model_validate(data)
 
 
 def validate_chunk(data: Any, *, strict: bool = False) -> ChatCompletionChunk:
     """Validate one decoded stream event as a :class:`ChatCompletionChunk`."""
     if strict:
-        return ChatCompletionChunk.model_validate(
-            data, strict=True, extra="forbid", context=_STRICT_CONTEXT
-        )
+        return _strictly(ChatCompletionChunk, data, chunk=True)
     return ChatCompletionChunk.model_validate(data)

@@ -387,7 +387,8 @@ class Recorder:
             return self.settings.serializer
         try:
             document = self.document(self.path)
-            head = self.path.read_bytes()[:64].lstrip()
+            with self.path.open("rb") as handle:
+                head = handle.read(64).lstrip()
         except (CassetteError, OSError):
             return self.settings.serializer
         if is_readable(document):
@@ -421,7 +422,7 @@ class Recorder:
         settings = self.settings
         options: dict[str, Any] = {
             "record_mode": settings.mode,
-            "serializer": {"readable": _READABLE}.get(self._format(), self._format()),
+            "serializer": _READABLE if (chosen := self._format()) == "readable" else chosen,
             "match_on": settings.match_on,
             "filter_headers": [(h, REDACTED) for h in settings.request_headers],
             "filter_query_parameters": [(q, REDACTED) for q in settings.query_parameters],

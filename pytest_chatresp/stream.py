@@ -35,6 +35,8 @@ class SSEEvent:
 
 def looks_like_sse(text: str) -> bool:
     """Whether a body reads as a server-sent event stream rather than a JSON document."""
+    if text[:1] in ("{", "["):  # a JSON document: no need to split it into lines
+        return False
     for line in _LINE_SPLIT.split(text):
         stripped = line.strip()
         if not stripped or stripped.startswith(":"):
