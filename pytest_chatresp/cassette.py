@@ -9,12 +9,14 @@ recorded as violations on its exchange and raised when the completion is asked f
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import gzip
 import hashlib
 import json
 import marshal
 import os
+import pickle
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -44,6 +46,7 @@ from .models import (
     Source,
     validate_chunk,
     validate_completion,
+    validate_completion_json,
 )
 from .providers import allowance_for, allowance_works, provider_of, validate_allowing
 from .serializer import is_readable, to_plain
@@ -396,7 +399,6 @@ class Exchange:
     status: int | None
     headers: Mapping[str, list[str]]
     body: str | bytes | None
-    json: Any
     is_chat: bool
     streamed: bool
     chunks: list[ChatCompletionChunk] = field(default_factory=list)
@@ -406,6 +408,23 @@ class Exchange:
     violations: list[Violation] = field(default_factory=list)
     source: Source | None = None
     _completion: ChatCompletion | None = None
+    _document: Any = None
+    _document_text: str | None = None
+
+    @property
+    def json(self) -> Any:
+        """The response body as JSON (``None`` for a stream or a body that is not JSON)."""
+        if self._document_text is not None:
+            text, self._document_text = self._document_text, None
+            try:
+                self._document = _loads(text)
+            except ValueError:
+                self._document = None
+        return self._document
+
+    @json.setter
+    def json(self, value: Any) -> None:
+        self._document, self._document_text = value, None
 
     @property
     def completion(self) -> ChatCompletion | None:
@@ -557,7 +576,6 @@ def build_exchange(
         status=status,
         headers=headers,
         body=None,
-        json=None,
         is_chat=_is_chat_path(request.uri),
         streamed=False,
         source=source,
@@ -573,6 +591,26 @@ def build_exchange(
         if raw is None:
             problem = "the response has no body"
     text = exchange.body if isinstance(exchange.body, str) else None
+
+    if (
+        text is not None
+        and problem is None
+        and not parsed
+        and exchange.is_chat
+        and not rules.strict
+        and (status is None or 200 <= status < 300)
+        and text[:1] == "{"
+    ):
+        # The common case, a valid completion, validated straight from the text; its JSON is
+        # decoded only if asked for. Anything else takes the path below and its messages.
+        fast = validate_completion_json(text)
+        if fast is not None:
+            exchange._document_text = text
+            fast._source = source
+            exchange._completion = fast
+            context = CheckContext(path, index, request.json)
+            exchange.violations.extend(run_checks(fast, context, rules.skip_checks))
+            return exchange
 
     content_type = ",".join(headers.get("content-type", []))
     if exchange.json is None and text is not None and problem is None:
@@ -876,60 +914,81 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass
+class _Entry:
+    """What the cache knows of one file as it is now (its stat signature)."""
+
+    signature: tuple[int, int, int]
+    digest: str | None = None
+    data: bytes | None = None
+    document: Any = None
+    parsed: bool = False
+    cassettes: dict[Rules, Cassette] = field(default_factory=dict)
+
+
 class CassetteCache:
     """Parses each cassette file once, and again only when the file changed.
 
     The parsed document is shared by the fixtures (as :class:`Cassette`) and by replay through
     vcrpy, so a test that does both parses the file once. With a ``store`` directory (pytest's
-    cache dir), parsed documents are also kept on disk, keyed by the SHA-256 of the file's
-    bytes, so a later session skips parsing files that did not change.
+    cache dir), the parsed document and the validated :class:`Cassette` are also kept on disk,
+    keyed by the SHA-256 of the file's bytes (and the validation rules), so a later session
+    neither parses nor validates files that did not change.
     """
 
     #: Bump when the reader's output for the same bytes changes.
-    STORE_FORMAT = "1"
+    STORE_FORMAT = "2"
 
     def __init__(self, store: Path | None = None) -> None:
         self.store = store
-        self._entries: dict[str, tuple[tuple[int, int, int], Any, dict[Rules, Cassette]]] = {}
+        self._entries: dict[str, _Entry] = {}
 
-    def _entry(self, path: Path) -> tuple[Any, dict[Rules, Cassette]]:
+    def _entry(self, path: Path) -> _Entry:
         resolved = path.resolve()
         try:
             stat = resolved.stat()
         except OSError:
-            return read_document(path), {}
+            return _Entry((0, 0, 0), document=read_document(path), parsed=True)
         signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         key = str(resolved)
         entry = self._entries.get(key)
-        if entry is None or entry[0] != signature:
-            with _collector_paused():
-                entry = (signature, self._parse(path), {})
+        if entry is None or entry.signature != signature:
+            entry = _Entry(signature)
+            if self.store is not None:
+                try:
+                    entry.data = path.read_bytes()
+                    entry.digest = hashlib.sha256(entry.data).hexdigest()
+                except OSError:
+                    entry.data = None
             self._entries[key] = entry
-        return entry[1], entry[2]
+        return entry
 
-    def _parse(self, path: Path) -> Any:
+    def _stored(self, digest: str, what: str) -> Path | None:
         if self.store is None:
-            return read_document(path)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return read_document(path)
-        digest = hashlib.sha256(data).hexdigest()
-        stored = self.store / f"{digest}.v{self.STORE_FORMAT}.marshal"
-        try:
-            return marshal.loads(stored.read_bytes())
-        except (OSError, ValueError, EOFError, TypeError):
-            pass
-        document = read_document(path, data)
-        self._keep(stored, document)
+            return None
+        return self.store / f"{digest}.{what}.v{self.STORE_FORMAT}"
+
+    def _document_of(self, path: Path, entry: _Entry) -> Any:
+        if entry.parsed:
+            return entry.document
+        with _collector_paused():
+            stored = self._stored(entry.digest, "marshal") if entry.digest else None
+            document: Any = None
+            if stored is not None:
+                try:
+                    document = marshal.loads(stored.read_bytes())
+                except (OSError, ValueError, EOFError, TypeError):
+                    document = None
+            if document is None:
+                document = read_document(path, entry.data)
+                if stored is not None:
+                    with contextlib.suppress(ValueError):  # a value marshal cannot hold
+                        self._keep(stored, marshal.dumps(document))
+        entry.document, entry.parsed, entry.data = document, True, None
         return document
 
     @staticmethod
-    def _keep(stored: Path, document: Any) -> None:
-        try:
-            blob = marshal.dumps(document)
-        except ValueError:  # a YAML value marshal cannot hold (a date, say): parse next time
-            return
+    def _keep(stored: Path, blob: bytes) -> None:
         try:
             stored.parent.mkdir(parents=True, exist_ok=True)
             temporary = stored.with_name(f".{stored.name}.{os.getpid()}.tmp")
@@ -940,17 +999,45 @@ class CassetteCache:
 
     def document(self, path: str | os.PathLike[str]) -> Any:
         """The parsed file."""
-        return self._entry(Path(path))[0]
+        path = Path(path)
+        return self._document_of(path, self._entry(path))
 
     def load(
         self, path: str | os.PathLike[str], *, strict: bool = False, rules: Rules | None = None
     ) -> Cassette:
         """The file as a validated :class:`Cassette`."""
         rules = rules or Rules(strict=strict)
-        document, cassettes = self._entry(Path(path))
-        cassette = cassettes.get(rules)
+        path = Path(path)
+        entry = self._entry(path)
+        cassette = entry.cassettes.get(rules)
+        if cassette is not None:
+            return cassette
+        # The kept Cassette holds messages with the path as shown from here, and the rules'
+        # verdicts: both are part of its key.
+        key = hashlib.sha256(repr((rules, display_path(path))).encode()).hexdigest()[:16]
+        stored = self._stored(f"{entry.digest}-{key}", "pickle") if entry.digest else None
+        if stored is not None:
+            cassette = self._unpickled(stored)
         if cassette is None:
+            document = self._document_of(path, entry)
             with _collector_paused():
                 cassette = cassette_from_document(path, document, rules=rules)
-            cassettes[rules] = cassette
+            if stored is not None:
+                with contextlib.suppress(Exception):  # something pickle cannot hold: rebuild
+                    self._keep(stored, pickle.dumps(cassette, pickle.HIGHEST_PROTOCOL))
+        entry.cassettes[rules] = cassette
         return cassette
+
+    @staticmethod
+    def _unpickled(stored: Path) -> Cassette | None:
+        """A validated cassette this cache kept (in pytest's cache dir, written by us)."""
+        try:
+            blob = stored.read_bytes()
+        except OSError:
+            return None
+        try:
+            with _collector_paused():
+                cassette = pickle.loads(blob)
+        except Exception:
+            return None
+        return cassette if isinstance(cassette, Cassette) else None

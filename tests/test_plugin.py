@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import marshal
-
 import pytest
 from helpers import completion, write_cassette
 
@@ -340,29 +337,48 @@ def test_cassette_parsed_once_per_session_and_again_when_changed(
     pytester.runpytest("test_again.py").assert_outcomes(passed=1)
 
 
-def test_parsed_cassettes_are_kept_in_the_cache_dir_by_content(pytester: pytest.Pytester) -> None:
+def test_parsed_cassettes_are_kept_in_the_cache_dir_by_content(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_chatresp.cassette as reader
+
     path = write_cassette(pytester.path / "cassettes/test_it/test_c.yaml", completion(id="one"))
     pytester.makepyfile(
         test_it="def test_c(chat_completion):\n    print('SERVED', chat_completion.id)\n"
     )
+    work: list[str] = []
+    for name in ("read_document", "cassette_from_document"):
+        original = getattr(reader, name)
+
+        def counting(
+            *args: object, _name: str = name, _f: object = original, **kw: object
+        ) -> object:
+            work.append(_name)
+            return _f(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(reader, name, counting)
+
     pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED one*"])
+    assert work == ["read_document", "cassette_from_document"]
     store = pytester.path / ".pytest_cache/d/chatresp"
-    (first,) = store.iterdir()
-    # The next session reads the kept document, not the file's YAML: prove it by keeping a
-    # document that differs from the file under the file's own key.
-    document = marshal.loads(first.read_bytes())
-    body = json.loads(document["interactions"][0]["response"]["body"]["string"])
-    body["id"] = "from-the-store"
-    document["interactions"][0]["response"]["body"]["string"] = json.dumps(body)
-    first.write_bytes(marshal.dumps(document))
-    pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED from-the-store*"])
+    assert len(list(store.iterdir())) == 2  # the parsed document and the validated cassette
+
+    # A second session neither parses nor validates the unchanged file.
+    work.clear()
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED one*"])
+    assert work == []
+
     # A changed file is never served stale: its bytes have another key.
     write_cassette(path, completion(id="two"))
     pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED two*"])
-    assert len(list(store.iterdir())) == 2
+    assert work == ["read_document", "cassette_from_document"]
+    assert len(list(store.iterdir())) == 4
+
     # --cache-clear empties the store.
+    work.clear()
     pytester.runpytest("-s", "--cache-clear").stdout.fnmatch_lines(["*SERVED two*"])
-    assert len(list(store.iterdir())) == 1
+    assert work == ["read_document", "cassette_from_document"]
+    assert len(list(store.iterdir())) == 2
 
 
 def test_no_cache_dir_without_the_cacheprovider(pytester: pytest.Pytester) -> None:
