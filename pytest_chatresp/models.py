@@ -432,6 +432,15 @@ def validate_completion(data: Any, *, strict: bool = False) -> ChatCompletion:
     return ChatCompletion.model_validate(data)
 
 
+def validate_completion_json(text: str | bytes) -> ChatCompletion | None:
+    """A completion validated (default mode) straight from JSON text, or ``None`` if it is not
+    one: the caller then decodes the text and validates it to say why."""
+    try:
+        return ChatCompletion.model_validate_json(text)
+    except ValidationError:
+        return None
+
+
 def validate_chunk(data: Any, *, strict: bool = False) -> ChatCompletionChunk:
     """Validate one decoded stream event as a :class:`ChatCompletionChunk`."""
     if strict:
