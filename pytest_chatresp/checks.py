@@ -18,7 +18,7 @@ from .errors import Violation, shorten, show_value
 if TYPE_CHECKING:
     from .models import ChatCompletion
 
-__all__ = ["CHECKS", "CheckContext", "Rules", "run_checks", "schema_errors", "unknown_checks"]
+__all__ = ["CHECKS", "CheckContext", "Rules", "run_checks", "schema_errors"]
 
 _EPOCH_2015 = 1420070400
 _DAY = 86400
@@ -345,10 +345,6 @@ CHECKS: dict[str, _Check] = {
     "stream": _stream,
     "created": _created,
 }
-
-
-def unknown_checks(names: Iterable[str]) -> list[str]:
-    return [name for name in names if name not in CHECKS]
 
 
 def run_checks(

@@ -540,7 +540,3 @@ class Recorder:
         )
         self.cassette.exchanges.append(exchange)
         kind.append(exchange)
-
-    @property
-    def recorded_anything(self) -> bool:
-        return self._vcr_cassette is not None and bool(self._vcr_cassette.dirty)

@@ -7,7 +7,6 @@ own ``index``, ``usage`` comes from the usage chunk, ``obfuscation`` is dropped.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -297,11 +296,6 @@ def merge_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     if moderation is not None:
         merged["moderation"] = moderation
     return merged
-
-
-def decode_event(event: SSEEvent) -> Any:
-    """The JSON value of an event's data (raises ``ValueError`` when it is not JSON)."""
-    return json.loads(event.data)
 
 
 def is_chunk(document: Any) -> bool:
