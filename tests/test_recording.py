@@ -1115,13 +1115,21 @@ def test_a_cassette_dir_that_cannot_be_created_is_a_clear_error(
     assert stray_files(project) == []
 
 
-def test_a_read_only_cassette_dir_is_a_clear_error(project: pytest.Pytester) -> None:
+def test_a_read_only_cassette_dir_is_a_clear_error(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     directory = project.path / "cassettes" / "test_user"
     directory.mkdir(parents=True)
     directory.chmod(0o555)
     try:
         if os.access(directory, os.W_OK):
-            pytest.skip("running as root: a read-only mode does not stop writes")
+            # As root the mode does not stop writes: the file system's refusal is simulated.
+            import tempfile
+
+            def refused(*args: Any, dir: Any = None, **kwargs: Any) -> Any:
+                raise PermissionError(13, "Permission denied", str(dir))
+
+            monkeypatch.setattr(tempfile, "mkstemp", refused)
         user_tests(project, ONE)
         result = run(project, "--chatresp-record-mode=once")
         result.assert_outcomes(passed=1, errors=1)
