@@ -9,6 +9,7 @@ kept, and writes the file atomically after a last scan for secrets.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 import os
@@ -215,7 +216,12 @@ def _body_data(request: Any) -> Any:
     body = request.body
     if not body:
         return None
-    raw = body if isinstance(body, bytes) else str(body).encode()
+    return _comparable(body if isinstance(body, bytes) else str(body).encode())
+
+
+@functools.lru_cache(maxsize=512)
+def _comparable(raw: bytes) -> Any:
+    """A body as matching compares it; vcrpy compares the same bodies many times a request."""
     if raw.startswith(b"\x1f\x8b"):
         try:
             raw = gzip.decompress(raw)
@@ -425,7 +431,8 @@ class Recorder:
             "serializer": _READABLE if (chosen := self._format()) == "readable" else chosen,
             "match_on": settings.match_on,
             "filter_headers": [(h, REDACTED) for h in settings.request_headers],
-            "filter_query_parameters": [(q, REDACTED) for q in settings.query_parameters],
+            # Query parameters are scrubbed by _scrub_request, which ignores their case.
+            "filter_query_parameters": [],
             "before_record_request": self._scrub_request,
             "before_record_response": self._scrub_response,
             "decode_compressed_response": False,
