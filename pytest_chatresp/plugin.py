@@ -347,6 +347,12 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
                 f"Record it: mark the test with @pytest.mark.{_MARKER} and run "
                 f"pytest --chatresp-record-mode=once {item.nodeid}"
             )
+        elif _record_mode(item) != "none":
+            remedy = (
+                "The chat_completion and chat_completions fixtures read the recorded file, "
+                "before the test runs, so they cannot see what it records now: use "
+                "chat_cassette.completions in a test that records."
+            )
         else:
             remedy = f"Record it with: pytest --chatresp-record-mode=once {item.nodeid}"
         pytest.fail(

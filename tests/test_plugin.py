@@ -419,3 +419,28 @@ def test_a_test_that_replays_and_reads_parses_the_file_once(
     )
     pytester.runpytest().assert_outcomes(passed=1)
     assert len(calls) == 1, calls
+
+
+def test_reading_fixtures_in_a_test_that_records_say_what_to_use(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_it="""
+        import pytest
+
+        @pytest.mark.chat_cassette
+        def test_new(chat_completion):
+            pass
+        """
+    )
+    result = pytester.runpytest("--chatresp-record-mode=once")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "No cassette for test_it.py::test_new: cassettes/test_it/test_new.yaml does not exist.",
+            "The chat_completion and chat_completions fixtures read the recorded file, before the "
+            "test runs, so they cannot see what it records now: use chat_cassette.completions in a "
+            "test that records.",
+        ]
+    )
+    assert not (pytester.path / "cassettes").exists()
