@@ -19,7 +19,7 @@ import os
 import pickle
 import re
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -334,14 +334,18 @@ class Request:
             return " ".join(t for t in texts if isinstance(t, str)) or None
         return None
 
-    def describe(self) -> str:
-        """``POST https://…/chat/completions (model 'gpt-4o', last message 'Hi there')``."""
-        text = f"{self.method} {self.uri}"
+    def describe(self, clean: Callable[[str], str] = str) -> str:
+        """``POST https://…/chat/completions (model 'gpt-4o', last message 'Hi there')``.
+
+        ``clean`` is applied to the URI, the model and the whole message before any shortening
+        (so a secret is never cut where it would no longer be recognised).
+        """
+        text = f"{self.method} {clean(self.uri)}"
         details = []
         if self.model:
-            details.append(f"model {self.model!r}")
+            details.append(f"model {clean(self.model)!r}")
         if self.last_message:
-            details.append(f"last message {shorten(self.last_message, 50)!r}")
+            details.append(f"last message {shorten(clean(self.last_message), 50)!r}")
         return f"{text} ({', '.join(details)})" if details else text
 
 

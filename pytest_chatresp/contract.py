@@ -159,7 +159,11 @@ class ContractSnapshot:
     def __eq__(self, other: object) -> bool:
         from .assertions import _completion
 
-        shape = shape_of(_completion(other))
+        try:
+            shape = shape_of(_completion(other))
+        except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            self.explanation = [f"not a chat completion: {str(exc).splitlines()[0]}"]
+            return False
         position = self._position
         self._position += 1
         shown = display_path(self.path)

@@ -323,7 +323,7 @@ def _cassette_path(item: pytest.Item) -> Path:
     json_path = base.with_name(base.name + ".json")
     if yaml_path.exists():
         return yaml_path
-    if json_path.exists() or item.config.getini("chatresp_serializer") == "json":
+    if json_path.exists() or _serializer(item) == "json":
         return json_path
     return yaml_path
 
@@ -368,7 +368,11 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
     else:
         if not item.stash.get(_READ_KEY, False):
             item.stash[_READ_KEY] = True
-            _report(item.config).add(item.nodeid, "read", completions, str(path))
+            report = _report(item.config)
+            report.add(item.nodeid, "read", completions, str(path))
+            if item.get_closest_marker(_MARKER) is not None:  # a test that reads uses them all
+                everything = range(len(cassette.exchanges))
+                report.note_played(_relative(item.config, path), len(everything), everything)
             too_old = _check_age(item, path, cassette.metadata)
             if too_old:
                 pytest.fail(too_old, pytrace=False)
@@ -438,8 +442,10 @@ def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
         if len(recorder.unmatched) == 1
         else f"No recording matches these {len(recorder.unmatched)} requests:"
     ]
+    from .recording import redact
+
     for unmatched in recorder.unmatched:
-        lines.append(f"  {unmatched.request.describe()}")
+        lines.append(f"  {unmatched.request.describe(redact)}")
         if unmatched.closest is not None and unmatched.differs_in:
             lines.append(
                 f"    closest recording: interaction {unmatched.closest}, which differs in "

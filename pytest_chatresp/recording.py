@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from .cassette import (
     Cassette,
@@ -32,9 +32,9 @@ from .cassette import (
     read_document,
 )
 from .checks import CHECKS, Rules
-from .errors import CassetteError, Violation, display_path
+from .errors import CassetteError, Violation, display_path, shorten
 from .provenance import METADATA_KEY, build_provenance, model_changes
-from .serializer import is_readable
+from .serializer import FORMAT_KEY, decompressed
 
 __all__ = [
     "DEFAULT_MATCH_ON",
@@ -45,6 +45,7 @@ __all__ = [
     "Recorder",
     "SecretLeakError",
     "find_secrets",
+    "redact",
     "secret_values",
     "texts_of",
 ]
@@ -158,6 +159,8 @@ def texts_of(value: Any) -> Iterable[tuple[str, str]]:
         yield from texts_of(_decode_bytes(bytes(value)))
     elif isinstance(value, str):
         yield "", value
+        if "%" in value or "+" in value:  # URL-encoded: a query string, a form body
+            yield "", unquote_plus(value)
         decoded = _maybe_base64(value)
         if decoded is not None:
             yield "", decoded
@@ -181,6 +184,14 @@ def _maybe_base64(text: str) -> str | None:
         return _decode_bytes(base64.b64decode(stripped, validate=False))
     except ValueError:
         return None
+
+
+def redact(text: str) -> str:
+    """``text`` with key-shaped strings and credential environment values replaced."""
+    text = OPENAI_KEY.sub(REDACTED, text)
+    for value in secret_values().values():
+        text = text.replace(value, REDACTED)
+    return text
 
 
 def find_secrets(document: Any) -> list[tuple[str, str]]:
@@ -283,7 +294,18 @@ class _Persister:
         metadata = dict(cassette_dict.get("metadata") or {})
         metadata[METADATA_KEY] = self._recorder.provenance(cassette_dict)
         cassette_dict = {**cassette_dict, "metadata": metadata}
-        data = serialize(cassette_dict, serializer)
+        if getattr(serializer, "__name__", "").endswith("jsonserializer"):
+            # JSON holds no bytes: store compressed bodies decoded, as the readable format does.
+            responses = [decompressed(response) for response in cassette_dict["responses"]]
+            cassette_dict = {**cassette_dict, "responses": responses}
+        try:
+            data = serialize(cassette_dict, serializer)
+        except (TypeError, ValueError) as exc:
+            raise CassetteError.single(
+                shown,
+                f"not written: the serializer cannot store it ({shorten(str(exc), 120)}); "
+                "chatresp_serializer = readable or yaml can",
+            ) from None
         leaks = find_secrets(
             {
                 "requests": [r._to_dict() for r in cassette_dict["requests"]],
@@ -392,12 +414,11 @@ class Recorder:
         if self.settings.mode == "all" or not self.path.is_file():
             return self.settings.serializer
         try:
-            document = self.document(self.path)
             with self.path.open("rb") as handle:
-                head = handle.read(64).lstrip()
-        except (CassetteError, OSError):
+                head = handle.read(256).lstrip()
+        except OSError:
             return self.settings.serializer
-        if is_readable(document):
+        if head.startswith(FORMAT_KEY.encode()):  # the readable serializer writes it first
             return "readable"
         return "json" if head.startswith(b"{") else "yaml"
 

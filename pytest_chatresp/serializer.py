@@ -38,19 +38,22 @@ _FORMATS: dict[str, _Dump] = {
 }
 
 
-def _json_format(text: str) -> tuple[str, Any] | None:
-    """The format that writes ``text``'s JSON back exactly, and the value; else ``None``."""
-    stripped = text.lstrip()
-    if not stripped.startswith(("{", "[")):
-        return None
+def _json_formats(text: str) -> tuple[list[str], Any]:
+    """The formats that write ``text``'s JSON back exactly (in order of preference), and the
+    value; no format for text that is not JSON or that JSON would write differently."""
+    if not text.lstrip().startswith(("{", "[")):
+        return [], None
     try:
         value = json.loads(text)
     except ValueError:
-        return None
-    for name, dump in _FORMATS.items():
-        if dump(value) == text:
-            return name, value
-    return None
+        return [], None
+    return [name for name, dump in _FORMATS.items() if dump(value) == text], value
+
+
+def _json_format(text: str) -> tuple[str, Any] | None:
+    """The first format that writes ``text``'s JSON back exactly, and the value; else ``None``."""
+    names, value = _json_formats(text)
+    return (names[0], value) if names else None
 
 
 def _events(text: str) -> tuple[str, list[Any]] | None:
@@ -63,20 +66,22 @@ def _events(text: str) -> tuple[str, list[Any]] | None:
         if not piece.startswith("data: ") or "\n" in piece:
             return None
         datas.append(piece[len("data: ") :])
-    chosen: str | None = None
+    # One format writes every event back: an ASCII-only chunk fits several, so keep those that
+    # fit all the chunks so far.
+    possible: list[str] | None = None
     events: list[Any] = []
     for data in datas:
         if data == "[DONE]":
             events.append({"data": data})
             continue
-        found = _json_format(data)
-        if found is None or (chosen is not None and found[0] != chosen):
+        names, value = _json_formats(data)
+        possible = names if possible is None else [n for n in possible if n in names]
+        if not possible:
             return None
-        chosen = found[0]
-        events.append({"data": found[1]})
-    if chosen is None:
+        events.append({"data": value})
+    if not possible:
         return None
-    return chosen, events
+    return possible[0], events
 
 
 def _rebuild_events(body: dict[str, Any]) -> str:
@@ -111,6 +116,16 @@ def _header(headers: dict[str, Any], name: str) -> str | None:
 def _drop_header(headers: dict[str, Any], name: str) -> None:
     for key in [k for k in headers if str(k).lower() == name]:
         del headers[key]
+
+
+def decompressed(response: Any) -> Any:
+    """A copy of a vcrpy response dict with a gzip body stored decoded (the header dropped)."""
+    if not isinstance(response, dict):
+        return response
+    copy = {**response, "headers": dict(response.get("headers") or {})}
+    copy["body"] = dict(response.get("body") or {})
+    _decompressed(copy)
+    return copy
 
 
 def _decompressed(response: dict[str, Any]) -> None:

@@ -440,3 +440,20 @@ def test_contract_records_json_keys(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_k=CONTRACT_TEST)
     pytester.runpytest("--chatresp-update-contracts").assert_outcomes(passed=1)
     assert "json: [a, b]" in (pytester.path / "cassettes/test_k.contract.yaml").read_text()
+
+
+def test_a_contract_compared_with_something_else(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/test_k.yaml", with_choice(content="plain"))
+    pytester.makepyfile(
+        test_k="""
+        import pytest
+
+        @pytest.mark.chat_cassette("test_k.yaml")
+        def test_k(chat_contract):
+            assert chat_contract == {"id": "x"}
+        """
+    )
+    result = pytester.runpytest("--chatresp-update-contracts")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*not a chat completion: * validation error* for ChatCompletion"])
+    result.stdout.no_fnmatch_line("*pydantic_core*")

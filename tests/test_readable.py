@@ -343,3 +343,71 @@ def test_unplayed_interactions_warn_fail_or_are_ignored(pytester: pytest.Pyteste
     result = pytester.runpytest()
     assert result.ret == 0
     result.stdout.no_fnmatch_line("*no test played*")
+
+
+def test_a_readable_cassette_stays_readable_on_new_episodes(project: pytest.Pytester) -> None:
+    project.runpytest("--chatresp-record-mode=once", "-k", "plain").assert_outcomes(
+        passed=1, deselected=2
+    )
+    path = cassette(project, "test_plain")
+    project.makepyfile(test_user=CALLS.replace("Weather in Paris?", "Weather in Rome?"))
+    project.runpytest("--chatresp-record-mode=new_episodes", "-k", "plain").assert_outcomes(
+        passed=1, deselected=2
+    )
+    text = path.read_text()
+    assert text.startswith("chatresp_format: readable-1")
+    assert len(yaml.safe_load(text)["interactions"]) == 2
+
+
+def test_json_serializer_stores_gzip_bodies_decoded(project: pytest.Pytester) -> None:
+    project.makeini(INI + "chatresp_serializer = json\n")
+    recorded = project.runpytest("-s", "--chatresp-record-mode=once", "-k", "gzip")
+    recorded.assert_outcomes(passed=1, deselected=2)
+    path = project.path / "cassettes" / "test_user" / "test_gzip.json"
+    response = json.loads(path.read_text())["interactions"][0]["response"]
+    assert json.loads(response["body"]["string"])["object"] == "chat.completion"
+    replayed = project.runpytest("-s", "-k", "gzip")
+    replayed.assert_outcomes(passed=1, deselected=2)
+    assert results(replayed) == results(recorded)
+
+
+def test_marker_serializer_json_names_the_file_json(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_user=CALLS.replace(
+            "@pytest.mark.chat_cassette\ndef test_plain",
+            '@pytest.mark.chat_cassette(serializer="json")\ndef test_plain',
+        )
+    )
+    project.runpytest("--chatresp-record-mode=once", "-k", "plain").assert_outcomes(
+        passed=1, deselected=2
+    )
+    assert (project.path / "cassettes" / "test_user" / "test_plain.json").is_file()
+    assert not cassette(project, "test_plain").exists()
+
+
+def test_a_stream_with_non_ascii_chunks_is_stored_as_events() -> None:
+    ascii_first = 'data: {"a": "x"}\n\ndata: {"a": "café ☕"}\n\ndata: [DONE]\n\n'
+    for text in (ascii_first, 'data: {"a": "café"}\n\ndata: {"a": "x"}\n\n'):
+        readable = to_readable(plain_document(text))
+        body = readable["interactions"][0]["response"]["body"]
+        assert "events" in body, text
+        back = to_plain(yaml.safe_load(serialize(plain_document(text))))
+        assert back["interactions"][0]["response"]["body"]["string"] == text
+
+
+def test_a_test_that_reads_a_named_cassette_plays_all_of_it(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/shared.yaml", completion(id="a"))
+    pytester.makeini("[pytest]\nchatresp_unplayed = fail\n")
+    pytester.makepyfile(
+        test_r="""
+        import pytest
+
+        @pytest.mark.chat_cassette("shared.yaml")
+        def test_reads(chat_completion):
+            assert chat_completion.id == "a"
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    result.stdout.no_fnmatch_line("*no test played*")

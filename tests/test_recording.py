@@ -1273,3 +1273,45 @@ def test_report_header_shows_a_record_mode_other_than_none(project: pytest.Pytes
     ini(project, "chatresp_record_mode = new_episodes")
     result = run(project)
     result.stdout.fnmatch_lines(["chatresp: record mode new_episodes"])
+
+
+def test_a_url_encoded_secret_is_found_too(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "ab+cd/ef==ghij&k"  # percent-encoded in the URL: %2B, %2F, %3D, %26
+    monkeypatch.setenv("MY_SERVICE_SECRET", secret)
+    user_tests(
+        project,
+        """
+@pytest.mark.chat_cassette
+def test_a():
+    c = client(default_query={"access_token": os.environ["MY_SERVICE_SECRET"]})
+    c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+""",
+    )
+    result = run(project, "--chatresp-record-mode=once")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*not written, because it would hold a secret: the value of $MY_SERVICE_SECRET*"]
+    )
+    assert not cassette_path(project).exists()
+    assert secret not in result.stdout.str()
+
+
+def test_the_unmatched_request_message_shows_no_key(
+    project: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    user_tests(
+        project,
+        """
+@pytest.mark.chat_cassette
+def test_a():
+    ask("my key: sk-FAKEabcdefghijklmnopqrstuvwxyz0123456789abcdefghij, keep it")
+""",
+    )
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*POST * (model 'gpt-4o-mini', last message 'my key: REDACTED, keep it')"]
+    )
+    assert "sk-FAKE" not in result.stdout.str()
