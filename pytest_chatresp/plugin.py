@@ -720,15 +720,51 @@ def _cassette_files(directory: Path) -> list[Path]:
     )
 
 
+class CassetteCheckFile(pytest.File):
+    """A cassette file under the cassette dir, in check mode: one item that validates it."""
+
+    def collect(self) -> Iterator[CassetteCheckItem]:
+        yield CassetteCheckItem.from_parent(self, name="contract")
+
+
+def _checked_cassette(config: pytest.Config, path: Path) -> bool:
+    from .contract import CONTRACT_SUFFIX
+
+    if not _cli_or_ini(config, "chatresp_check") or path.suffix not in (".yaml", ".yml", ".json"):
+        return False
+    if path.name.endswith(CONTRACT_SUFFIX):
+        return False
+    try:
+        path.resolve().relative_to(_cassette_dir(config).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if _checked_cassette(parent.config, file_path):
+        return CassetteCheckFile.from_parent(parent, path=file_path)
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    """Check mode: every cassette is checked, also those below no collected path, unless the
+    command line names paths in the cassette dir (``pytest --chatresp-check cassettes/x.yaml``):
+    then those only."""
     if not _cli_or_ini(config, "chatresp_check"):
         return
+    directory = _cassette_dir(config).resolve()
+    for arg in config.args:
+        named = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if named == directory or directory in named.parents:
+            return
+    seen = {item.path for item in items if isinstance(item, CassetteCheckItem)}
     for path in _cassette_files(_cassette_dir(config)):
-        name = _relative(config, path)
-        items.append(CassetteCheckItem.from_parent(session, name=name, path=path, nodeid=name))
+        if path not in seen and _checked_cassette(config, path):
+            items.extend(CassetteCheckFile.from_parent(session, path=path).collect())
 
 
 _FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_contract"})

@@ -52,11 +52,11 @@ def test_check_mode_collects_every_cassette(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=7, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "cassettes/broken/bad.yaml FAILED*",
-            "cassettes/broken/unreadable.yaml FAILED*",
-            "cassettes/test_a/test_one.yaml PASSED*",
-            "cassettes/test_a/test_two.yaml PASSED*",
-            "cassettes/test_b/test_three.json PASSED*",
+            "cassettes/broken/bad.yaml::contract FAILED*",
+            "cassettes/broken/unreadable.yaml::contract FAILED*",
+            "cassettes/test_a/test_one.yaml::contract PASSED*",
+            "cassettes/test_a/test_two.yaml::contract PASSED*",
+            "cassettes/test_b/test_three.json::contract PASSED*",
         ]
     )
     result.stdout.fnmatch_lines(
@@ -157,3 +157,15 @@ def test_report_is_quiet_when_no_cassette_was_used(pytester: pytest.Pytester) ->
     written = json.loads((pytester.path / "out.json").read_text())
     assert written["total"]["read"] == 0
     assert written["tests"] == {}
+
+
+def test_a_failed_cassette_item_runs_again_by_its_id(pytester: pytest.Pytester) -> None:
+    cassettes = project(pytester)
+    write_cassette(cassettes / "broken/bad.yaml", bad_completion())
+    result = pytester.runpytest("--chatresp-check", "cassettes/broken/bad.yaml::contract")
+    result.assert_outcomes(failed=1)
+    result = pytester.runpytest("--chatresp-check", "cassettes/test_a")
+    result.assert_outcomes(passed=2)
+    # Test paths elsewhere still get every cassette checked.
+    result = pytester.runpytest("--chatresp-check", "test_a.py")
+    result.assert_outcomes(passed=5, failed=1)
