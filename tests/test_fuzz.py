@@ -31,6 +31,7 @@ Every bug the fuzzers found has a reproducer in ``KNOWN_BUGS``, kept as a regres
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import http.server
 import json
@@ -729,7 +730,8 @@ RENAMES = st.sampled_from(["", "x", "Body", "STRING", "uri ", "status_code", "co
 @st.composite
 def mutated_tree(draw: st.DrawFn, tree: Any, yaml_ok: bool) -> Any:
     """``tree`` with 1-3 mutations: a node replaced, a key removed or renamed, a node wrapped."""
-    holder = {"root": tree}
+    # Copies throughout: a mutation must never reach a value another example will draw.
+    holder = {"root": copy.deepcopy(tree)}
     for _ in range(draw(st.integers(1, 3))):
         slots = list(_slots(holder))
         named = [s for s in slots if isinstance(s[1], str) and s[1] in FIELDS]
@@ -742,9 +744,9 @@ def mutated_tree(draw: st.DrawFn, tree: Any, yaml_ok: bool) -> Any:
         targeted = targeted_values(key, yaml_ok)
         aimed = draw(st.integers(0, 3)) > 0
         if operation == "replace" and targeted and aimed:
-            container[key] = draw(st.sampled_from(targeted))
+            container[key] = copy.deepcopy(draw(st.sampled_from(targeted)))
         elif operation == "replace":
-            container[key] = draw(weird_values(yaml_ok))
+            container[key] = copy.deepcopy(draw(weird_values(yaml_ok)))
         elif operation == "wrap":
             container[key] = draw(st.sampled_from([[container[key]], {"string": container[key]}]))
         elif isinstance(container, dict):
