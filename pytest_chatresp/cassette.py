@@ -49,7 +49,7 @@ from .models import (
     validate_completion_json,
 )
 from .providers import allowance_for, allowance_works, provider_of, validate_allowing
-from .serializer import is_readable, to_plain
+from .serializer import ReadableFormatError, is_readable, to_plain
 from .stream import SSEEvent, is_chunk, looks_like_sse, merge_chunks, parse_sse
 
 __all__ = [
@@ -227,9 +227,12 @@ def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> An
         return document
     try:
         return to_plain(document)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except ReadableFormatError as exc:
         raise CassetteError.single(
-            shown, f"a body in the readable format is malformed ({type(exc).__name__}: {exc})"
+            shown,
+            f"a body in the readable format is malformed ({exc})",
+            index=exc.index,
+            field=exc.field,
         ) from None
 
 

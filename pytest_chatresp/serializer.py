@@ -85,7 +85,7 @@ def _events(text: str) -> tuple[str, list[Any]] | None:
 
 
 def _rebuild_events(body: dict[str, Any]) -> str:
-    dump = _FORMATS[str(body.get("format", "compact"))]
+    dump = _dump_for(body)
     out = []
     for event in body["events"]:
         data = event.get("data") if isinstance(event, dict) else event
@@ -173,9 +173,24 @@ def is_readable(document: Any) -> bool:
     return isinstance(document, dict) and document.get(FORMAT_KEY) == FORMAT_VALUE
 
 
+class ReadableFormatError(ValueError):
+    """A body of a readable cassette that cannot be written back: where, and why."""
+
+    def __init__(self, index: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.index, self.field = index, field
+
+
+def _dump_for(body: dict[str, Any]) -> Callable[[Any], str]:
+    name = str(body.get("format", "compact"))
+    if name not in _FORMATS:
+        raise ValueError(f"unknown format {name!r} (known: {', '.join(_FORMATS)})")
+    return _FORMATS[name]
+
+
 def _plain_body(body: Any) -> Any:
     if isinstance(body, dict) and "json" in body:
-        return _FORMATS[str(body.get("format", "compact"))](body["json"])
+        return _dump_for(body)(body["json"])
     if isinstance(body, dict) and "events" in body:
         return _rebuild_events(body)
     return body
@@ -184,24 +199,29 @@ def _plain_body(body: Any) -> Any:
 def to_plain(document: Any) -> Any:
     """A readable document back in vcrpy's plain layout (others are returned as they are).
 
-    Raises ``KeyError``, ``TypeError`` or ``ValueError`` on a malformed readable body; the
-    reader turns those into a ``CassetteError``.
+    Raises :class:`ReadableFormatError` on a malformed readable body; the reader turns it into
+    a ``CassetteError``.
     """
     if not is_readable(document):
         return document
     interactions = []
-    for interaction in document.get("interactions") or []:
+    for index, interaction in enumerate(document.get("interactions") or []):
         if not isinstance(interaction, dict):
             interactions.append(interaction)
             continue
         request = interaction.get("request")
         response = interaction.get("response")
-        if isinstance(request, dict):
-            request = {**request, "body": _plain_body(request.get("body"))}
-        if isinstance(response, dict):
-            body = response.get("body")
-            if isinstance(body, dict) and ("json" in body or "events" in body):
-                response = {**response, "body": {"string": _plain_body(body)}}
+        field = "request.body"
+        try:
+            if isinstance(request, dict):
+                request = {**request, "body": _plain_body(request.get("body"))}
+            field = "response.body"
+            if isinstance(response, dict):
+                body = response.get("body")
+                if isinstance(body, dict) and ("json" in body or "events" in body):
+                    response = {**response, "body": {"string": _plain_body(body)}}
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            raise ReadableFormatError(index, field, f"{type(exc).__name__}: {exc}") from None
         interactions.append({**interaction, "request": request, "response": response})
     plain = {k: v for k, v in document.items() if k != FORMAT_KEY}
     plain["interactions"] = interactions

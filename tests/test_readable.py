@@ -231,7 +231,9 @@ def test_malformed_readable_body_is_a_cassette_error(tmp_path: Path) -> None:
     from pytest_chatresp import CassetteError
 
     with pytest.raises(
-        CassetteError, match=r"bad\.yaml: a body in the readable format is malformed"
+        CassetteError,
+        match=r"bad\.yaml, interaction 0: response\.body: a body in the readable format is "
+        r"malformed \(ValueError: unknown format 'no-such-format'",
     ):
         load_cassette(path)
 
