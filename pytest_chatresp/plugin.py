@@ -316,7 +316,14 @@ def _cassette_path(item: pytest.Item) -> Path:
                 f"got {given!r}",
                 pytrace=False,
             )
-        return Path(directory, given)
+        named = Path(directory, given)
+        if named.is_dir():
+            pytest.fail(
+                f"{item.nodeid}: @pytest.mark.{_MARKER}({str(given)!r}) names a directory, "
+                "not a cassette file",
+                pytrace=False,
+            )
+        return named
     module = Path(str(item.path)).stem
     base = Path(directory, module, _default_name(item))
     yaml_path = base.with_name(base.name + ".yaml")

@@ -444,3 +444,23 @@ def test_reading_fixtures_in_a_test_that_records_say_what_to_use(
         ]
     )
     assert not (pytester.path / "cassettes").exists()
+
+
+def test_a_marker_naming_a_directory(pytester: pytest.Pytester) -> None:
+    (pytester.path / "cassettes" / "shared").mkdir(parents=True)
+    pytester.makepyfile(
+        test_it="""
+        import pytest
+
+        @pytest.mark.chat_cassette("shared")
+        def test_dir(chat_cassette):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_it.py::test_dir: @pytest.mark.chat_cassette('shared') names a directory, not a cassette file"
+        ]
+    )
