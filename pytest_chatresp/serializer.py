@@ -202,10 +202,10 @@ def to_plain(document: Any) -> Any:
     Raises :class:`ReadableFormatError` on a malformed readable body; the reader turns it into
     a ``CassetteError``.
     """
-    if not is_readable(document):
-        return document
+    if not is_readable(document) or not isinstance(document.get("interactions"), list):
+        return document  # the reader says what is wrong with a cassette with no interactions
     interactions = []
-    for index, interaction in enumerate(document.get("interactions") or []):
+    for index, interaction in enumerate(document["interactions"]):
         if not isinstance(interaction, dict):
             interactions.append(interaction)
             continue

@@ -413,3 +413,15 @@ def test_a_test_that_reads_a_named_cassette_plays_all_of_it(pytester: pytest.Pyt
     result.assert_outcomes(passed=1)
     assert result.ret == 0
     result.stdout.no_fnmatch_line("*no test played*")
+
+
+def test_a_readable_cassette_without_interactions_is_a_cassette_error(tmp_path: Path) -> None:
+    from pytest_chatresp import CassetteError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("chatresp_format: readable-1\ninteractions: true\n")
+    with pytest.raises(
+        CassetteError,
+        match=r"bad\.yaml: interactions: not a vcrpy cassette: no 'interactions' list",
+    ):
+        load_cassette(path)
