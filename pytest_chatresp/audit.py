@@ -49,9 +49,9 @@ def _body_size(body: Any) -> int:
 
 def audit_file(path: Path, *, rules: Any, max_body_bytes: int) -> list[Finding]:
     """Everything in one cassette file that should not be there (raises ``CassetteError``)."""
-    from .cassette import load_cassette
+    from .cassette import load_cassette, read_document
     from .checks import CHECKS
-    from .recording import texts_of
+    from .recording import find_secrets, texts_of
     from .scrub import scrub_file
 
     shown = display_path(path)
@@ -59,6 +59,9 @@ def audit_file(path: Path, *, rules: Any, max_body_bytes: int) -> list[Finding]:
         Finding(shown, None, description, "should not be recorded (chatresp scrub removes it)")
         for description in dict.fromkeys(scrub_file(path, rules).found)
     ]
+    # The recording scan too: it also reads URL-encoded and base64 text.
+    for where, kind in dict.fromkeys(find_secrets(read_document(path))):
+        findings.append(Finding(shown, None, where, f"{kind}, which should not be recorded"))
     cassette = load_cassette(path, skip_checks=CHECKS)
     for exchange in cassette.exchanges:
         parts = (

@@ -120,3 +120,20 @@ def test_check_orphans(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_audit_finds_a_url_encoded_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_SERVICE_SECRET", "ab+cd/ef==ghij&k")
+    path = write_cassette(tmp_path / "enc.yaml", completion())
+    document = json.loads(path.read_text())
+    document["interactions"][0]["request"]["uri"] += "?access_token=ab%2Bcd%2Fef%3D%3Dghij%26k"
+    path.write_text(json.dumps(document))
+    assert main(["audit", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "interactions.[0].request.uri: the value of $MY_SERVICE_SECRET, which should not be recorded"
+        in out
+    )
+    assert "ghij" not in out
