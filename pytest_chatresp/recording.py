@@ -399,7 +399,8 @@ class Recorder:
         self._context: Any = None
         self._vcr_cassette: Any = None
         self._save_error: BaseException | None = None
-        self._recorded_ids: set[int] = set()
+        #: What this test recorded, by the identity of the stored response.
+        self._recorded_now: dict[int, Exchange] = {}
         #: Metadata of the file as it was before this test, and what changed on re-recording.
         self.previous_metadata: Any = None
         self.model_changes: list[str] = []
@@ -430,13 +431,15 @@ class Recorder:
             zip(cassette_dict["requests"], cassette_dict["responses"], strict=False)
         ):
             as_dict = request._to_dict()
-            try:
-                exchange = build_exchange(
-                    shown, index, {"request": as_dict, "response": response}, rules=_NO_CHECKS
-                )
-            except CassetteError:
-                exchange = None
-            interactions.append((as_dict, exchange, id(response) in self._recorded_ids))
+            exchange = self._recorded_now.get(id(response))  # read when it was recorded
+            if exchange is None:
+                try:
+                    exchange = build_exchange(
+                        shown, index, {"request": as_dict, "response": response}, rules=_NO_CHECKS
+                    )
+                except CassetteError:
+                    exchange = None
+            interactions.append((as_dict, exchange, id(response) in self._recorded_now))
         metadata = build_provenance(interactions, self.previous_metadata)
         self.model_changes = model_changes(self.previous_metadata, metadata)
         return metadata
@@ -532,8 +535,9 @@ class Recorder:
             original_append(request, response)
             if len(cassette.data) > before:
                 stored_request, stored_response = cassette.data[-1]
-                self._recorded_ids.add(id(stored_response))
-                self._add(len(cassette.data) - 1, stored_request, stored_response, self.recorded)
+                index = len(cassette.data) - 1
+                exchange = self._add(index, stored_request, stored_response, self.recorded)
+                self._recorded_now[id(stored_response)] = exchange
 
         def can_play_response_for(request: Any) -> bool:
             answer = bool(original_can_play(request))
@@ -558,7 +562,7 @@ class Recorder:
         interaction = {"request": vcr_request._to_dict(), "response": {"status": {"code": 0}}}
         return build_exchange(display_path(self.path), -1, interaction).request
 
-    def _add(self, index: int, request: Any, response: Any, kind: list[Exchange]) -> None:
+    def _add(self, index: int, request: Any, response: Any, kind: list[Exchange]) -> Exchange:
         interaction = {"request": request._to_dict(), "response": response}
         exchange = build_exchange(
             display_path(self.path),
@@ -568,3 +572,4 @@ class Recorder:
         )
         self.cassette.exchanges.append(exchange)
         kind.append(exchange)
+        return exchange
