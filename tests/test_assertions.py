@@ -217,3 +217,11 @@ def test_helpers_take_an_exchange(tmp_path: Any) -> None:
     (exchange,) = load_cassette(path).exchanges
     with pytest.raises(AssertionError, match=r"c\.yaml, interaction 0: service_tier"):
         assert_tier(exchange, "flex")
+
+
+def test_every_public_name_is_importable_from_the_package() -> None:
+    import pytest_chatresp
+
+    assert sorted(pytest_chatresp._WHERE) == sorted(pytest_chatresp.__all__)
+    for name in pytest_chatresp.__all__:
+        assert getattr(pytest_chatresp, name) is not None
