@@ -172,7 +172,8 @@ def breakdown(files: run.Files, reps: int) -> dict[str, Any]:
 
 
 def profile(files: run.Files) -> dict[str, str]:
-    from pytest_chatresp.cassette import CassetteCache, load_cassette
+    from pytest_chatresp.cache import CassetteCache
+    from pytest_chatresp.cassette import load_cassette
 
     path = files.sizes[1000]
     store = files.root / "profile-store"
@@ -371,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
     root = Path(tempfile.mkdtemp(prefix="chatresp-profile-"))
+    # The store's per-user key is made here, not in the user's own cache directory.
+    os.environ["XDG_CACHE_HOME"] = str(root / "user-cache")
     run.PYCACHE[:] = [root / "pycache"]
     started = time.perf_counter()
     results: dict[str, Any] = {}

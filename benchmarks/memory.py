@@ -126,7 +126,8 @@ def _warm(small: Path) -> None:
 
 
 def _call(mode: str, path: Path, store: Path) -> Any:
-    from pytest_chatresp.cassette import CassetteCache, load_cassette
+    from pytest_chatresp.cache import CassetteCache
+    from pytest_chatresp.cassette import load_cassette
 
     if mode == "load_cassette":
         cassette = load_cassette(path)
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             synth.write_cassette(small, synth.exchanges(3, seed=3))
             print(json.dumps({"bytes": big.stat().st_size}))
         elif kind == "fill":
-            from pytest_chatresp.cassette import CassetteCache
+            from pytest_chatresp.cache import CassetteCache
 
             CassetteCache(Path(args.child[1])).document(Path(args.child[2]))
             print(json.dumps({"filled": True}))
@@ -239,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     root = Path(tempfile.mkdtemp(prefix="chatresp-memory-"))
+    # The store's per-user key is made here, not in the user's own cache directory.
+    os.environ["XDG_CACHE_HOME"] = str(root / "user-cache")
     started = time.perf_counter()
     try:
         big = root / "big.yaml"

@@ -228,14 +228,14 @@ def bench_p1(files: Files, cfg: Settings, results: Results) -> None:
 
 
 def bench_p2(files: Files, cfg: Settings, results: Results) -> None:
-    from pytest_chatresp.cassette import CassetteCache
+    from pytest_chatresp.cache import CassetteCache
 
     say("P2 warm load: a fresh CassetteCache(store).load(path), the store already filled")
     path = files.sizes[1000]
     store = files.root / "store"
     shutil.rmtree(store, ignore_errors=True)
     CassetteCache(store).load(path)  # the "first session" fills the store
-    kept = sorted(store.glob("*.marshal"))
+    kept = sorted(store.glob("*.json"))
     ours, theirs = compare(
         lambda: CassetteCache(store).load(path), _vcr_deserialize(path), cfg.reps_large
     )
@@ -855,6 +855,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         WHATIF[:] = whatif.apply(names)
         say(f"what-if run: patched in this process and in our suite runs: {', '.join(WHATIF)}")
     root = Path(tempfile.mkdtemp(prefix="chatresp-bench-"))
+    # The store's per-user key is made here, not in the user's own cache directory.
+    os.environ["XDG_CACHE_HOME"] = str(root / "user-cache")
     PYCACHE[:] = [root / "pycache"]
     started = time.perf_counter()
     results = Results()

@@ -9,7 +9,7 @@ they apply to a whole replay suite.
 The names:
 
 - ``gc``: pause the cyclic garbage collector while a cassette is parsed and built
-  (``read_document``, ``cassette_from_document``, ``CassetteCache._parse``).
+  (``read_document``, ``cassette_from_document``, ``CassetteCache.load``).
 - ``headers``: a ``_headers`` with a fast path for the usual ``{str: [str]}`` layout.
 - ``sse``: ``looks_like_sse`` answers at once for a body that starts with ``{`` or ``[``
   instead of splitting the whole body into lines first.
@@ -176,8 +176,9 @@ def apply(names: tuple[str, ...] | list[str]) -> list[str]:
         if name == "gc":
             for function in ("read_document", "cassette_from_document", "load_cassette"):
                 _swap(cassette, function, _paused)
-            for method in ("_parse", "load"):
-                _swap(cassette.CassetteCache, method, _paused)
+            from pytest_chatresp.cache import CassetteCache
+
+            _swap(CassetteCache, "load", _paused)
         elif name == "headers":
             _swap(cassette, "_headers", lambda _: fast_headers)
         elif name == "sse":

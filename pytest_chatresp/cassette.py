@@ -9,14 +9,10 @@ recorded as violations on its exchange and raised when the completion is asked f
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import gzip
-import hashlib
 import json
-import marshal
 import os
-import pickle
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -55,7 +51,6 @@ from .stream import SSEEvent, is_chunk, looks_like_sse, merge_chunks, parse_sse
 __all__ = [
     "APIErrorInfo",
     "Cassette",
-    "CassetteCache",
     "Exchange",
     "Request",
     "build_exchange",
@@ -919,132 +914,3 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-@dataclass
-class _Entry:
-    """What the cache knows of one file as it is now (its stat signature)."""
-
-    signature: tuple[int, int, int]
-    digest: str | None = None
-    data: bytes | None = None
-    document: Any = None
-    parsed: bool = False
-    cassettes: dict[Rules, Cassette] = field(default_factory=dict)
-
-
-class CassetteCache:
-    """Parses each cassette file once, and again only when the file changed.
-
-    The parsed document is shared by the fixtures (as :class:`Cassette`) and by replay through
-    vcrpy, so a test that does both parses the file once. With a ``store`` directory (pytest's
-    cache dir), the parsed document and the validated :class:`Cassette` are also kept on disk,
-    keyed by the SHA-256 of the file's bytes (and the validation rules), so a later session
-    neither parses nor validates files that did not change.
-    """
-
-    #: Bump when the reader's output for the same bytes changes.
-    STORE_FORMAT = "2"
-
-    def __init__(self, store: Path | None = None) -> None:
-        self.store = store
-        self._entries: dict[str, _Entry] = {}
-
-    def _entry(self, path: Path) -> _Entry:
-        resolved = path.resolve()
-        try:
-            stat = resolved.stat()
-        except OSError:
-            return _Entry((0, 0, 0), document=read_document(path), parsed=True)
-        signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        key = str(resolved)
-        entry = self._entries.get(key)
-        if entry is None or entry.signature != signature:
-            entry = _Entry(signature)
-            if self.store is not None:
-                try:
-                    entry.data = path.read_bytes()
-                    entry.digest = hashlib.sha256(entry.data).hexdigest()
-                except OSError:
-                    entry.data = None
-            self._entries[key] = entry
-        return entry
-
-    def _stored(self, digest: str, what: str) -> Path | None:
-        if self.store is None:
-            return None
-        return self.store / f"{digest}.{what}.v{self.STORE_FORMAT}"
-
-    def _document_of(self, path: Path, entry: _Entry) -> Any:
-        if entry.parsed:
-            return entry.document
-        with _collector_paused():
-            stored = self._stored(entry.digest, "marshal") if entry.digest else None
-            document: Any = None
-            if stored is not None:
-                try:
-                    document = marshal.loads(stored.read_bytes())
-                except (OSError, ValueError, EOFError, TypeError):
-                    document = None
-            if document is None:
-                document = read_document(path, entry.data)
-                if stored is not None:
-                    with contextlib.suppress(ValueError):  # a value marshal cannot hold
-                        self._keep(stored, marshal.dumps(document))
-        entry.document, entry.parsed, entry.data = document, True, None
-        return document
-
-    @staticmethod
-    def _keep(stored: Path, blob: bytes) -> None:
-        try:
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            temporary = stored.with_name(f".{stored.name}.{os.getpid()}.tmp")
-            temporary.write_bytes(blob)
-            os.replace(temporary, stored)
-        except OSError:
-            return
-
-    def document(self, path: str | os.PathLike[str]) -> Any:
-        """The parsed file."""
-        path = Path(path)
-        return self._document_of(path, self._entry(path))
-
-    def load(
-        self, path: str | os.PathLike[str], *, strict: bool = False, rules: Rules | None = None
-    ) -> Cassette:
-        """The file as a validated :class:`Cassette`."""
-        rules = rules or Rules(strict=strict)
-        path = Path(path)
-        entry = self._entry(path)
-        cassette = entry.cassettes.get(rules)
-        if cassette is not None:
-            return cassette
-        # The kept Cassette holds messages with the path as shown from here, and the rules'
-        # verdicts: both are part of its key.
-        key = hashlib.sha256(repr((rules, display_path(path))).encode()).hexdigest()[:16]
-        stored = self._stored(f"{entry.digest}-{key}", "pickle") if entry.digest else None
-        if stored is not None:
-            cassette = self._unpickled(stored)
-        if cassette is None:
-            document = self._document_of(path, entry)
-            with _collector_paused():
-                cassette = cassette_from_document(path, document, rules=rules)
-            if stored is not None:
-                with contextlib.suppress(Exception):  # something pickle cannot hold: rebuild
-                    self._keep(stored, pickle.dumps(cassette, pickle.HIGHEST_PROTOCOL))
-        entry.cassettes[rules] = cassette
-        return cassette
-
-    @staticmethod
-    def _unpickled(stored: Path) -> Cassette | None:
-        """A validated cassette this cache kept (in pytest's cache dir, written by us)."""
-        try:
-            blob = stored.read_bytes()
-        except OSError:
-            return None
-        try:
-            with _collector_paused():
-                cassette = pickle.loads(blob)
-        except Exception:
-            return None
-        return cassette if isinstance(cassette, Cassette) else None

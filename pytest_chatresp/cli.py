@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import CassetteError, display_path, shorten
+from .files import is_partial_write
 
 if TYPE_CHECKING:
     from .cassette import Cassette, Exchange
@@ -91,7 +92,7 @@ def _walk(root: Path, found: _Files) -> Iterator[Path]:
         # Hidden directories (.git, .venv, .tox …) hold no cassettes of the project's.
         subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
         for name in sorted(names):
-            if name.endswith(_SUFFIXES):
+            if name.endswith(_SUFFIXES) and not is_partial_write(name):
                 yield Path(directory) / name
 
 
@@ -692,7 +693,7 @@ def _scrub(args: argparse.Namespace) -> int:
 
 def _write(path: Path, text: str) -> None:
     """Rewrite a cassette atomically, through a symbolic link, keeping its permissions."""
-    from .recording import write_atomically
+    from .files import write_atomically
 
     target = Path(os.path.realpath(path))
     mode = stat.S_IMODE(target.stat().st_mode)

@@ -200,7 +200,7 @@ class ContractSnapshot:
         """Write the contract if it changed; says whether it did."""
         if not self._dirty:
             return False
-        from .recording import write_atomically
+        from .files import write_atomically
 
         write_atomically(self.path, _dump(self._entries, display_path(self.cassette)))
         self._dirty = False

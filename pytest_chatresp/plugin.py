@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .cassette import Cassette, CassetteCache
+    from .cache import CassetteCache
+    from .cassette import Cassette
     from .checks import Rules
     from .contract import ContractSnapshot
     from .models import ChatCompletion
@@ -627,11 +628,11 @@ def _cache(config: pytest.Config) -> CassetteCache:
     """The session's cassette cache, made on first use (it imports the reader)."""
     cache = config.stash.get(_CACHE_KEY, None)
     if cache is None:
-        from .cassette import CassetteCache
+        from .cache import CassetteCache
 
         pytest_cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
         store = pytest_cache.mkdir("chatresp") if pytest_cache is not None else None
-        cache = config.stash[_CACHE_KEY] = CassetteCache(store)
+        cache = config.stash[_CACHE_KEY] = CassetteCache(store, project=config.rootpath)
     return cache
 
 
@@ -715,6 +716,7 @@ class CassetteCheckItem(pytest.Item):
 
 def _cassette_files(directory: Path) -> list[Path]:
     from .contract import CONTRACT_SUFFIX
+    from .files import is_partial_write
 
     if not directory.is_dir():
         return []
@@ -723,6 +725,7 @@ def _cassette_files(directory: Path) -> list[Path]:
         for path in directory.rglob("*")
         if path.suffix in (".yaml", ".yml", ".json")
         and not path.name.endswith(CONTRACT_SUFFIX)
+        and not is_partial_write(path.name)
         and path.is_file()
     )
 

@@ -14,8 +14,6 @@ import gzip
 import json
 import os
 import re
-import stat
-import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from .cassette import (
 )
 from .checks import CHECKS, Rules
 from .errors import CassetteError, Violation, display_path, shorten
+from .files import write_atomically
 from .provenance import METADATA_KEY, build_provenance, model_changes
 from .serializer import FORMAT_KEY, decompressed
 
@@ -344,34 +343,6 @@ def _chain(first: Any, last: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return value
 
     return chained
-
-
-def write_atomically(path: Path, data: str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    shown = display_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise CassetteError.single(
-            shown,
-            f"cannot write the cassette: {exc.strerror} ({display_path(path.parent)})",
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-        try:  # mkstemp makes the file private; keep the old file's mode, or the usual one
-            mode = stat.S_IMODE(path.stat().st_mode)
-        except OSError:
-            mode = 0o644
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise CassetteError.single(shown, f"cannot write the cassette: {exc.strerror}") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class Recorder:

@@ -1,0 +1,453 @@
+"""The parsed-cassette cache: each file parsed once per session, and once across sessions.
+
+In a session, :class:`CassetteCache` keeps each file's parsed document and its validated
+:class:`~pytest_chatresp.cassette.Cassette` (per rules) until the file changes. With a ``store``
+directory (pytest's cache dir) it also keeps the parsed document between sessions, so a later
+session does not parse YAML again for a file whose bytes did not change.
+
+What is kept is plain data, never code: JSON, with the few values JSON has no type for (bytes,
+tuples) listed beside it. The store lives in the project tree, where a stranger's pull request
+can put any file, so an entry is used only when it carries a valid HMAC-SHA256 tag, keyed by a
+random per-user secret kept outside the project tree (``~/.cache/pytest-chatresp/store.key``),
+over the entry's key (the SHA-256 of the cassette's bytes, the plugin's build identity) and its
+content. A file that is not a regular file, is too large, is cut short or carries a wrong tag is
+ignored, as if absent: the file is parsed again and the entry rewritten. Validation verdicts are
+never stored: each session validates under its own rules.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import cassette as _reader
+from .cassette import Cassette, _collector_paused
+from .checks import Rules
+from .files import read_regular, write_private
+
+__all__ = ["CacheStore", "CassetteCache", "build_identity", "user_key"]
+
+#: Bump when the stored form of an entry changes.
+STORE_FORMAT = "3"
+_MAGIC = b"chatresp-store 3 "
+_TAG_HEX = 64
+_KEY_BYTES = 32
+_KEY_NAME = "store.key"
+#: An entry may be this many times its cassette's size (plus a margin) before it is not read.
+_SIZE_FACTOR = 8
+_SIZE_MARGIN = 1 << 16
+_PACKAGE = Path(__file__).resolve().parent
+
+
+class _Unstorable(Exception):
+    """A document holding a value plain JSON (with bytes and tuples) cannot say exactly."""
+
+
+# --- the per-user secret ------------------------------------------------------------------------
+
+
+def _key_dir() -> Path:
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pytest-chatresp"
+
+
+def _private(info: os.stat_result, *, directory: bool) -> bool:
+    """Owned by this user and not writable (for the key file: not readable) by anyone else."""
+    if os.name == "nt":
+        return True
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return False
+    return stat.S_IMODE(info.st_mode) & (0o022 if directory else 0o077) == 0
+
+
+def _read_key(path: Path) -> bytes | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or not _private(info, directory=False):
+        return None
+    key = read_regular(path, _KEY_BYTES)
+    return key if key is not None and len(key) == _KEY_BYTES else None
+
+
+def user_key(project: Path | None = None, directory: Path | None = None) -> bytes | None:
+    """The per-user secret that tags store entries, made on first use; ``None`` if unusable.
+
+    It lives in the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``, or
+    ``directory``), readable by the user only. A key inside ``project`` (the project tree,
+    where a pull request could have put one) is not used.
+    """
+    directory = directory or _key_dir()
+    path = directory / _KEY_NAME
+    if project is not None:
+        try:
+            if path.resolve().is_relative_to(project.resolve()):
+                return None
+        except (OSError, RuntimeError):
+            return None
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(directory)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or not _private(info, directory=True):
+        return None
+    key = _read_key(path)
+    if key is not None:
+        return key
+    if os.path.lexists(path):
+        return None  # something else sits there: not ours to replace
+    try:
+        # Written whole to a private file, then linked into place: another process sees
+        # either no key or the complete one, and the first to link wins.
+        fd, temporary = _new_private_file(directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(_KEY_BYTES))
+            with contextlib.suppress(FileExistsError):  # another process linked first
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    except OSError:
+        return None
+    return _read_key(path)
+
+
+def _new_private_file(directory: Path) -> tuple[int, str]:
+    import tempfile
+
+    return tempfile.mkstemp(prefix=".store.key.", suffix=".tmp", dir=directory)
+
+
+# --- what shapes a stored document --------------------------------------------------------------
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def _source_fingerprint() -> str:
+    """The package's own modules (name, size, mtime): an edited checkout is another build."""
+    digest = hashlib.sha256()
+    for module in sorted(_PACKAGE.glob("*.py")):
+        try:
+            info = module.stat()
+        except OSError:
+            continue
+        digest.update(f"{module.name}:{info.st_size}:{info.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def _decoders() -> str:
+    try:
+        import brotli  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return "brotli absent"
+    return f"brotli {getattr(brotli, '__version__', 'present')}"
+
+
+def build_identity() -> str:
+    """Everything besides a cassette's bytes that shapes what reading it gives.
+
+    The store's format, this plugin's version and source, Python, PyYAML, pydantic and
+    pydantic-core, and the optional decoders.
+    """
+    import pydantic
+    import pydantic_core
+    import yaml
+
+    return "|".join(
+        [
+            f"store {STORE_FORMAT}",
+            f"pytest-chatresp {_version('pytest-chatresp')} {_source_fingerprint()}",
+            f"python {sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}",
+            f"pyyaml {yaml.__version__}",
+            f"pydantic {pydantic.VERSION}",
+            f"pydantic-core {pydantic_core.__version__}",
+            _decoders(),
+        ]
+    )
+
+
+# --- plain data ---------------------------------------------------------------------------------
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _encode(document: Any) -> bytes:
+    """``document`` as JSON, with the places of its bytes and tuples beside it."""
+    patches: list[list[Any]] = []
+    trail: list[int | str] = []
+
+    def plain(value: Any) -> Any:
+        kind = type(value)
+        if kind in _PLAIN:
+            return value
+        if kind is list or kind is tuple:
+            if kind is tuple:
+                patches.append(["tuple", list(trail)])
+            out = []
+            for index, item in enumerate(value):
+                trail.append(index)
+                out.append(plain(item))
+                trail.pop()
+            return out
+        if kind is dict:
+            mapping = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise _Unstorable
+                trail.append(key)
+                mapping[key] = plain(item)
+                trail.pop()
+            return mapping
+        if kind is bytes:
+            patches.append(["bytes", list(trail)])
+            return base64.b64encode(value).decode("ascii")
+        raise _Unstorable
+
+    try:
+        body = {"patches": patches, "document": plain(document)}
+    except RecursionError:
+        raise _Unstorable from None
+    try:
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escaped, it survives
+        return json.dumps(body, separators=(",", ":")).encode("ascii")
+    except (ValueError, RecursionError):  # a cycle, an integer too long for text
+        raise _Unstorable from None
+
+
+def _decode(payload: bytes) -> Any:
+    """The document :func:`_encode` wrote (raises ``ValueError``/``LookupError``/``TypeError``)."""
+    body = json.loads(payload)
+    document = body["document"]
+    for kind, trail in reversed(body["patches"]):  # the innermost first
+        if not trail:
+            document = _restored(kind, document)
+            continue
+        parent = document
+        for step in trail[:-1]:
+            parent = parent[step]
+        parent[trail[-1]] = _restored(kind, parent[trail[-1]])
+    return document
+
+
+def _restored(kind: str, value: Any) -> Any:
+    if kind == "bytes":
+        return base64.b64decode(value, validate=True)
+    if kind == "tuple":
+        return tuple(value)
+    raise ValueError(f"unknown patch {kind!r}")
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+class CacheStore:
+    """Tagged entries of plain data in a directory the plugin does not trust.
+
+    An entry is ``chatresp-store 3 <tag>\\n<payload>``, the tag being the HMAC-SHA256 of the
+    entry's key and payload under the per-user secret. Only a process holding that secret can
+    make an entry this store uses, and an entry made for one key is refused under another.
+    """
+
+    def __init__(self, directory: Path, key: bytes, identity: str) -> None:
+        self.directory = directory
+        self._key = key
+        self.identity = identity
+        self.hits = 0
+        self.misses = 0
+
+    def _name(self, kind: str, digest: str) -> tuple[str, bytes]:
+        label = f"{kind}\n{self.identity}\n{digest}".encode()
+        return f"{hashlib.sha256(label).hexdigest()[:40]}.{kind}.json", label
+
+    def _tag(self, label: bytes, payload: bytes) -> bytes:
+        mac = hmac.new(self._key, label, hashlib.sha256)
+        mac.update(b"\0")
+        mac.update(payload)
+        return mac.hexdigest().encode("ascii")
+
+    def path_of(self, kind: str, digest: str) -> Path:
+        return self.directory / self._name(kind, digest)[0]
+
+    def get(self, kind: str, digest: str, limit: int) -> bytes | None:
+        """The payload kept under ``(kind, digest)``, or ``None`` (absent, unreadable, forged)."""
+        name, label = self._name(kind, digest)
+        blob = read_regular(self.directory / name, limit + len(_MAGIC) + _TAG_HEX + 1)
+        header = len(_MAGIC) + _TAG_HEX + 1
+        if blob is None or len(blob) < header or not blob.startswith(_MAGIC):
+            self.misses += 1
+            return None
+        tag, payload = blob[len(_MAGIC) : header - 1], blob[header:]
+        if blob[header - 1 : header] != b"\n" or not hmac.compare_digest(
+            tag, self._tag(label, payload)
+        ):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return payload
+
+    def put(self, kind: str, digest: str, payload: bytes) -> None:
+        """Keep ``payload`` under ``(kind, digest)``; a failure only costs the next session time."""
+        name, label = self._name(kind, digest)
+        if not self._usable_directory():
+            return
+        write_private(self.directory / name, _MAGIC + self._tag(label, payload) + b"\n" + payload)
+
+    def _usable_directory(self) -> bool:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            info = os.lstat(self.directory)
+        except OSError:
+            return False
+        return stat.S_ISDIR(info.st_mode)  # a planted symlink is not written through
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    """What the cache knows of one file as it is now (its stat signature)."""
+
+    signature: tuple[int, int, int]
+    digest: str | None = None
+    data: bytes | None = None
+    document: Any = None
+    parsed: bool = False
+    cassettes: dict[Rules, Cassette] = field(default_factory=dict)
+
+
+class CassetteCache:
+    """Parses each cassette file once, and again only when the file changed.
+
+    The parsed document is shared by the fixtures (as :class:`Cassette`) and by replay through
+    vcrpy, so a test that does both parses the file once. With a ``store`` directory (pytest's
+    cache dir) and a usable per-user ``key`` (by default :func:`user_key`, refused inside
+    ``project``), the parsed document is also kept between sessions under the SHA-256 of the
+    file's bytes and :func:`build_identity`. The validated cassette is rebuilt each session.
+    """
+
+    def __init__(
+        self,
+        store: Path | None = None,
+        *,
+        key: bytes | None = None,
+        project: Path | None = None,
+    ) -> None:
+        self.store = store
+        self._project = project
+        self._key = key
+        self._backing: CacheStore | None = None
+        self._backing_made = False
+        self._entries: dict[str, _Entry] = {}
+
+    @property
+    def backing(self) -> CacheStore | None:
+        """The on-disk store, made on first use; ``None`` without a store dir or a usable key."""
+        if not self._backing_made:
+            self._backing_made = True
+            if self.store is not None:
+                key = self._key if self._key is not None else user_key(self._project)
+                if key is not None:
+                    self._backing = CacheStore(self.store, key, build_identity())
+        return self._backing
+
+    def _entry(self, path: Path) -> _Entry:
+        resolved = path.resolve()
+        try:
+            info = resolved.stat()
+        except OSError:
+            return _Entry((0, 0, 0), document=_reader.read_document(path), parsed=True)
+        signature = (info.st_mtime_ns, info.st_size, info.st_ino)
+        name = str(resolved)
+        entry = self._entries.get(name)
+        if entry is None or entry.signature != signature:
+            entry = _Entry(signature)
+            if self.backing is not None:
+                try:
+                    entry.data = path.read_bytes()
+                    entry.digest = hashlib.sha256(entry.data).hexdigest()
+                except OSError:
+                    entry.data = None
+            self._entries[name] = entry
+        return entry
+
+    def _document_of(self, path: Path, entry: _Entry) -> Any:
+        if entry.parsed:
+            return entry.document
+        digest, data = entry.digest, entry.data
+        backing = self.backing if digest is not None and data is not None else None
+        with _collector_paused():
+            document: Any = None
+            if backing is not None and digest is not None and data is not None:
+                document = self._stored_document(backing, digest, len(data))
+            if document is None:
+                document = _reader.read_document(path, data)
+                if backing is not None and digest is not None and data is not None:
+                    self._keep_document(backing, digest, len(data), document)
+        entry.document, entry.parsed, entry.data = document, True, None
+        return document
+
+    @staticmethod
+    def _limit(size: int) -> int:
+        return size * _SIZE_FACTOR + _SIZE_MARGIN
+
+    def _stored_document(self, backing: CacheStore, digest: str, size: int) -> Any:
+        payload = backing.get("document", digest, self._limit(size))
+        if payload is None:
+            return None
+        try:
+            return _decode(payload)
+        except (ValueError, LookupError, TypeError, RecursionError):
+            return None
+
+    def _keep_document(self, backing: CacheStore, digest: str, size: int, document: Any) -> None:
+        try:
+            payload = _encode(document)
+        except _Unstorable:
+            return
+        if len(payload) <= self._limit(size):
+            backing.put("document", digest, payload)
+
+    def document(self, path: str | os.PathLike[str]) -> Any:
+        """The parsed file."""
+        path = Path(path)
+        return self._document_of(path, self._entry(path))
+
+    def load(
+        self, path: str | os.PathLike[str], *, strict: bool = False, rules: Rules | None = None
+    ) -> Cassette:
+        """The file as a :class:`Cassette` validated under ``rules`` (or ``strict``)."""
+        rules = rules or Rules(strict=strict)
+        path = Path(path)
+        entry = self._entry(path)
+        cassette = entry.cassettes.get(rules)
+        if cassette is None:
+            document = self._document_of(path, entry)
+            with _collector_paused():
+                cassette = _reader.cassette_from_document(path, document, rules=rules)
+            entry.cassettes[rules] = cassette
+        return cassette
