@@ -1,0 +1,386 @@
+"""The parsed-cassette cache: what it keeps, and that nothing planted in it runs or lies."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import marshal
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import completion, write_cassette
+
+from pytest_chatresp.cache import CacheStore, CassetteCache, build_identity, user_key
+from pytest_chatresp.cli import main
+from pytest_chatresp.errors import CassetteError
+from pytest_chatresp.files import is_partial_write, read_regular, write_atomically
+
+POSIX = pytest.mark.skipif(os.name == "nt", reason="POSIX file modes, FIFOs and symlinks")
+
+
+@pytest.fixture
+def user_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's cache directory (where the store's key lives), outside any project tree."""
+    directory = tmp_path_factory.mktemp("user-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(directory))
+    return directory
+
+
+def _answer(text: str) -> dict[str, object]:
+    body = completion(id=f"chatcmpl-{text}")
+    body["choices"][0]["message"]["content"] = text  # type: ignore[index]
+    return body
+
+
+# --- through pytest -------------------------------------------------------------------------------
+
+_SUITE = """
+import httpx
+import pytest
+
+@pytest.mark.chat_cassette
+def test_a(chat_completion):
+    reply = httpx.post(
+        "https://api.openai.com/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": []},
+    )
+    content = reply.json()["choices"][0]["message"]["content"]
+    print("SERVED", content, chat_completion.choices[0].message.content)
+    assert content == chat_completion.choices[0].message.content == "recorded-a"
+
+def test_b(chat_completion):
+    print("SERVED", chat_completion.choices[0].message.content)
+    assert chat_completion.choices[0].message.content == "recorded-b"
+"""
+
+_HOSTILE_KINDS = (
+    "pickle",
+    "marshal",
+    "plain-json",
+    "forged-tag",
+    "swapped",
+    "truncated",
+    "symlink",
+    "directory",
+    "fifo",
+    "key",
+)
+
+
+def _pickle_payload(marker: Path) -> bytes:
+    """Protocol-0 pickle of ``open(marker, 'w')``: unpickling it creates ``marker``."""
+    return f"cbuiltins\nopen\n(S'{marker}'\nS'w'\ntR.".encode()
+
+
+def _other_document() -> dict[str, object]:
+    return json.loads(
+        write_cassette(Path(tempfile.mkdtemp()) / "x.yaml", _answer("planted")).read_text()
+    )  # type: ignore[no-any-return]
+
+
+def _plant(kind: str, entries: list[Path], key_file: Path, marker: Path, outside: Path) -> None:
+    genuine = {entry: entry.read_bytes() for entry in entries}
+    for position, entry in enumerate(entries):
+        if kind != "key":
+            entry.unlink()
+        if kind == "pickle":
+            entry.write_bytes(_pickle_payload(marker))
+        elif kind == "marshal":
+            entry.write_bytes(marshal.dumps(_other_document()))
+        elif kind == "plain-json":
+            entry.write_text(json.dumps({"patches": [], "document": _other_document()}))
+        elif kind == "forged-tag":  # the right format and name, tagged without the user's key
+            forger = CacheStore(entry.parent, b"\0" * 32, build_identity())
+            payload = json.dumps({"patches": [], "document": _other_document()}).encode()
+            forger.put("document", "0" * 64, payload)
+            forged = forger.path_of("document", "0" * 64)
+            forged.replace(entry)
+        elif kind == "swapped":  # genuine entries, each under the other's name
+            entry.write_bytes(genuine[entries[(position + 1) % len(entries)]])
+        elif kind == "truncated":
+            entry.write_bytes(genuine[entry][: len(genuine[entry]) // 2])
+        elif kind == "symlink":
+            entry.symlink_to(outside)
+        elif kind == "directory":
+            entry.mkdir()
+            (entry / "x").write_bytes(_pickle_payload(marker))
+        elif kind == "fifo":
+            os.mkfifo(entry)
+    if kind == "key":
+        key_file.chmod(0o600)
+        key_file.write_bytes(_pickle_payload(marker))
+
+
+@POSIX
+@pytest.mark.parametrize("kind", _HOSTILE_KINDS)
+def test_a_planted_store_gives_the_results_of_a_cold_run(
+    pytester: pytest.Pytester, user_cache: Path, tmp_path: Path, kind: str
+) -> None:
+    write_cassette(pytester.path / "cassettes/test_it/test_a.yaml", _answer("recorded-a"))
+    write_cassette(pytester.path / "cassettes/test_it/test_b.yaml", _answer("recorded-b"))
+    pytester.makepyfile(test_it=_SUITE)
+    pytester.runpytest("-s").assert_outcomes(passed=2)
+    store = pytester.path / ".pytest_cache/d/chatresp"
+    entries = sorted(p for p in store.iterdir() if p.is_file())
+    assert len(entries) == 2, entries
+    key_file = user_cache / "pytest-chatresp/store.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    marker = tmp_path / "ran"
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"patches": [], "document": _other_document()}))
+    before = outside.read_bytes()
+
+    _plant(kind, entries, key_file, marker, outside)
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*SERVED recorded-a recorded-a*", "*SERVED recorded-b*"])
+    assert not marker.exists()
+    assert outside.read_bytes() == before  # a symlink's target is neither read nor written
+    # And the next session is served as well (the store rewritten where it could be).
+    again = pytester.runpytest("-s")
+    again.assert_outcomes(passed=2)
+    assert not marker.exists()
+    assert outside.read_bytes() == before
+
+
+def test_no_store_when_the_key_would_live_in_the_project_tree(pytester: pytest.Pytester) -> None:
+    # pytester's HOME is the project itself: ~/.cache/pytest-chatresp/store.key would be a file
+    # a pull request could add, so the store is not used at all.
+    os.environ.pop("XDG_CACHE_HOME", None)
+    write_cassette(pytester.path / "cassettes/test_it/test_b.yaml", _answer("recorded-b"))
+    pytester.makepyfile(
+        test_it=_SUITE.split("def test_b", maxsplit=1)[0].split("@pytest", maxsplit=1)[0] + _TEST_B
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert not (pytester.path / ".cache/pytest-chatresp/store.key").exists()
+    assert list((pytester.path / ".pytest_cache/d/chatresp").iterdir()) == []
+
+
+_TEST_B = "def test_b(chat_completion):\n    assert chat_completion.choices[0].message.content == 'recorded-b'\n"
+
+
+@pytest.fixture
+def counting_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    import pytest_chatresp.cassette as reader
+
+    parsed: list[str] = []
+    original = reader.read_document
+
+    def counting(path: object, data: bytes | None = None) -> object:
+        parsed.append(Path(str(path)).name)
+        return original(path, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reader, "read_document", counting)
+    return parsed
+
+
+def test_a_new_plugin_version_does_not_use_what_an_older_one_kept(
+    pytester: pytest.Pytester,
+    user_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    counting_parses: list[str],
+) -> None:
+    from pytest_chatresp import cache
+
+    write_cassette(pytester.path / "cassettes/test_it/test_b.yaml", _answer("recorded-b"))
+    pytester.makepyfile(test_it=_TEST_B)
+    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert counting_parses == ["test_b.yaml"]  # the second session used the store
+
+    real = cache._version
+    monkeypatch.setattr(
+        cache, "_version", lambda name: "99.0" if name == "pytest-chatresp" else real(name)
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert counting_parses == ["test_b.yaml", "test_b.yaml"]  # parsed again under the new version
+    assert len(list((pytester.path / ".pytest_cache/d/chatresp").iterdir())) == 2
+
+
+def test_a_change_of_rules_gives_a_new_verdict_from_a_warm_store(
+    pytester: pytest.Pytester, user_cache: Path, counting_parses: list[str]
+) -> None:
+    body = _answer("recorded-b")
+    body["choices"][0]["finish_reason"] = "eos"  # type: ignore[index]
+    write_cassette(pytester.path / "cassettes/test_it/test_b.yaml", body)
+    pytester.makepyfile(test_it=_TEST_B)
+    pytester.makeini("[pytest]\nchatresp_allow = choices[].finish_reason=eos\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*test_b.yaml*finish_reason*eos*"])
+    assert counting_parses == ["test_b.yaml"]  # the stored document, judged under the new rules
+
+    pytester.makeini(
+        "[pytest]\nchatresp_strict = true\nchatresp_allow = choices[].finish_reason=eos\n"
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+def test_the_stored_document_is_the_parsed_one_bytes_and_tuples_included(tmp_path: Path) -> None:
+    import pytest_chatresp.cassette as reader
+
+    path = write_cassette(tmp_path / "c.yaml", _answer("hello"))
+    key = b"k" * 32
+    document = CassetteCache(tmp_path / "store", key=key).document(path)
+    document["interactions"][0]["response"]["body"]["string"] = b"\x1f\x8b not text"
+    document["extra"] = {"pair": (1, [b"\x00", (2, "\udc80")]), "ok": [1.5, None, True]}
+    store = CacheStore(tmp_path / "store", key, build_identity())
+    from pytest_chatresp.cache import _decode, _encode
+
+    store.put("document", "d" * 64, _encode(document))
+    payload = store.get("document", "d" * 64, 1 << 20)
+    assert payload is not None
+    assert _decode(payload) == document
+    assert type(_decode(payload)["extra"]["pair"]) is tuple
+    assert reader.read_document(path) == CassetteCache(tmp_path / "store", key=key).document(path)
+
+
+def test_an_entry_is_refused_under_another_key_or_identity(tmp_path: Path) -> None:
+    written = CacheStore(tmp_path, b"a" * 32, "one")
+    written.put("document", "d" * 64, b"{}")
+    assert written.get("document", "d" * 64, 100) == b"{}"
+    assert CacheStore(tmp_path, b"b" * 32, "one").get("document", "d" * 64, 100) is None
+    assert CacheStore(tmp_path, b"a" * 32, "two").get("document", "d" * 64, 100) is None
+    assert written.get("document", "e" * 64, 100) is None
+    assert written.get("document", "d" * 64, 1) is None  # larger than the bound: not read
+    assert (written.hits, written.misses) == (1, 2)
+
+
+def test_a_document_json_cannot_hold_is_parsed_each_session(tmp_path: Path) -> None:
+    import yaml
+
+    path = write_cassette(tmp_path / "dated.yaml", _answer("dated"))
+    document = json.loads(path.read_text())
+    document["recorded_at"] = datetime.date(2026, 1, 2)
+    path.write_text(yaml.safe_dump(document))
+    cache = CassetteCache(tmp_path / "store", key=b"k" * 32)
+    assert cache.document(path)["recorded_at"] == datetime.date(2026, 1, 2)
+    assert cache.load(path).completions[0].choices[0].message.content == "dated"
+    assert list((tmp_path / "store").glob("*.json")) == []
+
+
+@POSIX
+def test_the_key_is_private_and_refused_when_others_can_read_it(tmp_path: Path) -> None:
+    directory = tmp_path / "keys"
+    key = user_key(directory=directory)
+    assert key is not None
+    assert len(key) == 32
+    assert user_key(directory=directory) == key
+    assert stat.S_IMODE((directory / "store.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    (directory / "store.key").chmod(0o644)
+    assert user_key(directory=directory) is None
+    assert user_key(project=tmp_path, directory=tmp_path / "inside") is None
+    assert not (tmp_path / "inside").exists()
+
+
+# --- safe files -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def predictable_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mkstemp's random names made predictable: first 'planted', then fresh ones."""
+    names = iter(["planted", *(f"fresh{i}" for i in range(100))])
+    monkeypatch.setattr(tempfile, "_get_candidate_names", lambda: names)
+
+
+@POSIX
+def test_a_symlink_at_the_temporary_name_is_not_followed(
+    tmp_path: Path, predictable_names: None
+) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    cassette = tmp_path / "cassettes/c.yaml"
+    cassette.parent.mkdir()
+    planted = cassette.parent / f".c.yaml.chatresp-{os.getpid()}-planted.tmp"
+    planted.symlink_to(target)
+    write_atomically(cassette, "interactions: []\n")
+    assert cassette.read_text() == "interactions: []\n"
+    assert target.read_text() == "keep me"
+    assert planted.is_symlink()  # a live process's name: left to it
+
+
+@POSIX
+def test_a_symlink_at_the_cassette_path_is_replaced_not_written_through(tmp_path: Path) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    cassette = tmp_path / "c.yaml"
+    cassette.symlink_to(target)
+    write_atomically(cassette, "interactions: []\n")
+    assert not cassette.is_symlink()
+    assert cassette.read_text() == "interactions: []\n"
+    assert target.read_text() == "keep me"
+
+
+def _dead_pid() -> int:
+    for pid in range(4_000_000, 3_000_000, -7919):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except OSError:
+            continue
+    pytest.skip("no free process id found")
+
+
+@POSIX
+def test_a_killed_writes_leftover_is_no_cassette_and_the_next_write_removes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "cassettes"
+    cassette = write_cassette(directory / "c.yaml", _answer("kept"))
+    leftover = directory / f".c.yaml.chatresp-{_dead_pid()}-abc123.tmp"
+    leftover.write_text(cassette.read_text()[:40])
+    other = directory / f".d.yaml.chatresp-{_dead_pid()}-abc123.tmp"
+    other.write_text("half")
+    assert is_partial_write(leftover.name)
+    assert not is_partial_write("c.yaml")
+
+    assert main(["check", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "chatresp-" not in out
+    assert ".tmp" not in out
+
+    write_atomically(cassette, cassette.read_text())
+    assert not leftover.exists()
+    assert other.exists()  # another path's leftover waits for a write to that path
+    assert sorted(p.name for p in directory.iterdir()) == [other.name, "c.yaml"]
+
+
+def test_a_write_into_an_unwritable_place_is_a_cassette_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CassetteError, match="cannot write the cassette"):
+        write_atomically(tmp_path / "file" / "c.yaml", "x")
+
+
+@POSIX
+def test_read_regular_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    regular = tmp_path / "regular"
+    regular.write_bytes(b"12345")
+    assert read_regular(regular, 5) == b"12345"
+    assert read_regular(regular, 4) is None
+    (tmp_path / "link").symlink_to(regular)
+    assert read_regular(tmp_path / "link", 100) is None
+    os.mkfifo(tmp_path / "fifo")
+    assert read_regular(tmp_path / "fifo", 100) is None  # and does not wait for a writer
+    assert read_regular(tmp_path, 100) is None
+    if os.path.exists("/dev/zero"):
+        assert read_regular(Path("/dev/zero"), 100) is None
+    assert read_regular(tmp_path / "absent", 100) is None
+
+
+def test_the_package_holds_no_code_executing_deserializer() -> None:
+    package = Path(__file__).resolve().parent.parent / "pytest_chatresp"
+    sources = {p.name: p.read_text() for p in package.glob("*.py")}
+    for forbidden in ("import pickle", "import marshal", "import shelve", "eval("):
+        assert [name for name, text in sources.items() if forbidden in text] == []
