@@ -33,7 +33,7 @@ from typing import Any
 from . import cassette as _reader
 from .cassette import Cassette, _collector_paused
 from .checks import Rules
-from .files import read_regular, write_private
+from .files import read_regular, remove_partial_writes, write_private
 
 __all__ = ["CacheStore", "CassetteCache", "build_identity", "user_key"]
 
@@ -278,6 +278,7 @@ class CacheStore:
         self.identity = identity
         self.hits = 0
         self.misses = 0
+        self._swept = False
 
     def _name(self, kind: str, digest: str) -> tuple[str, bytes]:
         label = f"{kind}\n{self.identity}\n{digest}".encode()
@@ -314,6 +315,9 @@ class CacheStore:
         name, label = self._name(kind, digest)
         if not self._usable_directory():
             return
+        if not self._swept:  # once a session: what killed sessions left behind
+            self._swept = True
+            remove_partial_writes(self.directory)
         write_private(self.directory / name, _MAGIC + self._tag(label, payload) + b"\n" + payload)
 
     def _usable_directory(self) -> bool:

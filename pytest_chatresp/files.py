@@ -18,7 +18,13 @@ from pathlib import Path
 
 from .errors import CassetteError, display_path
 
-__all__ = ["is_partial_write", "read_regular", "write_atomically", "write_private"]
+__all__ = [
+    "is_partial_write",
+    "read_regular",
+    "remove_partial_writes",
+    "write_atomically",
+    "write_private",
+]
 
 #: ``.<name>.chatresp-<pid>-<random>.tmp``: the temporary file of a write to ``<name>``.
 _PARTIAL = re.compile(r"\A\.(?P<name>.+)\.chatresp-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp\Z")
@@ -47,25 +53,29 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _remove_leftovers(path: Path) -> None:
-    """Remove the temporary files killed writes to ``path`` left behind (never following links)."""
+def remove_partial_writes(directory: Path, name: str | None = None) -> None:
+    """Remove what killed writes (to ``name``, or to any file) left in ``directory``.
+
+    Only files of a process that no longer runs, or older than an hour, are removed; a symlink
+    is removed itself, never its target.
+    """
     try:
-        names = os.listdir(path.parent)
+        names = os.listdir(directory)
     except OSError:
         return
     now = time.time()
-    for name in names:
-        match = _PARTIAL.match(name)
-        if match is None or match["name"] != path.name:
+    for candidate in names:
+        match = _PARTIAL.match(candidate)
+        if match is None or (name is not None and match["name"] != name):
             continue
-        leftover = path.parent / name
+        leftover = directory / candidate
         try:
             info = os.lstat(leftover)
             if stat.S_ISDIR(info.st_mode):
                 continue
             if _running(int(match["pid"])) and now - info.st_mtime < _ABANDONED_AFTER_S:
                 continue
-            os.unlink(leftover)  # a symlink is removed, not its target
+            os.unlink(leftover)
         except (OSError, ValueError):
             continue
 
@@ -81,9 +91,9 @@ def write_private(path: Path, data: bytes) -> bool:
     """Write ``data`` to ``path`` atomically, readable by the user only; ``False`` on failure.
 
     For files the plugin keeps for itself (its cache), where a failed write only costs speed.
+    Leftovers of killed writes are not looked for here (see :func:`remove_partial_writes`).
     """
     try:
-        _remove_leftovers(path)
         fd, temporary = _temporary(path)
     except OSError:
         return False
@@ -110,7 +120,7 @@ def write_atomically(path: Path, data: str) -> None:
     shown = display_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(path)
+        remove_partial_writes(path.parent, path.name)
         fd, temporary = _temporary(path)
     except OSError as exc:
         raise CassetteError.single(

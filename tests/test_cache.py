@@ -384,3 +384,23 @@ def test_the_package_holds_no_code_executing_deserializer() -> None:
     sources = {p.name: p.read_text() for p in package.glob("*.py")}
     for forbidden in ("import pickle", "import marshal", "import shelve", "eval("):
         assert [name for name, text in sources.items() if forbidden in text] == []
+
+
+@POSIX
+def test_the_store_removes_what_killed_sessions_left_once_a_session(tmp_path: Path) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    store = tmp_path / "store"
+    store.mkdir()
+    dead = _dead_pid()
+    left = store / f".abc.document.json.chatresp-{dead}-x1.tmp"
+    left.write_text("half an entry")
+    linked = store / f".def.document.json.chatresp-{dead}-x2.tmp"
+    linked.symlink_to(target)
+    live = store / f".ghi.document.json.chatresp-{os.getpid()}-x3.tmp"
+    live.write_text("being written")
+    cassette = write_cassette(tmp_path / "c.yaml", _answer("hello"))
+    CassetteCache(store, key=b"k" * 32).load(cassette)
+    assert sorted(p.name for p in store.iterdir() if p.name.startswith(".")) == [live.name]
+    assert target.read_text() == "keep me"
+    assert len(list(store.glob("*.document.json"))) == 1
