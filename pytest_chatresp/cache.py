@@ -47,6 +47,7 @@ _KEY_NAME = "store.key"
 _SIZE_FACTOR = 8
 _SIZE_MARGIN = 1 << 16
 _PACKAGE = Path(__file__).resolve().parent
+_LEGACY_SUFFIXES = (".pickle.v1", ".pickle.v2", ".marshal.v1", ".marshal.v2")
 
 
 class _Unstorable(Exception):
@@ -57,10 +58,13 @@ class _Unstorable(Exception):
 
 
 def _key_dir() -> Path:
+    """The user's cache directory (``$XDG_CACHE_HOME`` when absolute, as the spec says)."""
     if os.name == "nt":
         base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
     else:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = os.environ.get("XDG_CACHE_HOME", "")
+        if not os.path.isabs(base):
+            base = str(Path.home() / ".cache")
     return Path(base) / "pytest-chatresp"
 
 
@@ -91,7 +95,10 @@ def user_key(project: Path | None = None, directory: Path | None = None) -> byte
     ``directory``), readable by the user only. A key inside ``project`` (the project tree,
     where a pull request could have put one) is not used.
     """
-    directory = directory or _key_dir()
+    try:
+        directory = directory or _key_dir()
+    except RuntimeError:  # no home directory to be found
+        return None
     path = directory / _KEY_NAME
     if project is not None:
         try:
@@ -318,7 +325,17 @@ class CacheStore:
         if not self._swept:  # once a session: what killed sessions left behind
             self._swept = True
             remove_partial_writes(self.directory)
+            self._remove_legacy()
         write_private(self.directory / name, _MAGIC + self._tag(label, payload) + b"\n" + payload)
+
+    def _remove_legacy(self) -> None:
+        """Entries of the older store (pickles and marshal blobs) are never read: remove them."""
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.directory):
+                if name.endswith(_LEGACY_SUFFIXES):
+                    with contextlib.suppress(OSError):
+                        if not stat.S_ISDIR(os.lstat(self.directory / name).st_mode):
+                            os.unlink(self.directory / name)
 
     def _usable_directory(self) -> bool:
         try:

@@ -399,8 +399,12 @@ def test_the_store_removes_what_killed_sessions_left_once_a_session(tmp_path: Pa
     linked.symlink_to(target)
     live = store / f".ghi.document.json.chatresp-{os.getpid()}-x3.tmp"
     live.write_text("being written")
+    legacy = store / f"{'0' * 64}-{'1' * 16}.pickle.v2"  # what an older version kept
+    legacy.write_bytes(_pickle_payload(tmp_path / "ran"))
     cassette = write_cassette(tmp_path / "c.yaml", _answer("hello"))
     CassetteCache(store, key=b"k" * 32).load(cassette)
     assert sorted(p.name for p in store.iterdir() if p.name.startswith(".")) == [live.name]
     assert target.read_text() == "keep me"
+    assert not legacy.exists()
+    assert not (tmp_path / "ran").exists()
     assert len(list(store.glob("*.document.json"))) == 1
