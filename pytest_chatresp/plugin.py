@@ -631,7 +631,12 @@ def _cache(config: pytest.Config) -> CassetteCache:
         from .cache import CassetteCache
 
         pytest_cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
-        store = pytest_cache.mkdir("chatresp") if pytest_cache is not None else None
+        store = None
+        if pytest_cache is not None:
+            try:
+                store = pytest_cache.mkdir("chatresp")
+            except OSError:  # a file planted in its place: no store, the same results
+                store = None
         cache = config.stash[_CACHE_KEY] = CassetteCache(store, project=config.rootpath)
     return cache
 

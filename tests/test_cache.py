@@ -408,3 +408,24 @@ def test_the_store_removes_what_killed_sessions_left_once_a_session(tmp_path: Pa
     assert not legacy.exists()
     assert not (tmp_path / "ran").exists()
     assert len(list(store.glob("*.document.json"))) == 1
+
+
+@POSIX
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_a_planted_store_directory_changes_nothing(
+    pytester: pytest.Pytester, user_cache: Path, tmp_path: Path, kind: str
+) -> None:
+    write_cassette(pytester.path / "cassettes/test_it/test_b.yaml", _answer("recorded-b"))
+    pytester.makepyfile(test_it=_TEST_B)
+    store = pytester.path / ".pytest_cache/d/chatresp"
+    store.parent.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if kind == "file":
+        store.write_bytes(_pickle_payload(tmp_path / "ran"))
+    else:
+        store.symlink_to(elsewhere)
+    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert not (tmp_path / "ran").exists()
+    assert list(elsewhere.iterdir()) == []  # nothing written through the link
