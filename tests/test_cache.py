@@ -8,7 +8,6 @@ import marshal
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,10 +75,12 @@ def _pickle_payload(marker: Path) -> bytes:
     return f"cbuiltins\nopen\n(S'{marker}'\nS'w'\ntR.".encode()
 
 
-def _other_document() -> dict[str, object]:
-    return json.loads(
-        write_cassette(Path(tempfile.mkdtemp()) / "x.yaml", _answer("planted")).read_text()
-    )  # type: ignore[no-any-return]
+def _other_document(where: Path) -> dict[str, object]:
+    """A cassette document with another answer than the test's cassette holds."""
+    planted: dict[str, object] = json.loads(
+        write_cassette(where / "planted.yaml", _answer("planted")).read_text()
+    )
+    return planted
 
 
 def _plant(kind: str, entries: list[Path], key_file: Path, marker: Path, outside: Path) -> None:
@@ -90,12 +91,16 @@ def _plant(kind: str, entries: list[Path], key_file: Path, marker: Path, outside
         if kind == "pickle":
             entry.write_bytes(_pickle_payload(marker))
         elif kind == "marshal":
-            entry.write_bytes(marshal.dumps(_other_document()))
+            entry.write_bytes(marshal.dumps(_other_document(marker.parent)))
         elif kind == "plain-json":
-            entry.write_text(json.dumps({"patches": [], "document": _other_document()}))
+            entry.write_text(
+                json.dumps({"patches": [], "document": _other_document(marker.parent)})
+            )
         elif kind == "forged-tag":  # the right format and name, tagged without the user's key
             forger = CacheStore(entry.parent, b"\0" * 32, build_identity())
-            payload = json.dumps({"patches": [], "document": _other_document()}).encode()
+            payload = json.dumps(
+                {"patches": [], "document": _other_document(marker.parent)}
+            ).encode()
             forger.put("document", "0" * 64, payload)
             forged = forger.path_of("document", "0" * 64)
             forged.replace(entry)
@@ -131,7 +136,7 @@ def test_a_planted_store_gives_the_results_of_a_cold_run(
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     marker = tmp_path / "ran"
     outside = tmp_path / "outside.json"
-    outside.write_text(json.dumps({"patches": [], "document": _other_document()}))
+    outside.write_text(json.dumps({"patches": [], "document": _other_document(tmp_path)}))
     before = outside.read_bytes()
 
     _plant(kind, entries, key_file, marker, outside)
@@ -147,24 +152,27 @@ def test_a_planted_store_gives_the_results_of_a_cold_run(
     assert outside.read_bytes() == before
 
 
-def test_no_store_when_the_key_would_live_in_the_project_tree(pytester: pytest.Pytester) -> None:
+_TEST_B = """
+def test_b(chat_completion):
+    assert chat_completion.choices[0].message.content == "recorded-b"
+"""
+
+
+def test_no_store_when_the_key_would_live_in_the_project_tree(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # pytester's HOME is the project itself: ~/.cache/pytest-chatresp/store.key would be a file
     # a pull request could add, so the store is not used at all.
-    os.environ.pop("XDG_CACHE_HOME", None)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     write_cassette(pytester.path / "cassettes/test_it/test_b.yaml", _answer("recorded-b"))
-    pytester.makepyfile(
-        test_it=_SUITE.split("def test_b", maxsplit=1)[0].split("@pytest", maxsplit=1)[0] + _TEST_B
-    )
+    pytester.makepyfile(test_it=_TEST_B)
     pytester.runpytest().assert_outcomes(passed=1)
     assert not (pytester.path / ".cache/pytest-chatresp/store.key").exists()
     assert list((pytester.path / ".pytest_cache/d/chatresp").iterdir()) == []
 
 
-_TEST_B = "def test_b(chat_completion):\n    assert chat_completion.choices[0].message.content == 'recorded-b'\n"
-
-
 @pytest.fixture
-def counting_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     import pytest_chatresp.cassette as reader
 
     parsed: list[str] = []
