@@ -437,3 +437,23 @@ def test_a_planted_store_directory_changes_nothing(
     pytester.runpytest().assert_outcomes(passed=1)
     assert not (tmp_path / "ran").exists()
     assert list(elsewhere.iterdir()) == []  # nothing written through the link
+
+
+def test_the_identity_changes_with_what_shapes_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from pytest_chatresp import cache
+
+    fake = types.ModuleType("brotli")
+    fake.__version__ = "9.9"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "brotli", fake)
+    with_brotli = build_identity()
+    monkeypatch.setitem(sys.modules, "brotli", None)  # not installed
+    without = build_identity()
+    assert "brotli 9.9" in with_brotli
+    assert "brotli absent" in without
+    for part in ("store 3", "pytest-chatresp ", "pyyaml ", "pydantic ", "pydantic-core "):
+        assert part in without
+    monkeypatch.setattr(cache, "_version", lambda name: "0.0-other")
+    assert build_identity() != without
