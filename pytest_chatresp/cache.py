@@ -407,12 +407,12 @@ class CassetteCache:
         entry = self._entries.get(name)
         if entry is None or entry.signature != signature:
             entry = _Entry(signature)
-            if self.backing is not None:
-                try:
-                    entry.data = path.read_bytes()
+            # Only a regular file is read here (never a FIFO or a device); anything else is
+            # left to the reader, which refuses it by name.
+            if self.backing is not None and stat.S_ISREG(info.st_mode):
+                entry.data = read_regular(resolved, sys.maxsize)
+                if entry.data is not None:
                     entry.digest = hashlib.sha256(entry.data).hexdigest()
-                except OSError:
-                    entry.data = None
             self._entries[name] = entry
         return entry
 

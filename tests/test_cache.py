@@ -457,3 +457,23 @@ def test_the_identity_changes_with_what_shapes_reading(monkeypatch: pytest.Monke
         assert part in without
     monkeypatch.setattr(cache, "_version", lambda name: "0.0-other")
     assert build_identity() != without
+
+
+@POSIX
+def test_a_fifo_cassette_is_not_read_by_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_chatresp.cassette as reader
+
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    handed: list[object] = []
+
+    def refusing(path: object, data: bytes | None = None) -> object:
+        handed.append(data)
+        raise CassetteError.single(str(path), "not a regular file")
+
+    monkeypatch.setattr(reader, "read_document", refusing)
+    with pytest.raises(CassetteError, match="not a regular file"):
+        CassetteCache(tmp_path / "store", key=b"k" * 32).load(fifo)
+    assert handed == [None]  # the cache did not open the FIFO itself: the reader decides
