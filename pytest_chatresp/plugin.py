@@ -438,6 +438,7 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
         rules=config.stash[_RULES_KEY],
         serializer=_serializer(item),
         vcr_options=vcr_options,
+        test=item.nodeid,
     )
 
 

@@ -9,7 +9,9 @@ Every cassette the plugin writes carries, under vcrpy's ``metadata`` key::
         exchanges:
         - index: 0
           request: 3f2a…                         # a digest of method, URI and JSON body
+          test: test_app.py::test_summary        # the test that recorded it
           recorded_at: '2026-11-25T01:30:00Z'    # kept from earlier writes when replayed
+          versions: {pytest-chatresp: 0.1.0, …}  # those of the write that recorded it
           requested_model: gpt-4o-mini
           served_model: gpt-4o-mini-2024-07-18
           requested_tier: null
@@ -27,8 +29,10 @@ from typing import Any
 __all__ = [
     "METADATA_KEY",
     "build_provenance",
+    "digest_of",
     "model_changes",
     "oldest_recording",
+    "owner",
     "request_digest",
 ]
 
@@ -101,35 +105,66 @@ def _previous(metadata: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+def digest_of(request: dict[str, Any]) -> str:
+    """:func:`request_digest` of a request as vcrpy stores it."""
+    return request_digest(
+        str(request.get("method", "")), str(request.get("uri", "")), request.get("body")
+    )
+
+
+def owner(previous_metadata: Any, request: dict[str, Any]) -> str | None:
+    """The test that recorded ``request``, as an earlier write's metadata says."""
+    entry = _previous(previous_metadata).get(digest_of(request), {})
+    test = entry.get("test")
+    return test if isinstance(test, str) else None
+
+
 def build_provenance(
     interactions: Iterable[tuple[dict[str, Any], Any, bool]],
     previous_metadata: Any,
+    test: str | None = None,
 ) -> dict[str, Any]:
     """The ``metadata.chatresp`` of a cassette about to be written.
 
-    ``interactions`` are (request dict, exchange, recorded now) in file order; an interaction
-    not recorded now keeps the ``recorded_at`` of an earlier write, when one is known.
+    ``interactions`` are (request dict, exchange, recorded now) in file order. An interaction
+    recorded now is stamped with this write's time and versions and ``test``; one not recorded
+    now keeps what an earlier write said about it (no time at all when none is known: it is not
+    claimed fresh).
     """
     now = _now()
+    current = versions()
     previous = _previous(previous_metadata)
+    earlier_versions = _earlier_versions(previous_metadata)
     entries = []
     for index, (request, exchange, recorded_now) in enumerate(interactions):
-        digest = request_digest(
-            str(request.get("method", "")), str(request.get("uri", "")), request.get("body")
-        )
-        earlier = previous.get(digest, {})
-        entry: dict[str, Any] = {
-            "index": index,
-            "request": digest,
-            "recorded_at": now if recorded_now else earlier.get("recorded_at", now),
-        }
+        digest = digest_of(request)
+        entry: dict[str, Any]
+        if recorded_now:
+            entry = {"index": index, "request": digest}
+            if test:
+                entry["test"] = test
+            entry.update(recorded_at=now, versions=current)
+        else:
+            earlier = previous.get(digest)
+            entry = {**(earlier or {}), "index": index, "request": digest}
+            entry.setdefault("recorded_at", None)
+            if earlier is not None and earlier_versions:
+                entry.setdefault("versions", earlier_versions)
         if exchange is not None and exchange.is_chat:
             body = exchange.request.json if isinstance(exchange.request.json, dict) else {}
             entry["requested_model"] = body.get("model")
             entry["requested_tier"] = body.get("service_tier")
             entry.update(_served(exchange))
         entries.append(entry)
-    return {"recorded_at": now, "versions": versions(), "exchanges": entries}
+    return {"recorded_at": now, "versions": current, "exchanges": entries}
+
+
+def _earlier_versions(metadata: Any) -> dict[str, Any] | None:
+    """The versions an earlier write recorded for the whole file (before they were per entry)."""
+    if isinstance(metadata, dict) and isinstance(metadata.get(METADATA_KEY), dict):
+        found = metadata[METADATA_KEY].get("versions")
+        return dict(found) if isinstance(found, dict) else None
+    return None
 
 
 def oldest_recording(metadata: Any) -> datetime | None:

@@ -9,6 +9,7 @@ kept, and writes the file atomically after a last scan for secrets.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import gzip
 import json
@@ -17,7 +18,7 @@ import re
 import stat
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from .cassette import (
 )
 from .checks import CHECKS, Rules
 from .errors import CassetteError, Violation, display_path, shorten
-from .provenance import METADATA_KEY, build_provenance, model_changes
+from .provenance import METADATA_KEY, build_provenance, model_changes, owner
 from .serializer import FORMAT_KEY, decompressed
 
 __all__ = [
@@ -104,6 +105,8 @@ class RecordSettings:
     response_headers: tuple[str, ...] = DEFAULT_RESPONSE_HEADERS
     query_parameters: tuple[str, ...] = DEFAULT_QUERY_PARAMETERS
     rules: Rules = field(default_factory=Rules)
+    #: The test recording (its node id), named in the provenance of what it records.
+    test: str = ""
     #: The format of new cassettes: readable, yaml or json.
     serializer: str = "readable"
     vcr_options: Mapping[str, Any] = field(default_factory=dict)
@@ -119,7 +122,7 @@ def _scrub_headers(headers: Any, names: Iterable[str]) -> None:
     for key in list(headers):
         if str(key).lower() in lowered:
             value = headers[key]
-            headers[key] = [REDACTED] if isinstance(value, list) else REDACTED
+            headers[key] = [REDACTED] * len(value) if isinstance(value, list) else REDACTED
 
 
 def _scrub_query(uri: str, names: Iterable[str]) -> str:
@@ -262,16 +265,12 @@ class _Persister:
 
     def load_cassette(self, cassette_path: str, serializer: Any) -> Any:
         from vcr.persisters.filesystem import CassetteNotFoundError
-        from vcr.request import Request as VcrRequest
-        from vcr.serializers import compat
 
         path = Path(cassette_path)
         if not path.is_file() or path.stat().st_size == 0:
             raise CassetteNotFoundError()
         document = self._recorder.document(path)
-        interactions = interactions_of(document, display_path(path))
-        requests = [VcrRequest._from_dict(i["request"]) for i in interactions]
-        responses = [compat.convert_to_bytes(i["response"]) for i in interactions]
+        requests, responses = _vcr_interactions(document, path)
         if document.get("metadata"):
             return requests, responses, document["metadata"]
         return requests, responses
@@ -281,8 +280,11 @@ class _Persister:
         # would leave HTTP clients patched, answering later tests from this cassette, until the
         # garbage collector happens to break vcrpy's reference cycle. Recorder.__exit__ raises
         # it once the cassette is closed.
+        if self._recorder.discard:
+            return
         try:
-            self._save(cassette_path, cassette_dict, serializer)
+            with _locked(Path(cassette_path).parent):
+                self._save(cassette_path, cassette_dict, serializer)
         except BaseException as exc:
             self._recorder._save_error = exc
 
@@ -291,9 +293,7 @@ class _Persister:
 
         path = Path(cassette_path)
         shown = display_path(path)
-        metadata = dict(cassette_dict.get("metadata") or {})
-        metadata[METADATA_KEY] = self._recorder.provenance(cassette_dict)
-        cassette_dict = {**cassette_dict, "metadata": metadata}
+        cassette_dict = self._recorder.merged(cassette_dict)
         if getattr(serializer, "__name__", "").endswith("jsonserializer"):
             # JSON holds no bytes: store compressed bodies decoded, as the readable format does.
             responses = [decompressed(response) for response in cassette_dict["responses"]]
@@ -330,6 +330,43 @@ class _Persister:
                 ]
             )
         write_atomically(path, data)
+
+
+def _vcr_interactions(document: Any, path: Path) -> tuple[list[Any], list[Any]]:
+    """A document's interactions as vcrpy holds them: its requests and its responses."""
+    from vcr.request import Request as VcrRequest
+    from vcr.serializers import compat
+
+    interactions = interactions_of(document, display_path(path))
+    requests = [VcrRequest._from_dict(i["request"]) for i in interactions]
+    responses = [compat.convert_to_bytes(i["response"]) for i in interactions]
+    return requests, responses
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (where it can be had): one writer at a time.
+
+    Test processes (pytest-xdist workers) recording into the same cassette each read the file
+    again under the lock and add what they recorded, so none loses what another wrote. The
+    lock is on the directory itself, so no lock file is left beside the cassettes.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # the write reports why the directory is unusable
+        yield
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _chain(first: Any, last: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -399,6 +436,8 @@ class Recorder:
         self._context: Any = None
         self._vcr_cassette: Any = None
         self._save_error: BaseException | None = None
+        #: Set when what was recorded must not be written (the recording failed).
+        self.discard = False
         #: What this test recorded, by the identity of the stored response.
         self._recorded_now: dict[int, Exchange] = {}
         #: Metadata of the file as it was before this test, and what changed on re-recording.
@@ -423,13 +462,47 @@ class Recorder:
             return "readable"
         return "json" if head.startswith(b"{") else "yaml"
 
-    def provenance(self, cassette_dict: Any) -> dict[str, Any]:
+    def merged(self, cassette_dict: Any) -> dict[str, Any]:
+        """What to write: the file as it is now, and what this test recorded, with provenance.
+
+        The file is read again (under the lock :class:`_Persister` holds), so interactions
+        another process wrote since this test started are kept. In mode ``all`` the
+        interactions this test recorded before, and those no test of ours recorded, are
+        dropped: the cassette then holds what this test recorded now, beside what other tests
+        recorded into it.
+        """
+        pairs = list(zip(cassette_dict["requests"], cassette_dict["responses"], strict=False))
+        new = [(rq, rs) for rq, rs in pairs if id(rs) in self._recorded_now]
+        if not new and self.recorded:  # a before_save_interaction hook copied them
+            new = pairs[-len(self.recorded) :]
+        document: Any = None
+        if self.path.is_file() and self.path.stat().st_size:
+            document = read_document(self.path)
+        requests, responses = _vcr_interactions(document, self.path) if document else ([], [])
+        disk_metadata = document.get("metadata") if isinstance(document, dict) else None
+        kept = list(zip(requests, responses, strict=True))
+        if self.settings.mode == "all":
+            kept = [
+                (rq, rs)
+                for rq, rs in kept
+                if owner(disk_metadata, rq._to_dict()) not in (None, self.settings.test)
+            ]
+        interactions = [(rq, rs, False) for rq, rs in kept] + [(rq, rs, True) for rq, rs in new]
+        metadata = dict(disk_metadata or cassette_dict.get("metadata") or {})
+        metadata[METADATA_KEY] = self.provenance(interactions, disk_metadata)
+        return {
+            "requests": [rq for rq, _, _ in interactions],
+            "responses": [rs for _, rs, _ in interactions],
+            "metadata": metadata,
+        }
+
+    def provenance(
+        self, interactions: list[tuple[Any, Any, bool]], disk_metadata: Any
+    ) -> dict[str, Any]:
         """The ``metadata.chatresp`` for the interactions about to be written."""
         shown = display_path(self.path)
-        interactions = []
-        for index, (request, response) in enumerate(
-            zip(cassette_dict["requests"], cassette_dict["responses"], strict=False)
-        ):
+        described = []
+        for index, (request, response, recorded_now) in enumerate(interactions):
             as_dict = request._to_dict()
             exchange = self._recorded_now.get(id(response))  # read when it was recorded
             if exchange is None:
@@ -439,8 +512,8 @@ class Recorder:
                     )
                 except CassetteError:
                     exchange = None
-            interactions.append((as_dict, exchange, id(response) in self._recorded_now))
-        metadata = build_provenance(interactions, self.previous_metadata)
+            described.append((as_dict, exchange, recorded_now))
+        metadata = build_provenance(described, disk_metadata, self.settings.test or None)
         self.model_changes = model_changes(self.previous_metadata, metadata)
         return metadata
 
