@@ -443,29 +443,17 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
 
 
 def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
-    path = _relative(item.config, recorder.path)
-    exists = recorder.path.exists()
-    lines = [
-        "No recorded chat completion matches this request:"
-        if len(recorder.unmatched) == 1
-        else f"No recording matches these {len(recorder.unmatched)} requests:"
-    ]
+    from .mismatch import explain
     from .recording import redact
 
-    for unmatched in recorder.unmatched:
-        lines.append(f"  {unmatched.request.describe(redact)}")
-        if unmatched.closest is not None and unmatched.differs_in:
-            lines.append(
-                f"    closest recording: interaction {unmatched.closest}, which differs in "
-                + ", ".join(unmatched.differs_in)
-            )
-    mode = recorder.settings.mode
-    lines.append(
-        f"cassette: {path}" + ("" if exists else " (does not exist)") + f", record mode {mode!r}"
+    return explain(
+        recorder.unmatched,
+        cassette=_relative(item.config, recorder.path),
+        exists=recorder.path.exists(),
+        mode=recorder.settings.mode,
+        test=item.nodeid,
+        clean=redact,
     )
-    fix = "new_episodes" if exists else "once"
-    lines.append(f"Record it with: pytest --chatresp-record-mode={fix} {item.nodeid}")
-    return "\n".join(lines)
 
 
 @pytest.hookimpl(wrapper=True)

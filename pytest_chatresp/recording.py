@@ -19,11 +19,12 @@ import stat
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
+from . import mismatch
 from .cassette import (
     Cassette,
     Exchange,
@@ -34,6 +35,7 @@ from .cassette import (
 )
 from .checks import CHECKS, Rules
 from .errors import CassetteError, Violation, display_path, shorten
+from .mismatch import Unmatched
 from .provenance import METADATA_KEY, build_provenance, model_changes, owner
 from .serializer import FORMAT_KEY, decompressed
 
@@ -80,15 +82,6 @@ DEFAULT_QUERY_PARAMETERS: tuple[str, ...] = ("key", "api-key", "api_key")
 OPENAI_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
 _SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET")
 _MIN_SECRET_LENGTH = 8
-
-
-@dataclass(frozen=True)
-class Unmatched:
-    """A request the cassette could not answer, and its closest recorded interaction."""
-
-    request: Request
-    closest: int | None
-    differs_in: list[str]
 
 
 class SecretLeakError(CassetteError):
@@ -247,6 +240,11 @@ def _comparable(raw: bytes) -> Any:
         return raw
 
 
+def _parts(request: Any) -> mismatch.Parts:
+    """A vcrpy request as the mismatch message compares it (the body parsed as matching does)."""
+    return mismatch.Parts(request.method, request.uri, dict(request.headers), _body_data(request))
+
+
 def body(r1: Any, r2: Any) -> None:  # the name vcrpy shows when a request does not match
     """vcrpy matcher: JSON bodies compared as data (key order, white space and nulls ignored)."""
     a, b = _body_data(r1), _body_data(r2)
@@ -349,15 +347,17 @@ def _locked(directory: Path) -> Iterator[None]:
 
     Test processes (pytest-xdist workers) recording into the same cassette each read the file
     again under the lock and add what they recorded, so none loses what another wrote. The
-    lock is on the directory itself, so no lock file is left beside the cassettes.
+    lock is on the directory itself (or the nearest one that exists), so no lock file is left
+    beside the cassettes.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no lock
         yield
         return
+    while not directory.is_dir() and directory.parent != directory:
+        directory = directory.parent  # not made yet: whoever makes it holds its parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(directory, os.O_RDONLY)
     except OSError:  # the write reports why the directory is unusable
         yield
@@ -623,13 +623,26 @@ class Recorder:
         cassette.can_play_response_for = can_play_response_for
 
     def _unmatched(self, cassette: Any, request: Any) -> Unmatched:
+        """The request, and the recording closest to it (by how many fields differ)."""
         filtered = cassette.filter_request(request) or request
-        closest: int | None = None
-        differs: list[str] = []
-        for stored, _, failures in cassette.find_requests_with_most_matches(request)[:1]:
-            closest = next(i for i, (r, _) in enumerate(cassette.data) if r is stored)
-            differs = [str(name) for name, *_ in failures]
-        return Unmatched(self._request(filtered), closest, differs)
+        now = _parts(filtered)
+        candidates = (
+            (index, _parts(stored), cassette.play_counts[index] > 0)
+            for index, (stored, _) in enumerate(cassette.data)
+        )
+        closest, differences, played = mismatch.closest(now, candidates, self.settings.match_on)
+        identity = json.dumps([now.method, now.uri, repr(now.body)])
+        for earlier in self.unmatched:
+            if earlier.identity == identity:  # the client sent it again (a retry)
+                self.unmatched.remove(earlier)
+                return replace(earlier, count=earlier.count + 1)
+        return Unmatched(
+            self._request(filtered),
+            closest,
+            tuple(differences),
+            already_played=played and not differences,
+            identity=identity,
+        )
 
     def _request(self, vcr_request: Any) -> Request:
         interaction = {"request": vcr_request._to_dict(), "response": {"status": {"code": 0}}}

@@ -444,9 +444,12 @@ def test_mode_none_with_a_changed_request_shows_the_closest_recording(
             "No recorded chat completion matches this request:",
             f"  POST {openai_server.base_url}/chat/completions"
             " (model 'gpt-4o-mini', last message 'goodbye')",
-            "    closest recording: interaction 0, which differs in body",
+            "    closest recording: interaction 0, which differs in 1 field:",
+            "      messages[[]0[]].content",
+            "        recorded: 'hello'",
+            "        now:      'goodbye'",
             "cassette: cassettes/test_user/test_a.yaml, record mode 'none'",
-            "Record it with: pytest --chatresp-record-mode=new_episodes test_user.py::test_a",
+            "Record it again with: pytest --chatresp-record-mode=all test_user.py::test_a",
         ],
         consecutive=True,
     )
@@ -468,9 +471,12 @@ def test_mode_once_with_a_cassette_refuses_a_new_request(
         [
             "No recorded chat completion matches this request:",
             "  POST */chat/completions (model 'gpt-4o-mini', last message 'and more')",
-            "    closest recording: interaction 0, which differs in body",
+            "    closest recording: interaction 0, which differs in 1 field:",
+            "      messages[[]0[]].content",
+            "        recorded: 'hello'",
+            "        now:      'and more'",
             "cassette: cassettes/test_user/test_a.yaml, record mode 'once'",
-            "Record it with: pytest --chatresp-record-mode=new_episodes test_user.py::test_a",
+            "Record it again with: pytest --chatresp-record-mode=all test_user.py::test_a",
         ],
         consecutive=True,
     )
@@ -1000,7 +1006,10 @@ def test_request_bodies_match_as_json_data(
         [
             "No recorded chat completion matches this request:",
             "  POST */chat/completions (model 'gpt-4o-mini', last message 'hello')",
-            "    closest recording: interaction 0, which differs in body",
+            "    closest recording: interaction 0, which differs in 1 field:",
+            "      n",
+            "        recorded: (absent)",
+            "        now:      2",
         ],
         consecutive=True,
     )

@@ -161,3 +161,199 @@ def test_new_episodes_keeps_the_provenance_of_what_it_did_not_record(
     result = run(project, "--chatresp-max-age=30")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_a.yaml was recorded * days ago (2025-01-02)*"])
+
+
+# --- 2. the mismatch shows the difference -------------------------------------------------------
+
+SYSTEM_PROMPT = """
+@pytest.mark.chat_cassette
+def test_a():
+    client().chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": os.environ.get("PROMPT", "You are terse.")},
+            {"role": "user", "content": "hello"},
+        ],
+    )
+"""
+
+
+def test_a_changed_system_prompt_is_shown(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tests(project, SYSTEM_PROMPT)
+    run(project, "--chatresp-record-mode=once").assert_outcomes(passed=1)
+
+    monkeypatch.setenv("PROMPT", "You are terse, and you answer in French.")
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "No recorded chat completion matches this request:",
+            "  POST http://127.0.0.1:*/v1/chat/completions"
+            " (model 'gpt-4o-mini', last message 'hello')",
+            "    closest recording: interaction 0, which differs in 1 field:",
+            "      messages[[]0[]].content",
+            "        recorded: 'You are terse.'",
+            "        now:      'You are terse, and you answer in French.'",
+            "cassette: cassettes/test_user/test_a.yaml, record mode 'none'",
+            "Record it again with: pytest --chatresp-record-mode=all test_user.py::test_a",
+        ],
+        consecutive=True,
+    )
+    assert openai_server.request_count == 1
+
+
+TOOLS = """
+UNIT = json.loads(os.environ.get("UNIT", "null"))
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}}
+if UNIT:
+    WEATHER = {**WEATHER, "properties": {**WEATHER["properties"], "unit": UNIT}}
+
+
+def tool(name, parameters):
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+@pytest.mark.chat_cassette
+def test_a():
+    ask(
+        "weather?",
+        tools=[tool("get_time", {"type": "object", "properties": {}}), tool("get_weather", WEATHER)],
+    )
+"""
+
+
+def test_a_changed_tool_schema_is_shown(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tests(project, TOOLS)
+    run(project, "--chatresp-record-mode=once").assert_outcomes(passed=1)
+
+    monkeypatch.setenv("UNIT", '{"type": "string", "enum": ["C", "F"]}')
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "No recorded chat completion matches this request:",
+            "  POST http://127.0.0.1:*/v1/chat/completions"
+            " (model 'gpt-4o-mini', last message 'weather?')",
+            "    closest recording: interaction 0, which differs in 1 field:",
+            "      tools[[]1[]].function.parameters.properties.unit",
+            "        recorded: (absent)",
+            '        now:      {"enum": [[]"C", "F"[]], "type": "string"}',
+            "cassette: cassettes/test_user/test_a.yaml, record mode 'none'",
+            "Record it again with: pytest --chatresp-record-mode=all test_user.py::test_a",
+        ],
+        consecutive=True,
+    )
+
+
+HOSTED = """
+@pytest.mark.chat_cassette
+def test_a():
+    base_url = URL.replace("127.0.0.1", os.environ.get("HOST", "127.0.0.1"))
+    sdk = openai.OpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+"""
+
+
+def test_a_changed_host_shows_both_and_suggests_the_base_url(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tests(project, HOSTED)
+    run(project, "--chatresp-record-mode=once").assert_outcomes(passed=1)
+
+    monkeypatch.setenv("HOST", "localhost")
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "No recorded chat completion matches this request:",
+            "  POST http://localhost:*/v1/chat/completions"
+            " (model 'gpt-4o-mini', last message 'hi')",
+            "    closest recording: interaction 0, which differs in 1 field:",
+            "      host",
+            "        recorded: '127.0.0.1'",
+            "        now:      'localhost'",
+            "cassette: cassettes/test_user/test_a.yaml, record mode 'none'",
+            "Only where the request is sent differs (host): check the client's base_url"
+            " (or the endpoint your code builds) rather than recording again.",
+        ],
+        consecutive=True,
+    )
+    result.stdout.no_fnmatch_line("*--chatresp-record-mode=all*")
+    assert openai_server.request_count == 1
+
+
+NEAREST = """
+@pytest.mark.chat_cassette
+def test_a():
+    sdk = client()
+    for text in ("alpha", "beta"):
+        extra = json.loads(os.environ.get("EXTRA", "{}")) if text == "beta" else {}
+        for attempt in range(3):  # the app retries what fails
+            try:
+                sdk.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": text}], **extra
+                )
+                break
+            except Exception:  # the SDK lets the recorder's refusal through
+                continue
+"""
+
+
+def test_the_closest_recording_is_chosen_by_how_much_differs_and_retries_show_once(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tests(project, NEAREST)
+    run(project, "--chatresp-record-mode=once").assert_outcomes(passed=1)
+
+    # Interaction 0 differs from the changed second request in two fields, interaction 1 in one.
+    monkeypatch.setenv("EXTRA", '{"temperature": 0.5}')
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "No recording matches these 3 requests:",
+            "  POST http://127.0.0.1:*/v1/chat/completions"
+            " (model 'gpt-4o-mini', last message 'beta'), sent 3 times",
+            "    closest recording: interaction 1, which differs in 1 field:",
+            "      temperature",
+            "        recorded: (absent)",
+            "        now:      0.5",
+            "cassette: cassettes/test_user/test_a.yaml, record mode 'none'",
+            "Record it again with: pytest --chatresp-record-mode=all test_user.py::test_a",
+        ],
+        consecutive=True,
+    )
+
+
+def test_the_mismatch_message_masks_userinfo_and_secret_query_values(
+    project: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    user_tests(
+        project,
+        """
+@pytest.mark.chat_cassette
+def test_a():
+    base_url = URL.replace("http://", "http://someone:FAKEpassword99@")
+    sdk = openai.OpenAI(
+        base_url=base_url, api_key=KEY, max_retries=0,
+        default_query={"access_token": "FAKEtoken-0123456789", "sig": "FAKEsig0123"},
+    )
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+""",
+    )
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "  POST http://REDACTED@127.0.0.1:*/v1/chat/completions"
+            "?access_token=REDACTED&sig=REDACTED (model 'gpt-4o-mini', last message 'hi')",
+        ]
+    )
+    text = result.stdout.str()
+    assert "FAKEpassword99" not in text
+    assert "FAKEtoken" not in text
+    assert "FAKEsig" not in text
