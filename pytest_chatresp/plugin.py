@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ _CONTRACTS_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 _REPORT_KEY: pytest.StashKey[RunReport] = pytest.StashKey()
 _READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
 _WORKER_REPORT = "chatresp_report"
+#: Credential variables of the SDKs supported, set to a placeholder while a test replays.
+_REPLAY_CREDENTIALS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
+_PLACEHOLDER_KEY = "chatresp-replay-placeholder"
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
 
@@ -463,16 +467,59 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         return (yield)
     try:
         result = yield
-    except BaseException:
+    except (Exception, pytest.fail.Exception) as exc:  # an interrupt or an exit passes through
         failure = _after_call(item, recorder)
         if failure:
             # Replaces what the client raised (a connection error, say) with the reason.
             raise pytest.fail.Exception(failure, pytrace=False) from None
+        failure = _recording_failure(item, recorder, exc)
+        if failure:
+            raise pytest.fail.Exception(failure, pytrace=False) from exc
         raise
     failure = _after_call(item, recorder)
     if failure:
         pytest.fail(failure, pytrace=False)
     return result
+
+
+def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException) -> str | None:
+    """Our message for a recording that could not be made: no key, or no server."""
+    if _replaying(item, recorder.path):
+        return None
+    from .recording import connection_failure, missing_credentials, redact
+
+    variable = missing_credentials(exc)
+    if variable:
+        return (
+            f"Recording needs a real API key: the client was given none and ${variable} is not "
+            f"set.\nSet it for the recording run: {variable}=... pytest "
+            f"--chatresp-record-mode={recorder.settings.mode} {item.nodeid}\n"
+            "(Replay needs no key: while a test replays, the plugin sets a placeholder.)"
+        )
+    causes = connection_failure(exc)
+    if causes is None:
+        return None
+    recorder.discard = True
+    request = recorder.last_request
+    target = request.describe(redact) if request is not None else "the server"
+    from .mismatch import masked
+
+    return "\n".join(
+        [
+            f"Recording failed: cannot connect to {masked(target, redact)}",
+            f"test: {item.nodeid}",
+            f"cassette: {_relative(item.config, recorder.path)} (not written), "
+            f"record mode {recorder.settings.mode!r}",
+            "Is the server running, and is the client's base_url right?",
+            *(f"caused by: {masked(cause, redact)}" for cause in causes),
+        ]
+    )
+
+
+def _replaying(item: pytest.Item, path: Path) -> bool:
+    """Whether a marked test only replays: mode none, or once with its cassette there."""
+    mode = _record_mode(item)
+    return mode == "none" or (mode == "once" and path.is_file())
 
 
 def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
@@ -520,9 +567,15 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
     if failure:
         pytest.fail(failure, pytrace=False)
     item.stash[_RECORDER_KEY] = recorder
+    credentials = pytest.MonkeyPatch()
+    if _replaying(item, recorder.path):
+        for name in _REPLAY_CREDENTIALS:  # a client built with no key works in replay
+            if not os.environ.get(name):
+                credentials.setenv(name, _PLACEHOLDER_KEY)
     try:
         yield
     finally:
+        credentials.undo()
         del item.stash[_RECORDER_KEY]
         report = _report(item.config)
         for kind, exchanges in (("replayed", recorder.replayed), ("recorded", recorder.recorded)):

@@ -252,6 +252,44 @@ def body(r1: Any, r2: Any) -> None:  # the name vcrpy shows when a request does 
         raise AssertionError("the request bodies differ")
 
 
+# --- what went wrong while recording ------------------------------------------------------------
+
+_CONNECTION_ERRORS = frozenset({"ConnectError", "ConnectTimeout", "APIConnectionError"})
+
+
+def _chain_of(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def connection_failure(exc: BaseException) -> list[str] | None:
+    """``module.Type: message`` for each exception of a chain caused by a failed connection
+    (the client's own, then its causes), or None when it was something else."""
+    chain = _chain_of(exc)
+    if not any(
+        isinstance(e, ConnectionError) or type(e).__name__ in _CONNECTION_ERRORS for e in chain
+    ):
+        return None
+    shown = []
+    for e in chain[:4]:
+        module = type(e).__module__.split(".")[0]
+        name = type(e).__name__ if module == "builtins" else f"{module}.{type(e).__name__}"
+        shown.append(shorten(f"{name}: {e}", 160))
+    return shown
+
+
+def missing_credentials(exc: BaseException) -> str | None:
+    """The variable an SDK wanted, when ``exc`` is its "Missing credentials" error."""
+    text = str(exc)
+    if not type(exc).__module__.startswith("openai") or "Missing credentials" not in text:
+        return None
+    return "AZURE_OPENAI_API_KEY" if "AZURE_OPENAI_API_KEY" in text else "OPENAI_API_KEY"
+
+
 # --- the recorder -------------------------------------------------------------------------------
 
 
@@ -438,6 +476,7 @@ class Recorder:
         self._save_error: BaseException | None = None
         #: Set when what was recorded must not be written (the recording failed).
         self.discard = False
+        self._last: tuple[Any, Any] | None = None  # the last request sent, and its cassette
         #: What this test recorded, by the identity of the stored response.
         self._recorded_now: dict[int, Exchange] = {}
         #: Metadata of the file as it was before this test, and what changed on re-recording.
@@ -613,6 +652,7 @@ class Recorder:
                 self._recorded_now[id(stored_response)] = exchange
 
         def can_play_response_for(request: Any) -> bool:
+            self._last = (cassette, request)
             answer = bool(original_can_play(request))
             if not answer and cassette.write_protected:
                 self.unmatched.append(self._unmatched(cassette, request))
@@ -643,6 +683,14 @@ class Recorder:
             already_played=played and not differences,
             identity=identity,
         )
+
+    @property
+    def last_request(self) -> Request | None:
+        """The last request the code under test sent (scrubbed as it would be recorded)."""
+        if self._last is None:
+            return None
+        cassette, request = self._last
+        return self._request(cassette.filter_request(request) or request)
 
     def _request(self, vcr_request: Any) -> Request:
         interaction = {"request": vcr_request._to_dict(), "response": {"status": {"code": 0}}}

@@ -6,6 +6,7 @@ the local server through the real ``openai`` SDK, and checks outcomes, messages 
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from test_recording import (
     cassette_path,
     interactions,
     project,
+    results,
     run,
     user_tests,
 )
@@ -357,3 +359,99 @@ def test_a():
     assert "FAKEpassword99" not in text
     assert "FAKEtoken" not in text
     assert "FAKEsig" not in text
+
+
+# --- 3. replay needs no key ---------------------------------------------------------------------
+
+NO_KEY = """
+@pytest.mark.chat_cassette
+def test_a():
+    # The app builds its client from the environment, as apps do.
+    sdk = openai.OpenAI(base_url=URL, max_retries=0)
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    openai.AzureOpenAI(azure_endpoint="https://example.invalid", api_version="2024-10-21")
+    show(os.environ["OPENAI_API_KEY"])
+
+
+def test_after():
+    show([os.environ.get("OPENAI_API_KEY"), os.environ.get("AZURE_OPENAI_API_KEY")])
+"""
+
+
+def test_replay_needs_no_key_and_recording_names_the_missing_one(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    user_tests(project, NO_KEY)
+
+    result = run(project, "--chatresp-record-mode=once", "test_user.py::test_a")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "Recording needs a real API key: the client was given none and $OPENAI_API_KEY is"
+            " not set.",
+            "Set it for the recording run: OPENAI_API_KEY=... pytest --chatresp-record-mode=once"
+            " test_user.py::test_a",
+            "(Replay needs no key: while a test replays, the plugin sets a placeholder.)",
+        ],
+        consecutive=True,
+    )
+    assert not cassette_path(project).exists()
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-FAKE-recording-key-not-real-000000")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "FAKE-azure-key-not-real")
+    run(project, "--chatresp-record-mode=once", "-s", "test_user.py::test_a").assert_outcomes(
+        passed=1
+    )
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY")
+    replayed = run(project, "-s", "-p", "no:randomly")
+    replayed.assert_outcomes(passed=2)
+    assert results(replayed) == ["chatresp-replay-placeholder", [None, None]]
+    assert openai_server.request_count == 1
+
+
+# --- 5. recording errors have context -----------------------------------------------------------
+
+
+def test_recording_against_a_server_that_is_down_names_url_test_and_cassette(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("CHATRESP_TEST_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    user_tests(project, ONE)
+    result = run(project, "--chatresp-record-mode=once")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"Recording failed: cannot connect to POST http://127.0.0.1:{port}/v1/chat/completions"
+            " (model 'gpt-4o-mini', last message 'hello')",
+            "test: test_user.py::test_a",
+            "cassette: cassettes/test_user/test_a.yaml (not written), record mode 'once'",
+            "Is the server running, and is the client's base_url right?",
+            "caused by: *.ConnectError: [[]Errno 111[]] Connection refused",
+            "caused by: ConnectionRefusedError: [[]Errno 111[]] Connection refused",
+        ],
+        consecutive=True,
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert len(result.outlines) < 40
+    assert not cassette_path(project).exists()
+
+
+def test_an_interrupt_in_a_marked_test_passes_through(project: pytest.Pytester) -> None:
+    user_tests(
+        project,
+        """
+@pytest.mark.chat_cassette
+def test_a():
+    raise KeyboardInterrupt
+""",
+    )
+    result = project.runpytest_inprocess("-p", "no:cacheprovider", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.no_fnmatch_line("*No recorded chat completion*")
