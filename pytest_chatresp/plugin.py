@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .checks import Rules
     from .contract import ContractSnapshot
     from .models import ChatCompletion
+    from .network import NetworkGuard
     from .recording import Recorder, RecordSettings
     from .report import RunReport
 
@@ -62,6 +63,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "chatresp_record_mode",
         "record mode for tests with the chat_cassette marker (default: none).",
         default="none",
+    )
+    group.addoption(
+        "--chatresp-block-network",
+        dest="chatresp_block_network",
+        action="store_true",
+        default=None,
+        help="in a replay run (record mode none), let no test connect to a host other than "
+        "loopback and --chatresp-allow-hosts.",
+    )
+    parser.addini(
+        "chatresp_block_network",
+        "in a replay run, let no test connect to a host other than loopback and the allowed "
+        "hosts (default: false).",
+        type="bool",
+        default=False,
+    )
+    group.addoption(
+        "--chatresp-allow-hosts",
+        dest="chatresp_allow_hosts",
+        default=None,
+        metavar="HOSTS",
+        help="comma-separated hosts a test may connect to where the network is blocked.",
+    )
+    parser.addini(
+        "chatresp_allow_hosts",
+        "hosts a test may connect to where the network is blocked.",
+        type="args",
+        default=[],
     )
     parser.addini(
         "chatresp_validate",
@@ -463,8 +492,76 @@ def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     recorder = item.stash.get(_RECORDER_KEY, None)
-    if recorder is None:
-        return (yield)
+    guard = _network_guard(item, recorder is not None)
+    if guard is None:
+        if recorder is None:
+            return (yield)
+        return (yield from _recorded_call(item, recorder))
+    with guard:
+        try:
+            if recorder is None:
+                result = yield
+            else:
+                result = yield from _recorded_call(item, recorder)
+        except (Exception, pytest.fail.Exception):
+            if guard.blocked:
+                raise pytest.fail.Exception(guard.message("", ""), pytrace=False) from None
+            raise
+    if guard.blocked:  # the code under test swallowed the error: the test fails all the same
+        pytest.fail(guard.message("", ""), pytrace=False)
+    return result
+
+
+def _network_guard(item: pytest.Item, marked: bool) -> NetworkGuard | None:
+    """The guard for a test that must not reach the network, or None.
+
+    A test that uses a cassette fixture without the marker may reach no host (loopback
+    included) but those allowed; with the block-network setting, in a replay run, no test may
+    reach a host other than loopback and those allowed. pytest-recording's ``vcr`` tests are
+    left to it.
+    """
+    config = item.config
+    fixture = next((f for f in _FIXTURES if f in getattr(item, "fixturenames", ())), None)
+    unmarked = not marked and fixture is not None
+    blocking = bool(_cli_or_ini(config, "chatresp_block_network")) and (
+        _cli_or_ini(config, "chatresp_record_mode") == "none"
+    )
+    if not (unmarked or blocking) or item.get_closest_marker("vcr") is not None:
+        return None
+    from .network import NetworkGuard
+
+    allowed = _allowed_hosts(config)
+    attempts: dict[str, str] = {}  # host:port shown -> the host to allow
+
+    def message(host: str, shown: str) -> str:
+        if shown:
+            attempts.setdefault(shown, host)
+        allow = f"--chatresp-allow-hosts={','.join(dict.fromkeys(attempts.values()))}"
+        hosts = ", ".join(attempts)
+        if unmarked:
+            reason = (
+                f"a test that uses the {fixture} fixture without @pytest.mark.{_MARKER} may not "
+                "reach the network"
+            )
+        else:
+            reason = "--chatresp-block-network blocks the network in a replay run"
+        return (
+            f"Network blocked: {item.nodeid} tried to connect to {hosts}, and nothing was sent:\n"
+            f"{reason}. Add @pytest.mark.{_MARKER} to replay (or record) its calls, or allow "
+            f"the host with {allow} (ini chatresp_allow_hosts)."
+        )
+
+    return NetworkGuard(allowed, loopback=not unmarked, message=message)
+
+
+def _allowed_hosts(config: pytest.Config) -> list[str]:
+    cli = config.getoption("chatresp_allow_hosts", default=None)
+    if cli is not None:
+        return [host for host in str(cli).split(",") if host.strip()]
+    return [str(host) for host in config.getini("chatresp_allow_hosts")]
+
+
+def _recorded_call(item: pytest.Item, recorder: Recorder) -> Any:
     try:
         result = yield
     except (Exception, pytest.fail.Exception) as exc:  # an interrupt or an exit passes through

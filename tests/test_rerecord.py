@@ -455,3 +455,107 @@ def test_a():
     result = project.runpytest_inprocess("-p", "no:cacheprovider", no_reraise_ctrlc=True)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.no_fnmatch_line("*No recorded chat completion*")
+
+
+# --- 4. no accidental network -------------------------------------------------------------------
+
+FORGOTTEN = """
+MARK = pytest.mark.chat_cassette if os.environ.get("MARKED") else (lambda test: test)
+
+
+@MARK
+def test_sdk(chat_cassette):
+    ask("hello")
+
+
+def test_httpx(chat_contract):
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    httpx.post(CHAT, json=body, headers={"authorization": "Bearer " + KEY})
+
+
+def test_requests(chat_contract):
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    requests.post(CHAT, json=body, timeout=5)
+
+
+def test_swallowed(chat_contract):
+    try:
+        ask("hello")
+    except Exception:
+        pass
+"""
+
+
+def test_a_forgotten_marker_cannot_reach_the_network(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tests(project, FORGOTTEN)
+    monkeypatch.setenv("MARKED", "1")
+    run(project, "--chatresp-record-mode=once", "test_user.py::test_sdk").assert_outcomes(passed=1)
+    monkeypatch.delenv("MARKED")
+    assert openai_server.request_count == 1
+
+    result = run(project)
+    result.assert_outcomes(failed=4)
+    for test, fixture in (
+        ("test_sdk", "chat_cassette"),
+        ("test_httpx", "chat_contract"),
+        ("test_requests", "chat_contract"),
+        ("test_swallowed", "chat_contract"),
+    ):
+        result.stdout.fnmatch_lines(
+            [
+                f"*_ {test} _*",
+                f"Network blocked: test_user.py::{test} tried to connect to 127.0.0.1:*,"
+                " and nothing was sent:",
+                f"a test that uses the {fixture} fixture without @pytest.mark.chat_cassette may"
+                " not reach the network. Add @pytest.mark.chat_cassette to replay (or record) its"
+                " calls, or allow the host with --chatresp-allow-hosts=127.0.0.1"
+                " (ini chatresp_allow_hosts).",
+            ],
+            consecutive=True,
+        )
+    assert openai_server.request_count == 1, "a request reached the server"
+
+    run(project, "--chatresp-allow-hosts=127.0.0.1").assert_outcomes(passed=4)
+    assert openai_server.request_count == 5
+
+
+BLOCKED_RUN = """
+def test_elsewhere():
+    httpx.get("http://192.0.2.1:9/", timeout=5)
+
+
+def test_loopback():
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(CHAT, json=body).status_code == 200
+
+
+@pytest.mark.vcr
+def test_theirs():
+    pass
+"""
+
+
+def test_block_network_blocks_every_test_of_a_replay_run_but_loopback(
+    project: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    user_tests(project, BLOCKED_RUN)
+    run(project).assert_outcomes(passed=2, failed=1)  # without the setting, no guard
+
+    for option in ("--chatresp-block-network", "-ochatresp_block_network=true"):
+        result = run(project, option)
+        result.assert_outcomes(passed=2, failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "Network blocked: test_user.py::test_elsewhere tried to connect to 192.0.2.1:9,"
+                " and nothing was sent:",
+                "--chatresp-block-network blocks the network in a replay run. Add"
+                " @pytest.mark.chat_cassette to replay (or record) its calls, or allow the host"
+                " with --chatresp-allow-hosts=192.0.2.1 (ini chatresp_allow_hosts).",
+            ],
+            consecutive=True,
+        )
+    # Recording runs are not blocked.
+    result = run(project, "--chatresp-block-network", "--chatresp-record-mode=once", "-k", "loop")
+    result.assert_outcomes(passed=1, deselected=2)
