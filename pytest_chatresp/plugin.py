@@ -211,7 +211,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{_MARKER}(path=None, *, record_mode=None, serializer=None): replay or record this "
+        f"{_MARKER}(path=None, *, record_mode=None, serializer=None, match_on=None, "
+        "allow=None, skip_checks=None, expect_violations=False): replay or record this "
         "test's HTTP calls "
         "in a cassette, relative to the cassette dir "
         "(default: <cassette dir>/<test module>/<test name>.yaml).",
@@ -401,7 +402,7 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
             pytrace=False,
         )
     try:
-        cassette = _cache(item.config).load(path, rules=item.config.stash[_RULES_KEY])
+        cassette = _cache(item.config).load(path, rules=_rules(item))
         completions = cassette.completions  # validates every response before the test body
     except CassetteError as exc:
         failure = str(exc)
@@ -421,8 +422,7 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
 
 
 def _record_mode(item: pytest.Item) -> str:
-    marker = item.get_closest_marker(_MARKER)
-    mode = marker.kwargs.get("record_mode") if marker is not None else None
+    mode = _marker_option(item, "record_mode")
     if mode is None:
         return str(_cli_or_ini(item.config, "chatresp_record_mode"))
     if mode not in _RECORD_MODES:
@@ -435,8 +435,7 @@ def _record_mode(item: pytest.Item) -> str:
 
 
 def _serializer(item: pytest.Item) -> str:
-    marker = item.get_closest_marker(_MARKER)
-    chosen = marker.kwargs.get("serializer") if marker is not None else None
+    chosen = _marker_option(item, "serializer")
     if chosen is None:
         return str(item.config.getini("chatresp_serializer"))
     if chosen not in ("readable", "yaml", "json"):
@@ -446,6 +445,73 @@ def _serializer(item: pytest.Item) -> str:
             pytrace=False,
         )
     return str(chosen)
+
+
+_MARKER_ARGUMENTS = (
+    "path",
+    "record_mode",
+    "serializer",
+    "match_on",
+    "allow",
+    "skip_checks",
+    "expect_violations",
+)
+
+
+def _marker_option(item: pytest.Item, name: str) -> Any:
+    """A keyword argument of the test's marker (None when absent); unknown ones fail the test."""
+    marker = item.get_closest_marker(_MARKER)
+    if marker is None:
+        return None
+    unknown = [key for key in marker.kwargs if key not in _MARKER_ARGUMENTS]
+    if unknown:
+        pytest.fail(
+            f"{item.nodeid}: @pytest.mark.{_MARKER} has no argument {unknown[0]!r}; "
+            f"it takes: {', '.join(_MARKER_ARGUMENTS)}.",
+            pytrace=False,
+        )
+    return marker.kwargs.get(name)
+
+
+def _names(item: pytest.Item, name: str) -> tuple[str, ...]:
+    """A marker argument that is a name or a list of names (``skip_checks``, ``allow``…)."""
+    value = _marker_option(item, name)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    pytest.fail(
+        f"{item.nodeid}: {name}={value!r} in @pytest.mark.{_MARKER} is not a string or a list "
+        "of strings.",
+        pytrace=False,
+    )
+
+
+def _rules(item: pytest.Item) -> Rules:
+    """The run's rules, with what the test's marker skips and allows on top."""
+    rules = item.config.stash[_RULES_KEY]
+    skipped, allowed = _names(item, "skip_checks"), _names(item, "allow")
+    if not skipped and not allowed:
+        return rules
+    from dataclasses import replace
+
+    from .checks import CHECKS
+    from .providers import parse_allowances
+
+    unknown = [name for name in skipped if name not in CHECKS]
+    try:
+        if unknown:
+            raise ValueError(
+                f"unknown checks: {', '.join(unknown)}; the checks are: {' '.join(CHECKS)}"
+            )
+        allow = parse_allowances(allowed)
+    except ValueError as exc:
+        pytest.fail(f"{item.nodeid}: @pytest.mark.{_MARKER}: {exc}.", pytrace=False)
+    return replace(
+        rules, skip_checks=rules.skip_checks | frozenset(skipped), allow=rules.allow + allow
+    )
 
 
 def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSettings:
@@ -464,11 +530,13 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
 
     return RecordSettings(
         mode=_record_mode(item),
-        match_on=tuple(config.getini("chatresp_match_on")) or DEFAULT_MATCH_ON,
+        match_on=_names(item, "match_on")
+        or tuple(config.getini("chatresp_match_on"))
+        or DEFAULT_MATCH_ON,
         request_headers=DEFAULT_REQUEST_HEADERS + more("chatresp_filter_request_headers"),
         response_headers=DEFAULT_RESPONSE_HEADERS + more("chatresp_filter_response_headers"),
         query_parameters=DEFAULT_QUERY_PARAMETERS + more("chatresp_filter_query_parameters"),
-        rules=config.stash[_RULES_KEY],
+        rules=_rules(item),
         serializer=_serializer(item),
         vcr_options=vcr_options,
         test=item.nodeid,
@@ -622,7 +690,7 @@ def _replaying(item: pytest.Item, path: Path) -> bool:
 def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
     if recorder.unmatched:
         return _unmatched_message(item, recorder)
-    if item.config.getini("chatresp_validate"):
+    if item.config.getini("chatresp_validate") and not _marker_option(item, "expect_violations"):
         violations = recorder.cassette.violations
         if violations:
             return "A recorded or replayed chat completion breaks the contract:\n" + "\n".join(

@@ -1265,7 +1265,8 @@ def test_markers_lists_chat_cassette(project: pytest.Pytester) -> None:
     result = run(project, "--markers")
     result.stdout.fnmatch_lines(
         [
-            "@pytest.mark.chat_cassette(path=None, *, record_mode=None, serializer=None): "
+            "@pytest.mark.chat_cassette(path=None, *, record_mode=None, serializer=None, "
+            "match_on=None, allow=None, skip_checks=None, expect_violations=False): "
             "replay or record this test's HTTP calls in a cassette, relative to the cassette dir "
             "(default: <cassette dir>/<test module>/<test name>.yaml)."
         ]

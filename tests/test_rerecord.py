@@ -559,3 +559,111 @@ def test_block_network_blocks_every_test_of_a_replay_run_but_loopback(
     # Recording runs are not blocked.
     result = run(project, "--chatresp-block-network", "--chatresp-record-mode=once", "-k", "loop")
     result.assert_outcomes(passed=1, deselected=2)
+
+
+# --- 8. per-test options on the marker ----------------------------------------------------------
+
+CORRUPTED = """
+@pytest.fixture
+def chatresp_vcr_config(request):
+    # Same lengths, so the recorded content-length stays right.
+    if "sum" in request.node.name:
+        old, new = b'"total_tokens": 6', b'"total_tokens": 7'
+    else:
+        old, new = b'"finish_reason": "stop"', b'"finish_reason": "eos" '
+
+    def corrupt(response):
+        response["body"]["string"] = response["body"]["string"].replace(old, new)
+        return response
+
+    return {"before_record_response": corrupt}
+
+
+@pytest.mark.chat_cassette("eos.yaml", expect_violations=True)
+def test_expects(chat_cassette):
+    ask("hello")
+    (violation,) = chat_cassette.exchanges[0].violations
+    assert violation.field == "choices[0].finish_reason"
+
+
+@pytest.mark.chat_cassette("eos.yaml", allow="choices[].finish_reason=eos")
+def test_allows(chat_cassette):
+    ask("hello")
+    assert chat_cassette.exchanges[0].violations == []
+
+
+@pytest.mark.chat_cassette("eos.yaml")
+def test_strict(chat_cassette):
+    ask("hello")
+
+
+@pytest.mark.chat_cassette("sum.yaml", skip_checks=["usage-sum"])
+def test_sum_skipped(chat_cassette):
+    ask("hello")
+
+
+@pytest.mark.chat_cassette("sum.yaml")
+def test_sum_checked(chat_cassette):
+    ask("hello")
+"""
+
+
+def test_marker_options_allow_skip_and_expect_violations(
+    project: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    user_tests(project, CORRUPTED)
+    for test in ("test_expects", "test_sum_skipped"):
+        result = run(project, "--chatresp-record-mode=once", f"test_user.py::{test}")
+        result.assert_outcomes(passed=1)
+
+    result = run(project)
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_strict _*",
+            "A recorded or replayed chat completion breaks the contract:",
+            "cassettes/eos.yaml, interaction 0: choices[[]0[]].finish_reason: *",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*_ test_sum_checked _*", "*", "cassettes/sum.yaml, interaction 0: usage*"]
+    )
+    assert openai_server.request_count == 2
+
+
+def test_marker_match_on_and_unknown_arguments(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tests(
+        project,
+        """
+@pytest.mark.chat_cassette(match_on=["method", "path"])
+def test_a():
+    ask(os.environ.get("TEXT", "hello"))
+
+
+@pytest.mark.chat_cassette(recordmode="all")
+def test_b():
+    pass
+
+
+@pytest.mark.chat_cassette(skip_checks="no-such-check")
+def test_c():
+    pass
+""",
+    )
+    run(project, "--chatresp-record-mode=once", "test_user.py::test_a").assert_outcomes(passed=1)
+    monkeypatch.setenv("TEXT", "a changed body, not matched on")
+    result = run(project)
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "test_user.py::test_b: @pytest.mark.chat_cassette has no argument 'recordmode'; it"
+            " takes: path, record_mode, serializer, match_on, allow, skip_checks,"
+            " expect_violations.",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["test_user.py::test_c: @pytest.mark.chat_cassette: unknown checks: no-such-check; *"]
+    )
+    assert openai_server.request_count == 1
