@@ -30,6 +30,7 @@ __all__ = [
     "METADATA_KEY",
     "build_provenance",
     "digest_of",
+    "entry_for",
     "model_changes",
     "oldest_recording",
     "owner",
@@ -112,31 +113,43 @@ def digest_of(request: dict[str, Any]) -> str:
     )
 
 
-def owner(previous_metadata: Any, request: dict[str, Any]) -> str | None:
-    """The test that recorded ``request``, as an earlier write's metadata says."""
-    entry = _previous(previous_metadata).get(digest_of(request), {})
-    test = entry.get("test")
+def entry_for(metadata: Any, index: int, request: dict[str, Any]) -> dict[str, Any] | None:
+    """What an earlier write said about its interaction ``index``, whose request is ``request``:
+    the entry at that index when it is that request's, else the entry of an equal request."""
+    digest = digest_of(request)
+    ours = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    entries = ours.get("exchanges") if isinstance(ours, dict) else None
+    if isinstance(entries, list) and 0 <= index < len(entries):
+        entry = entries[index]
+        if isinstance(entry, dict) and entry.get("request") == digest:
+            return entry
+    return _previous(metadata).get(digest)
+
+
+def owner(metadata: Any, index: int, request: dict[str, Any]) -> str | None:
+    """The test that recorded interaction ``index`` (``request``), as the metadata says."""
+    test = (entry_for(metadata, index, request) or {}).get("test")
     return test if isinstance(test, str) else None
 
 
 def build_provenance(
-    interactions: Iterable[tuple[dict[str, Any], Any, bool]],
+    interactions: Iterable[tuple[dict[str, Any], Any, bool, int | None]],
     previous_metadata: Any,
     test: str | None = None,
 ) -> dict[str, Any]:
     """The ``metadata.chatresp`` of a cassette about to be written.
 
-    ``interactions`` are (request dict, exchange, recorded now) in file order. An interaction
+    ``interactions`` are (request dict, exchange, recorded now, index in the file that
+    ``previous_metadata`` describes, or None) in file order. An interaction
     recorded now is stamped with this write's time and versions and ``test``; one not recorded
     now keeps what an earlier write said about it (no time at all when none is known: it is not
     claimed fresh).
     """
     now = _now()
     current = versions()
-    previous = _previous(previous_metadata)
     earlier_versions = _earlier_versions(previous_metadata)
     entries = []
-    for index, (request, exchange, recorded_now) in enumerate(interactions):
+    for index, (request, exchange, recorded_now, was) in enumerate(interactions):
         digest = digest_of(request)
         entry: dict[str, Any]
         if recorded_now:
@@ -145,7 +158,7 @@ def build_provenance(
                 entry["test"] = test
             entry.update(recorded_at=now, versions=current)
         else:
-            earlier = previous.get(digest)
+            earlier = None if was is None else entry_for(previous_metadata, was, request)
             entry = {**(earlier or {}), "index": index, "request": digest}
             entry.setdefault("recorded_at", None)
             if earlier is not None and earlier_versions:

@@ -519,29 +519,33 @@ class Recorder:
             document = read_document(self.path)
         requests, responses = _vcr_interactions(document, self.path) if document else ([], [])
         disk_metadata = document.get("metadata") if isinstance(document, dict) else None
-        kept = list(zip(requests, responses, strict=True))
+        pairs_on_disk = enumerate(zip(requests, responses, strict=True))
+        kept: list[tuple[Any, Any, bool, int | None]] = [
+            (rq, rs, False, i) for i, (rq, rs) in pairs_on_disk
+        ]
         if self.settings.mode == "all":
             kept = [
-                (rq, rs)
-                for rq, rs in kept
-                if owner(disk_metadata, rq._to_dict()) not in (None, self.settings.test)
+                (rq, rs, False, i)
+                for rq, rs, _, i in kept
+                if owner(disk_metadata, i or 0, rq._to_dict()) not in (None, self.settings.test)
             ]
-        interactions = [(rq, rs, False) for rq, rs in kept] + [(rq, rs, True) for rq, rs in new]
+        interactions = kept + [(rq, rs, True, None) for rq, rs in new]  # new ones last
         metadata = dict(disk_metadata or cassette_dict.get("metadata") or {})
         metadata[METADATA_KEY] = self.provenance(interactions, disk_metadata)
         return {
-            "requests": [rq for rq, _, _ in interactions],
-            "responses": [rs for _, rs, _ in interactions],
+            "requests": [rq for rq, _, _, _ in interactions],
+            "responses": [rs for _, rs, _, _ in interactions],
             "metadata": metadata,
         }
 
     def provenance(
-        self, interactions: list[tuple[Any, Any, bool]], disk_metadata: Any
+        self, interactions: list[tuple[Any, Any, bool, int | None]], disk_metadata: Any
     ) -> dict[str, Any]:
-        """The ``metadata.chatresp`` for the interactions about to be written."""
+        """The ``metadata.chatresp`` for the interactions about to be written: (request,
+        response, recorded now, index in the file on disk) each."""
         shown = display_path(self.path)
         described = []
-        for index, (request, response, recorded_now) in enumerate(interactions):
+        for index, (request, response, recorded_now, was) in enumerate(interactions):
             as_dict = request._to_dict()
             exchange = self._recorded_now.get(id(response))  # read when it was recorded
             if exchange is None:
@@ -551,7 +555,7 @@ class Recorder:
                     )
                 except CassetteError:
                     exchange = None
-            described.append((as_dict, exchange, recorded_now))
+            described.append((as_dict, exchange, recorded_now, was))
         metadata = build_provenance(described, disk_metadata, self.settings.test or None)
         self.model_changes = model_changes(self.previous_metadata, metadata)
         return metadata

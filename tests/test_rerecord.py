@@ -109,6 +109,31 @@ def test_all_on_a_shared_cassette_keeps_what_other_tests_recorded(
     assert openai_server.request_count == 3
 
 
+SAME = """
+@pytest.mark.chat_cassette("shared.yaml")
+def test_a():
+    ask("same")
+
+
+@pytest.mark.chat_cassette("shared.yaml")
+def test_b():
+    ask("same")
+"""
+
+
+def test_all_tells_identical_requests_of_two_tests_apart(
+    project: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    user_tests(project, SAME)
+    run(project, "--chatresp-record-mode=once", "test_user.py::test_a").assert_outcomes(passed=1)
+    run(project, "--chatresp-record-mode=all", "test_user.py::test_b").assert_outcomes(passed=1)
+    run(project, "--chatresp-record-mode=all", "test_user.py::test_a").assert_outcomes(passed=1)
+    document = yaml.safe_load((project.path / "cassettes" / "shared.yaml").read_text("utf-8"))
+    owners = [e["test"] for e in document["metadata"]["chatresp"]["exchanges"]]
+    assert owners == ["test_user.py::test_b", "test_user.py::test_a"]
+    assert openai_server.request_count == 3
+
+
 # --- 6. parallel recording ----------------------------------------------------------------------
 
 SHARED_MANY = """
