@@ -560,7 +560,7 @@ def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     recorder = item.stash.get(_RECORDER_KEY, None)
-    guard = _network_guard(item, recorder is not None)
+    guard = _network_guard(item, recorder)
     if guard is None:
         if recorder is None:
             return (yield)
@@ -580,7 +580,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     return result
 
 
-def _network_guard(item: pytest.Item, marked: bool) -> NetworkGuard | None:
+def _network_guard(item: pytest.Item, recorder: Recorder | None) -> NetworkGuard | None:
     """The guard for a test that must not reach the network, or None.
 
     A test that uses a cassette fixture without the marker may reach no host (loopback
@@ -590,9 +590,11 @@ def _network_guard(item: pytest.Item, marked: bool) -> NetworkGuard | None:
     """
     config = item.config
     fixture = next((f for f in _FIXTURES if f in getattr(item, "fixturenames", ())), None)
-    unmarked = not marked and fixture is not None
-    blocking = bool(_cli_or_ini(config, "chatresp_block_network")) and (
-        _cli_or_ini(config, "chatresp_record_mode") == "none"
+    unmarked = recorder is None and fixture is not None
+    blocking = (
+        bool(_cli_or_ini(config, "chatresp_block_network"))
+        and _cli_or_ini(config, "chatresp_record_mode") == "none"
+        and (recorder is None or recorder.settings.mode == "none")  # a marker may record
     )
     if not (unmarked or blocking) or item.get_closest_marker("vcr") is not None:
         return None
