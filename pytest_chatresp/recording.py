@@ -275,7 +275,7 @@ def connection_failure(exc: BaseException) -> list[str] | None:
     ):
         return None
     shown = []
-    for e in chain[:4]:
+    for e in chain if len(chain) <= 4 else [*chain[:3], chain[-1]]:  # the root cause last
         module = type(e).__module__.split(".")[0]
         name = type(e).__name__ if module == "builtins" else f"{module}.{type(e).__name__}"
         shown.append(shorten(f"{name}: {e}", 160))

@@ -458,11 +458,12 @@ def test_recording_against_a_server_that_is_down_names_url_test_and_cassette(
             "test: test_user.py::test_a",
             "cassette: cassettes/test_user/test_a.yaml (not written), record mode 'once'",
             "Is the server running, and is the client's base_url right?",
-            "caused by: *.ConnectError: [[]Errno 111[]] Connection refused",
-            "caused by: ConnectionRefusedError: [[]Errno 111[]] Connection refused",
+            "caused by: *Connect*Error: *",  # the SDK's error or its transport's, as raised
         ],
         consecutive=True,
     )
+    causes = [line for line in result.outlines if line.startswith("caused by: ")]
+    assert causes[-1] == "caused by: ConnectionRefusedError: [Errno 111] Connection refused"
     result.stdout.no_fnmatch_line("*Traceback*")
     assert len(result.outlines) < 40
     assert not cassette_path(project).exists()
