@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["Difference", "Unmatched", "closest", "explain", "masked"]
+__all__ = [
+    "ABSENT",
+    "Difference",
+    "Parts",
+    "Unmatched",
+    "closest",
+    "differences",
+    "explain",
+    "masked",
+]
 
 #: Fields that say where a request goes: when only these differ, the client points elsewhere.
 WHERE = ("scheme", "host", "port")
