@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .checks import Rules
     from .contract import ContractSnapshot
     from .models import ChatCompletion
+    from .network import NetworkGuard
     from .recording import Recorder, RecordSettings
     from .report import RunReport
 
@@ -29,6 +31,9 @@ _CONTRACTS_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 _REPORT_KEY: pytest.StashKey[RunReport] = pytest.StashKey()
 _READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
 _WORKER_REPORT = "chatresp_report"
+#: Credential variables of the SDKs supported, set to a placeholder while a test replays.
+_REPLAY_CREDENTIALS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
+_PLACEHOLDER_KEY = "chatresp-replay-placeholder"
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
 
@@ -59,6 +64,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "chatresp_record_mode",
         "record mode for tests with the chat_cassette marker (default: none).",
         default="none",
+    )
+    group.addoption(
+        "--chatresp-block-network",
+        dest="chatresp_block_network",
+        action="store_true",
+        default=None,
+        help="in a replay run (record mode none), let no test connect to a host other than "
+        "loopback and --chatresp-allow-hosts.",
+    )
+    parser.addini(
+        "chatresp_block_network",
+        "in a replay run, let no test connect to a host other than loopback and the allowed "
+        "hosts (default: false).",
+        type="bool",
+        default=False,
+    )
+    group.addoption(
+        "--chatresp-allow-hosts",
+        dest="chatresp_allow_hosts",
+        default=None,
+        metavar="HOSTS",
+        help="comma-separated hosts a test may connect to where the network is blocked.",
+    )
+    parser.addini(
+        "chatresp_allow_hosts",
+        "hosts a test may connect to where the network is blocked.",
+        type="args",
+        default=[],
     )
     parser.addini(
         "chatresp_validate",
@@ -179,7 +212,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{_MARKER}(path=None, *, record_mode=None, serializer=None): replay or record this "
+        f"{_MARKER}(path=None, *, record_mode=None, serializer=None, match_on=None, "
+        "allow=None, skip_checks=None, expect_violations=False): replay or record this "
         "test's HTTP calls "
         "in a cassette, relative to the cassette dir "
         "(default: <cassette dir>/<test module>/<test name>.yaml).",
@@ -369,7 +403,7 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
             pytrace=False,
         )
     try:
-        cassette = _cache(item.config).load(path, rules=item.config.stash[_RULES_KEY])
+        cassette = _cache(item.config).load(path, rules=_rules(item))
         completions = cassette.completions  # validates every response before the test body
     except CassetteError as exc:
         failure = str(exc)
@@ -389,8 +423,7 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
 
 
 def _record_mode(item: pytest.Item) -> str:
-    marker = item.get_closest_marker(_MARKER)
-    mode = marker.kwargs.get("record_mode") if marker is not None else None
+    mode = _marker_option(item, "record_mode")
     if mode is None:
         return str(_cli_or_ini(item.config, "chatresp_record_mode"))
     if mode not in _RECORD_MODES:
@@ -403,8 +436,7 @@ def _record_mode(item: pytest.Item) -> str:
 
 
 def _serializer(item: pytest.Item) -> str:
-    marker = item.get_closest_marker(_MARKER)
-    chosen = marker.kwargs.get("serializer") if marker is not None else None
+    chosen = _marker_option(item, "serializer")
     if chosen is None:
         return str(item.config.getini("chatresp_serializer"))
     if chosen not in ("readable", "yaml", "json"):
@@ -414,6 +446,73 @@ def _serializer(item: pytest.Item) -> str:
             pytrace=False,
         )
     return str(chosen)
+
+
+_MARKER_ARGUMENTS = (
+    "path",
+    "record_mode",
+    "serializer",
+    "match_on",
+    "allow",
+    "skip_checks",
+    "expect_violations",
+)
+
+
+def _marker_option(item: pytest.Item, name: str) -> Any:
+    """A keyword argument of the test's marker (None when absent); unknown ones fail the test."""
+    marker = item.get_closest_marker(_MARKER)
+    if marker is None:
+        return None
+    unknown = [key for key in marker.kwargs if key not in _MARKER_ARGUMENTS]
+    if unknown:
+        pytest.fail(
+            f"{item.nodeid}: @pytest.mark.{_MARKER} has no argument {unknown[0]!r}; "
+            f"it takes: {', '.join(_MARKER_ARGUMENTS)}.",
+            pytrace=False,
+        )
+    return marker.kwargs.get(name)
+
+
+def _names(item: pytest.Item, name: str) -> tuple[str, ...]:
+    """A marker argument that is a name or a list of names (``skip_checks``, ``allow``…)."""
+    value = _marker_option(item, name)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    pytest.fail(
+        f"{item.nodeid}: {name}={value!r} in @pytest.mark.{_MARKER} is not a string or a list "
+        "of strings.",
+        pytrace=False,
+    )
+
+
+def _rules(item: pytest.Item) -> Rules:
+    """The run's rules, with what the test's marker skips and allows on top."""
+    rules = item.config.stash[_RULES_KEY]
+    skipped, allowed = _names(item, "skip_checks"), _names(item, "allow")
+    if not skipped and not allowed:
+        return rules
+    from dataclasses import replace
+
+    from .checks import CHECKS
+    from .providers import parse_allowances
+
+    unknown = [name for name in skipped if name not in CHECKS]
+    try:
+        if unknown:
+            raise ValueError(
+                f"unknown checks: {', '.join(unknown)}; the checks are: {' '.join(CHECKS)}"
+            )
+        allow = parse_allowances(allowed)
+    except ValueError as exc:
+        pytest.fail(f"{item.nodeid}: @pytest.mark.{_MARKER}: {exc}.", pytrace=False)
+    return replace(
+        rules, skip_checks=rules.skip_checks | frozenset(skipped), allow=rules.allow + allow
+    )
 
 
 def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSettings:
@@ -432,54 +531,118 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
 
     return RecordSettings(
         mode=_record_mode(item),
-        match_on=tuple(config.getini("chatresp_match_on")) or DEFAULT_MATCH_ON,
+        match_on=_names(item, "match_on")
+        or tuple(config.getini("chatresp_match_on"))
+        or DEFAULT_MATCH_ON,
         request_headers=DEFAULT_REQUEST_HEADERS + more("chatresp_filter_request_headers"),
         response_headers=DEFAULT_RESPONSE_HEADERS + more("chatresp_filter_response_headers"),
         query_parameters=DEFAULT_QUERY_PARAMETERS + more("chatresp_filter_query_parameters"),
-        rules=config.stash[_RULES_KEY],
+        rules=_rules(item),
         serializer=_serializer(item),
         vcr_options=vcr_options,
+        test=item.nodeid,
     )
 
 
 def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
-    path = _relative(item.config, recorder.path)
-    exists = recorder.path.exists()
-    lines = [
-        "No recorded chat completion matches this request:"
-        if len(recorder.unmatched) == 1
-        else f"No recording matches these {len(recorder.unmatched)} requests:"
-    ]
+    from .mismatch import explain
     from .recording import redact
 
-    for unmatched in recorder.unmatched:
-        lines.append(f"  {unmatched.request.describe(redact)}")
-        if unmatched.closest is not None and unmatched.differs_in:
-            lines.append(
-                f"    closest recording: interaction {unmatched.closest}, which differs in "
-                + ", ".join(unmatched.differs_in)
-            )
-    mode = recorder.settings.mode
-    lines.append(
-        f"cassette: {path}" + ("" if exists else " (does not exist)") + f", record mode {mode!r}"
+    return explain(
+        recorder.unmatched,
+        cassette=_relative(item.config, recorder.path),
+        exists=recorder.path.exists(),
+        mode=recorder.settings.mode,
+        test=item.nodeid,
+        clean=redact,
     )
-    fix = "new_episodes" if exists else "once"
-    lines.append(f"Record it with: pytest --chatresp-record-mode={fix} {item.nodeid}")
-    return "\n".join(lines)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     recorder = item.stash.get(_RECORDER_KEY, None)
-    if recorder is None:
-        return (yield)
+    guard = _network_guard(item, recorder)
+    if guard is None:
+        if recorder is None:
+            return (yield)
+        return (yield from _recorded_call(item, recorder))
+    with guard:
+        try:
+            if recorder is None:
+                result = yield
+            else:
+                result = yield from _recorded_call(item, recorder)
+        except (Exception, pytest.fail.Exception):
+            if guard.blocked:
+                raise pytest.fail.Exception(guard.message("", ""), pytrace=False) from None
+            raise
+    if guard.blocked:  # the code under test swallowed the error: the test fails all the same
+        pytest.fail(guard.message("", ""), pytrace=False)
+    return result
+
+
+def _network_guard(item: pytest.Item, recorder: Recorder | None) -> NetworkGuard | None:
+    """The guard for a test that must not reach the network, or None.
+
+    A test that uses a cassette fixture without the marker may reach no host (loopback
+    included) but those allowed; with the block-network setting, in a replay run, no test may
+    reach a host other than loopback and those allowed. pytest-recording's ``vcr`` tests are
+    left to it.
+    """
+    config = item.config
+    fixture = next((f for f in _FIXTURES if f in getattr(item, "fixturenames", ())), None)
+    unmarked = recorder is None and fixture is not None
+    blocking = (
+        bool(_cli_or_ini(config, "chatresp_block_network"))
+        and _cli_or_ini(config, "chatresp_record_mode") == "none"
+        and (recorder is None or recorder.settings.mode == "none")  # a marker may record
+    )
+    if not (unmarked or blocking) or item.get_closest_marker("vcr") is not None:
+        return None
+    from .network import NetworkGuard
+
+    allowed = _allowed_hosts(config)
+    attempts: dict[str, str] = {}  # host:port shown -> the host to allow
+
+    def message(host: str, shown: str) -> str:
+        if shown:
+            attempts.setdefault(shown, host)
+        allow = f"--chatresp-allow-hosts={','.join(dict.fromkeys(attempts.values()))}"
+        hosts = ", ".join(attempts)
+        if unmarked:
+            reason = (
+                f"a test that uses the {fixture} fixture without @pytest.mark.{_MARKER} may not "
+                "reach the network"
+            )
+        else:
+            reason = "--chatresp-block-network blocks the network in a replay run"
+        return (
+            f"Network blocked: {item.nodeid} tried to connect to {hosts}, and nothing was sent:\n"
+            f"{reason}. Add @pytest.mark.{_MARKER} to replay (or record) its calls, or allow "
+            f"the host with {allow} (ini chatresp_allow_hosts)."
+        )
+
+    return NetworkGuard(allowed, loopback=not unmarked, message=message)
+
+
+def _allowed_hosts(config: pytest.Config) -> list[str]:
+    cli = config.getoption("chatresp_allow_hosts", default=None)
+    if cli is not None:
+        return [host for host in str(cli).split(",") if host.strip()]
+    return [str(host) for host in config.getini("chatresp_allow_hosts")]
+
+
+def _recorded_call(item: pytest.Item, recorder: Recorder) -> Any:
     try:
         result = yield
-    except BaseException:
+    except (Exception, pytest.fail.Exception) as exc:  # an interrupt or an exit passes through
         failure = _after_call(item, recorder)
         if failure:
             # Replaces what the client raised (a connection error, say) with the reason.
             raise pytest.fail.Exception(failure, pytrace=False) from None
+        failure = _recording_failure(item, recorder, exc)
+        if failure:
+            raise pytest.fail.Exception(failure, pytrace=False) from exc
         raise
     failure = _after_call(item, recorder)
     if failure:
@@ -487,10 +650,50 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     return result
 
 
+def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException) -> str | None:
+    """Our message for a recording that could not be made: no key, or no server."""
+    if _replaying(item, recorder.path):
+        return None
+    from .recording import connection_failure, missing_credentials, redact
+
+    variable = missing_credentials(exc)
+    if variable:
+        return (
+            f"Recording needs a real API key: the client was given none and ${variable} is not "
+            f"set.\nSet it for the recording run: {variable}=... pytest "
+            f"--chatresp-record-mode={recorder.settings.mode} {item.nodeid}\n"
+            "(Replay needs no key: while a test replays, the plugin sets a placeholder.)"
+        )
+    causes = connection_failure(exc)
+    if causes is None:
+        return None
+    recorder.discard = True
+    request = recorder.last_request
+    target = request.describe(redact) if request is not None else "the server"
+    from .mismatch import masked
+
+    return "\n".join(
+        [
+            f"Recording failed: cannot connect to {masked(target, redact)}",
+            f"test: {item.nodeid}",
+            f"cassette: {_relative(item.config, recorder.path)} (not written), "
+            f"record mode {recorder.settings.mode!r}",
+            "Is the server running, and is the client's base_url right?",
+            *(f"caused by: {masked(cause, redact)}" for cause in causes),
+        ]
+    )
+
+
+def _replaying(item: pytest.Item, path: Path) -> bool:
+    """Whether a marked test only replays: mode none, or once with its cassette there."""
+    mode = _record_mode(item)
+    return mode == "none" or (mode == "once" and path.is_file())
+
+
 def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
     if recorder.unmatched:
         return _unmatched_message(item, recorder)
-    if item.config.getini("chatresp_validate"):
+    if item.config.getini("chatresp_validate") and not _marker_option(item, "expect_violations"):
         violations = recorder.cassette.violations
         if violations:
             return "A recorded or replayed chat completion breaks the contract:\n" + "\n".join(
@@ -532,9 +735,15 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
     if failure:
         pytest.fail(failure, pytrace=False)
     item.stash[_RECORDER_KEY] = recorder
+    credentials = pytest.MonkeyPatch()
+    if _replaying(item, recorder.path):
+        for name in _REPLAY_CREDENTIALS:  # a client built with no key works in replay
+            if not os.environ.get(name):
+                credentials.setenv(name, _PLACEHOLDER_KEY)
     try:
         yield
     finally:
+        credentials.undo()
         del item.stash[_RECORDER_KEY]
         report = _report(item.config)
         for kind, exchanges in (("replayed", recorder.replayed), ("recorded", recorder.recorded)):

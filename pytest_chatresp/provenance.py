@@ -9,7 +9,9 @@ Every cassette the plugin writes carries, under vcrpy's ``metadata`` key::
         exchanges:
         - index: 0
           request: 3f2a…                         # a digest of method, URI and JSON body
+          test: test_app.py::test_summary        # the test that recorded it
           recorded_at: '2026-11-25T01:30:00Z'    # kept from earlier writes when replayed
+          versions: {pytest-chatresp: 0.1.0, …}  # those of the write that recorded it
           requested_model: gpt-4o-mini
           served_model: gpt-4o-mini-2024-07-18
           requested_tier: null
@@ -27,8 +29,11 @@ from typing import Any
 __all__ = [
     "METADATA_KEY",
     "build_provenance",
+    "digest_of",
+    "entry_for",
     "model_changes",
     "oldest_recording",
+    "owner",
     "request_digest",
 ]
 
@@ -101,35 +106,78 @@ def _previous(metadata: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+def digest_of(request: dict[str, Any]) -> str:
+    """:func:`request_digest` of a request as vcrpy stores it."""
+    return request_digest(
+        str(request.get("method", "")), str(request.get("uri", "")), request.get("body")
+    )
+
+
+def entry_for(metadata: Any, index: int, request: dict[str, Any]) -> dict[str, Any] | None:
+    """What an earlier write said about its interaction ``index``, whose request is ``request``:
+    the entry at that index when it is that request's, else the entry of an equal request."""
+    digest = digest_of(request)
+    ours = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    entries = ours.get("exchanges") if isinstance(ours, dict) else None
+    if isinstance(entries, list) and 0 <= index < len(entries):
+        entry = entries[index]
+        if isinstance(entry, dict) and entry.get("request") == digest:
+            return entry
+    return _previous(metadata).get(digest)
+
+
+def owner(metadata: Any, index: int, request: dict[str, Any]) -> str | None:
+    """The test that recorded interaction ``index`` (``request``), as the metadata says."""
+    test = (entry_for(metadata, index, request) or {}).get("test")
+    return test if isinstance(test, str) else None
+
+
 def build_provenance(
-    interactions: Iterable[tuple[dict[str, Any], Any, bool]],
+    interactions: Iterable[tuple[dict[str, Any], Any, bool, int | None]],
     previous_metadata: Any,
+    test: str | None = None,
 ) -> dict[str, Any]:
     """The ``metadata.chatresp`` of a cassette about to be written.
 
-    ``interactions`` are (request dict, exchange, recorded now) in file order; an interaction
-    not recorded now keeps the ``recorded_at`` of an earlier write, when one is known.
+    ``interactions`` are (request dict, exchange, recorded now, index in the file that
+    ``previous_metadata`` describes, or None) in file order. An interaction
+    recorded now is stamped with this write's time and versions and ``test``; one not recorded
+    now keeps what an earlier write said about it (no time at all when none is known: it is not
+    claimed fresh).
     """
     now = _now()
-    previous = _previous(previous_metadata)
+    current = versions()
+    earlier_versions = _earlier_versions(previous_metadata)
     entries = []
-    for index, (request, exchange, recorded_now) in enumerate(interactions):
-        digest = request_digest(
-            str(request.get("method", "")), str(request.get("uri", "")), request.get("body")
-        )
-        earlier = previous.get(digest, {})
-        entry: dict[str, Any] = {
-            "index": index,
-            "request": digest,
-            "recorded_at": now if recorded_now else earlier.get("recorded_at", now),
-        }
+    for index, (request, exchange, recorded_now, was) in enumerate(interactions):
+        digest = digest_of(request)
+        entry: dict[str, Any]
+        if recorded_now:
+            entry = {"index": index, "request": digest}
+            if test:
+                entry["test"] = test
+            entry.update(recorded_at=now, versions=current)
+        else:
+            earlier = None if was is None else entry_for(previous_metadata, was, request)
+            entry = {**(earlier or {}), "index": index, "request": digest}
+            entry.setdefault("recorded_at", None)
+            if earlier is not None and earlier_versions:
+                entry.setdefault("versions", earlier_versions)
         if exchange is not None and exchange.is_chat:
             body = exchange.request.json if isinstance(exchange.request.json, dict) else {}
             entry["requested_model"] = body.get("model")
             entry["requested_tier"] = body.get("service_tier")
             entry.update(_served(exchange))
         entries.append(entry)
-    return {"recorded_at": now, "versions": versions(), "exchanges": entries}
+    return {"recorded_at": now, "versions": current, "exchanges": entries}
+
+
+def _earlier_versions(metadata: Any) -> dict[str, Any] | None:
+    """The versions an earlier write recorded for the whole file (before they were per entry)."""
+    if isinstance(metadata, dict) and isinstance(metadata.get(METADATA_KEY), dict):
+        found = metadata[METADATA_KEY].get("versions")
+        return dict(found) if isinstance(found, dict) else None
+    return None
 
 
 def oldest_recording(metadata: Any) -> datetime | None:

@@ -9,18 +9,20 @@ kept, and writes the file atomically after a last scan for secrets.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import gzip
 import json
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
+from . import mismatch
 from .cassette import (
     Cassette,
     Exchange,
@@ -32,7 +34,8 @@ from .cassette import (
 from .checks import CHECKS, Rules
 from .errors import CassetteError, Violation, display_path, shorten
 from .files import write_atomically
-from .provenance import METADATA_KEY, build_provenance, model_changes
+from .mismatch import Unmatched
+from .provenance import METADATA_KEY, build_provenance, model_changes, owner
 from .serializer import FORMAT_KEY, decompressed
 
 __all__ = [
@@ -80,15 +83,6 @@ _SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET")
 _MIN_SECRET_LENGTH = 8
 
 
-@dataclass(frozen=True)
-class Unmatched:
-    """A request the cassette could not answer, and its closest recorded interaction."""
-
-    request: Request
-    closest: int | None
-    differs_in: list[str]
-
-
 class SecretLeakError(CassetteError):
     """A cassette was not written because what was to be written holds a secret."""
 
@@ -103,6 +97,8 @@ class RecordSettings:
     response_headers: tuple[str, ...] = DEFAULT_RESPONSE_HEADERS
     query_parameters: tuple[str, ...] = DEFAULT_QUERY_PARAMETERS
     rules: Rules = field(default_factory=Rules)
+    #: The test recording (its node id), named in the provenance of what it records.
+    test: str = ""
     #: The format of new cassettes: readable, yaml or json.
     serializer: str = "readable"
     vcr_options: Mapping[str, Any] = field(default_factory=dict)
@@ -118,7 +114,7 @@ def _scrub_headers(headers: Any, names: Iterable[str]) -> None:
     for key in list(headers):
         if str(key).lower() in lowered:
             value = headers[key]
-            headers[key] = [REDACTED] if isinstance(value, list) else REDACTED
+            headers[key] = [REDACTED] * len(value) if isinstance(value, list) else REDACTED
 
 
 def _scrub_query(uri: str, names: Iterable[str]) -> str:
@@ -243,11 +239,54 @@ def _comparable(raw: bytes) -> Any:
         return raw
 
 
+def _parts(request: Any) -> mismatch.Parts:
+    """A vcrpy request as the mismatch message compares it (the body parsed as matching does)."""
+    return mismatch.Parts(request.method, request.uri, dict(request.headers), _body_data(request))
+
+
 def body(r1: Any, r2: Any) -> None:  # the name vcrpy shows when a request does not match
     """vcrpy matcher: JSON bodies compared as data (key order, white space and nulls ignored)."""
     a, b = _body_data(r1), _body_data(r2)
     if a != b:
         raise AssertionError("the request bodies differ")
+
+
+# --- what went wrong while recording ------------------------------------------------------------
+
+_CONNECTION_ERRORS = frozenset({"ConnectError", "ConnectTimeout", "APIConnectionError"})
+
+
+def _chain_of(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def connection_failure(exc: BaseException) -> list[str] | None:
+    """``module.Type: message`` for each exception of a chain caused by a failed connection
+    (the client's own, then its causes), or None when it was something else."""
+    chain = _chain_of(exc)
+    if not any(
+        isinstance(e, ConnectionError) or type(e).__name__ in _CONNECTION_ERRORS for e in chain
+    ):
+        return None
+    shown = []
+    for e in chain if len(chain) <= 4 else [*chain[:3], chain[-1]]:  # the root cause last
+        module = type(e).__module__.split(".")[0]
+        name = type(e).__name__ if module == "builtins" else f"{module}.{type(e).__name__}"
+        shown.append(shorten(f"{name}: {e}", 160))
+    return shown
+
+
+def missing_credentials(exc: BaseException) -> str | None:
+    """The variable an SDK wanted, when ``exc`` is its "Missing credentials" error."""
+    text = str(exc)
+    if not type(exc).__module__.startswith("openai") or "Missing credentials" not in text:
+        return None
+    return "AZURE_OPENAI_API_KEY" if "AZURE_OPENAI_API_KEY" in text else "OPENAI_API_KEY"
 
 
 # --- the recorder -------------------------------------------------------------------------------
@@ -261,16 +300,12 @@ class _Persister:
 
     def load_cassette(self, cassette_path: str, serializer: Any) -> Any:
         from vcr.persisters.filesystem import CassetteNotFoundError
-        from vcr.request import Request as VcrRequest
-        from vcr.serializers import compat
 
         path = Path(cassette_path)
         if not path.is_file() or path.stat().st_size == 0:
             raise CassetteNotFoundError()
         document = self._recorder.document(path)
-        interactions = interactions_of(document, display_path(path))
-        requests = [VcrRequest._from_dict(i["request"]) for i in interactions]
-        responses = [compat.convert_to_bytes(i["response"]) for i in interactions]
+        requests, responses = _vcr_interactions(document, path)
         if document.get("metadata"):
             return requests, responses, document["metadata"]
         return requests, responses
@@ -280,8 +315,11 @@ class _Persister:
         # would leave HTTP clients patched, answering later tests from this cassette, until the
         # garbage collector happens to break vcrpy's reference cycle. Recorder.__exit__ raises
         # it once the cassette is closed.
+        if self._recorder.discard:
+            return
         try:
-            self._save(cassette_path, cassette_dict, serializer)
+            with _locked(Path(cassette_path).parent):
+                self._save(cassette_path, cassette_dict, serializer)
         except BaseException as exc:
             self._recorder._save_error = exc
 
@@ -290,9 +328,7 @@ class _Persister:
 
         path = Path(cassette_path)
         shown = display_path(path)
-        metadata = dict(cassette_dict.get("metadata") or {})
-        metadata[METADATA_KEY] = self._recorder.provenance(cassette_dict)
-        cassette_dict = {**cassette_dict, "metadata": metadata}
+        cassette_dict = self._recorder.merged(cassette_dict)
         if getattr(serializer, "__name__", "").endswith("jsonserializer"):
             # JSON holds no bytes: store compressed bodies decoded, as the readable format does.
             responses = [decompressed(response) for response in cassette_dict["responses"]]
@@ -329,6 +365,45 @@ class _Persister:
                 ]
             )
         write_atomically(path, data)
+
+
+def _vcr_interactions(document: Any, path: Path) -> tuple[list[Any], list[Any]]:
+    """A document's interactions as vcrpy holds them: its requests and its responses."""
+    from vcr.request import Request as VcrRequest
+    from vcr.serializers import compat
+
+    interactions = interactions_of(document, display_path(path))
+    requests = [VcrRequest._from_dict(i["request"]) for i in interactions]
+    responses = [compat.convert_to_bytes(i["response"]) for i in interactions]
+    return requests, responses
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (where it can be had): one writer at a time.
+
+    Test processes (pytest-xdist workers) recording into the same cassette each read the file
+    again under the lock and add what they recorded, so none loses what another wrote. The
+    lock is on the directory itself (or the nearest one that exists), so no lock file is left
+    beside the cassettes.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    while not directory.is_dir() and directory.parent != directory:
+        directory = directory.parent  # not made yet: whoever makes it holds its parent
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # the write reports why the directory is unusable
+        yield
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _chain(first: Any, last: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -370,6 +445,9 @@ class Recorder:
         self._context: Any = None
         self._vcr_cassette: Any = None
         self._save_error: BaseException | None = None
+        #: Set when what was recorded must not be written (the recording failed).
+        self.discard = False
+        self._last: tuple[Any, Any] | None = None  # the last request sent, and its cassette
         #: What this test recorded, by the identity of the stored response.
         self._recorded_now: dict[int, Exchange] = {}
         #: Metadata of the file as it was before this test, and what changed on re-recording.
@@ -394,13 +472,51 @@ class Recorder:
             return "readable"
         return "json" if head.startswith(b"{") else "yaml"
 
-    def provenance(self, cassette_dict: Any) -> dict[str, Any]:
-        """The ``metadata.chatresp`` for the interactions about to be written."""
+    def merged(self, cassette_dict: Any) -> dict[str, Any]:
+        """What to write: the file as it is now, and what this test recorded, with provenance.
+
+        The file is read again (under the lock :class:`_Persister` holds), so interactions
+        another process wrote since this test started are kept. In mode ``all`` the
+        interactions this test recorded before, and those no test of ours recorded, are
+        dropped: the cassette then holds what this test recorded now, beside what other tests
+        recorded into it.
+        """
+        pairs = list(zip(cassette_dict["requests"], cassette_dict["responses"], strict=False))
+        new = [(rq, rs) for rq, rs in pairs if id(rs) in self._recorded_now]
+        if not new and self.recorded:  # a before_save_interaction hook copied them
+            new = pairs[-len(self.recorded) :]
+        document: Any = None
+        if self.path.is_file() and self.path.stat().st_size:
+            document = read_document(self.path)
+        requests, responses = _vcr_interactions(document, self.path) if document else ([], [])
+        disk_metadata = document.get("metadata") if isinstance(document, dict) else None
+        pairs_on_disk = enumerate(zip(requests, responses, strict=True))
+        kept: list[tuple[Any, Any, bool, int | None]] = [
+            (rq, rs, False, i) for i, (rq, rs) in pairs_on_disk
+        ]
+        if self.settings.mode == "all":
+            kept = [
+                (rq, rs, False, i)
+                for rq, rs, _, i in kept
+                if owner(disk_metadata, i or 0, rq._to_dict()) not in (None, self.settings.test)
+            ]
+        interactions = kept + [(rq, rs, True, None) for rq, rs in new]  # new ones last
+        metadata = dict(disk_metadata or cassette_dict.get("metadata") or {})
+        metadata[METADATA_KEY] = self.provenance(interactions, disk_metadata)
+        return {
+            "requests": [rq for rq, _, _, _ in interactions],
+            "responses": [rs for _, rs, _, _ in interactions],
+            "metadata": metadata,
+        }
+
+    def provenance(
+        self, interactions: list[tuple[Any, Any, bool, int | None]], disk_metadata: Any
+    ) -> dict[str, Any]:
+        """The ``metadata.chatresp`` for the interactions about to be written: (request,
+        response, recorded now, index in the file on disk) each."""
         shown = display_path(self.path)
-        interactions = []
-        for index, (request, response) in enumerate(
-            zip(cassette_dict["requests"], cassette_dict["responses"], strict=False)
-        ):
+        described = []
+        for index, (request, response, recorded_now, was) in enumerate(interactions):
             as_dict = request._to_dict()
             exchange = self._recorded_now.get(id(response))  # read when it was recorded
             if exchange is None:
@@ -410,8 +526,8 @@ class Recorder:
                     )
                 except CassetteError:
                     exchange = None
-            interactions.append((as_dict, exchange, id(response) in self._recorded_now))
-        metadata = build_provenance(interactions, self.previous_metadata)
+            described.append((as_dict, exchange, recorded_now, was))
+        metadata = build_provenance(described, disk_metadata, self.settings.test or None)
         self.model_changes = model_changes(self.previous_metadata, metadata)
         return metadata
 
@@ -511,6 +627,7 @@ class Recorder:
                 self._recorded_now[id(stored_response)] = exchange
 
         def can_play_response_for(request: Any) -> bool:
+            self._last = (cassette, request)
             answer = bool(original_can_play(request))
             if not answer and cassette.write_protected:
                 self.unmatched.append(self._unmatched(cassette, request))
@@ -521,13 +638,34 @@ class Recorder:
         cassette.can_play_response_for = can_play_response_for
 
     def _unmatched(self, cassette: Any, request: Any) -> Unmatched:
+        """The request, and the recording closest to it (by how many fields differ)."""
         filtered = cassette.filter_request(request) or request
-        closest: int | None = None
-        differs: list[str] = []
-        for stored, _, failures in cassette.find_requests_with_most_matches(request)[:1]:
-            closest = next(i for i, (r, _) in enumerate(cassette.data) if r is stored)
-            differs = [str(name) for name, *_ in failures]
-        return Unmatched(self._request(filtered), closest, differs)
+        now = _parts(filtered)
+        candidates = (
+            (index, _parts(stored), cassette.play_counts[index] > 0)
+            for index, (stored, _) in enumerate(cassette.data)
+        )
+        closest, differences, played = mismatch.closest(now, candidates, self.settings.match_on)
+        identity = json.dumps([now.method, now.uri, repr(now.body)])
+        for earlier in self.unmatched:
+            if earlier.identity == identity:  # the client sent it again (a retry)
+                self.unmatched.remove(earlier)
+                return replace(earlier, count=earlier.count + 1)
+        return Unmatched(
+            self._request(filtered),
+            closest,
+            tuple(differences),
+            already_played=played and not differences,
+            identity=identity,
+        )
+
+    @property
+    def last_request(self) -> Request | None:
+        """The last request the code under test sent (scrubbed as it would be recorded)."""
+        if self._last is None:
+            return None
+        cassette, request = self._last
+        return self._request(cassette.filter_request(request) or request)
 
     def _request(self, vcr_request: Any) -> Request:
         interaction = {"request": vcr_request._to_dict(), "response": {"status": {"code": 0}}}

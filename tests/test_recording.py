@@ -444,9 +444,12 @@ def test_mode_none_with_a_changed_request_shows_the_closest_recording(
             "No recorded chat completion matches this request:",
             f"  POST {openai_server.base_url}/chat/completions"
             " (model 'gpt-4o-mini', last message 'goodbye')",
-            "    closest recording: interaction 0, which differs in body",
+            "    closest recording: interaction 0, which differs in 1 field:",
+            "      messages[[]0[]].content",
+            "        recorded: 'hello'",
+            "        now:      'goodbye'",
             "cassette: cassettes/test_user/test_a.yaml, record mode 'none'",
-            "Record it with: pytest --chatresp-record-mode=new_episodes test_user.py::test_a",
+            "Record it again with: pytest --chatresp-record-mode=all test_user.py::test_a",
         ],
         consecutive=True,
     )
@@ -468,9 +471,12 @@ def test_mode_once_with_a_cassette_refuses_a_new_request(
         [
             "No recorded chat completion matches this request:",
             "  POST */chat/completions (model 'gpt-4o-mini', last message 'and more')",
-            "    closest recording: interaction 0, which differs in body",
+            "    closest recording: interaction 0, which differs in 1 field:",
+            "      messages[[]0[]].content",
+            "        recorded: 'hello'",
+            "        now:      'and more'",
             "cassette: cassettes/test_user/test_a.yaml, record mode 'once'",
-            "Record it with: pytest --chatresp-record-mode=new_episodes test_user.py::test_a",
+            "Record it again with: pytest --chatresp-record-mode=all test_user.py::test_a",
         ],
         consecutive=True,
     )
@@ -843,6 +849,8 @@ def test_a():
     elif where == "query":
         query_part = urlsplit(interaction["request"]["uri"]).query
         assert parse_qs(query_part) == {name: ["REDACTED"], "keep": ["1"]}
+    elif name == "set-cookie":  # the server sets two cookies: the list keeps its length
+        assert header(interaction["response"]["headers"], name) == ["REDACTED"] * len(COOKIES)
     else:
         assert header(interaction["response"]["headers"], name) == ["REDACTED"]
 
@@ -998,7 +1006,10 @@ def test_request_bodies_match_as_json_data(
         [
             "No recorded chat completion matches this request:",
             "  POST */chat/completions (model 'gpt-4o-mini', last message 'hello')",
-            "    closest recording: interaction 0, which differs in body",
+            "    closest recording: interaction 0, which differs in 1 field:",
+            "      n",
+            "        recorded: (absent)",
+            "        now:      2",
         ],
         consecutive=True,
     )
@@ -1254,7 +1265,8 @@ def test_markers_lists_chat_cassette(project: pytest.Pytester) -> None:
     result = run(project, "--markers")
     result.stdout.fnmatch_lines(
         [
-            "@pytest.mark.chat_cassette(path=None, *, record_mode=None, serializer=None): "
+            "@pytest.mark.chat_cassette(path=None, *, record_mode=None, serializer=None, "
+            "match_on=None, allow=None, skip_checks=None, expect_violations=False): "
             "replay or record this test's HTTP calls in a cassette, relative to the cassette dir "
             "(default: <cassette dir>/<test module>/<test name>.yaml)."
         ]
