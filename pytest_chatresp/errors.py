@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ __all__ = [
     "CassetteError",
     "Violation",
     "display_path",
+    "printable",
     "shorten",
     "violations_from",
 ]
@@ -39,6 +41,24 @@ def _relative_to(text: str, cwd: str) -> str:
         return Path(text).resolve().relative_to(Path(cwd).resolve()).as_posix()
     except (ValueError, OSError):
         return text
+
+
+#: What a terminal may act on rather than show: C0 controls but newline and tab, DEL, C1
+#: controls (ESC sequences, OSC 52 clipboard writes, BEL, CSI ...), and the Unicode controls
+#: that reorder text as it is shown (bidirectional overrides and isolates).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every terminal control character written as an escape (``\\u001b``).
+
+    Everything the package prints or puts in a failure message passes through here, so that a
+    recorded response cannot retitle a terminal, write to its clipboard or hide a line. The
+    escapes are also JSON's, so JSON output stays valid.
+    """
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def shorten(text: str, limit: int = _MAX_VALUE) -> str:
@@ -143,7 +163,7 @@ class Violation:
 
     def __str__(self) -> str:
         where = self.path if self.index is None else f"{self.path}, interaction {self.index}"
-        return (
+        return printable(
             f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         )
 

@@ -464,7 +464,9 @@ def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
     )
     fix = "new_episodes" if exists else "once"
     lines.append(f"Record it with: pytest --chatresp-record-mode={fix} {item.nodeid}")
-    return "\n".join(lines)
+    from .errors import printable
+
+    return printable("\n".join(lines))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -266,9 +266,9 @@ class _Persister:
         from vcr.serializers import compat
 
         path = Path(cassette_path)
-        if not path.is_file() or path.stat().st_size == 0:
+        if not path.exists() or (path.is_file() and path.stat().st_size == 0):
             raise CassetteNotFoundError()
-        document = self._recorder.document(path)
+        document = self._recorder.document(path)  # refuses what is not a regular file
         interactions = interactions_of(document, display_path(path))
         requests = [VcrRequest._from_dict(i["request"]) for i in interactions]
         responses = [compat.convert_to_bytes(i["response"]) for i in interactions]
