@@ -27,7 +27,10 @@ _MAX_VALUE = 60
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as a user wants to read it: relative to the working directory when below it."""
+    """A path as a user wants to read it: relative to the working directory when below it.
+
+    A symbolic link is shown as itself, not as the file it points to.
+    """
     text = os.fspath(path)
     try:
         return _relative_to(text, os.getcwd())
@@ -37,8 +40,14 @@ def display_path(path: str | os.PathLike[str]) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _relative_to(text: str, cwd: str) -> str:
+    given = Path(text)
     try:
-        return Path(text).resolve().relative_to(Path(cwd).resolve()).as_posix()
+        shown = (
+            given.resolve()
+            if given.name in ("", ".", "..")
+            else given.parent.resolve() / given.name
+        )
+        return shown.relative_to(Path(cwd).resolve()).as_posix()
     except (ValueError, OSError):
         return text
 

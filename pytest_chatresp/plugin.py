@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -348,7 +349,7 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
     item = request.node
     assert isinstance(item, pytest.Item)
     path = _cassette_path(item)
-    if not path.exists():
+    if not os.path.lexists(path):  # a link to nothing is refused by the reader, by name
         if item.get_closest_marker(_MARKER) is None:
             remedy = (
                 f"Record it: mark the test with @pytest.mark.{_MARKER} and run "
@@ -597,12 +598,15 @@ def chat_contract(request: pytest.FixtureRequest) -> Iterator[ContractSnapshot]:
     item = request.node
     assert isinstance(item, pytest.Item)
     config = item.config
-    snapshot = ContractSnapshot(
-        _cassette_path(item),
-        may_write=_record_mode(item) != "none",
-        update=bool(config.getoption("chatresp_update_contracts")),
-        remedy=f"pytest --chatresp-update-contracts {item.nodeid}",
-    )
+    try:
+        snapshot = ContractSnapshot(
+            _cassette_path(item),
+            may_write=_record_mode(item) != "none",
+            update=bool(config.getoption("chatresp_update_contracts")),
+            remedy=f"pytest --chatresp-update-contracts {item.nodeid}",
+        )
+    except CassetteError as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield snapshot
     failure = None
     try:
@@ -725,7 +729,7 @@ def _cassette_files(directory: Path) -> list[Path]:
         for path in directory.rglob("*")
         if path.suffix in (".yaml", ".yml", ".json")
         and not path.name.endswith(CONTRACT_SUFFIX)
-        and path.is_file()
+        and not path.is_dir()  # a FIFO or a link to a device is checked, and refused by name
     )
 
 
@@ -743,8 +747,8 @@ def _checked_cassette(config: pytest.Config, path: Path) -> bool:
         return False
     if path.name.endswith(CONTRACT_SUFFIX):
         return False
-    try:
-        path.resolve().relative_to(_cassette_dir(config).resolve())
+    try:  # a link in the cassette dir is checked, wherever it points
+        Path(path.parent.resolve(), path.name).relative_to(_cassette_dir(config).resolve())
     except ValueError:
         return False
     return True

@@ -266,7 +266,7 @@ class _Persister:
         from vcr.serializers import compat
 
         path = Path(cassette_path)
-        if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        if not os.path.lexists(path) or (path.is_file() and path.stat().st_size == 0):
             raise CassetteNotFoundError()
         document = self._recorder.document(path)  # refuses what is not a regular file
         interactions = interactions_of(document, display_path(path))
