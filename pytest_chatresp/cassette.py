@@ -140,7 +140,7 @@ _LOADER: type[Any] | None = None
 
 #: An anchor (``&name``) where YAML allows one. Without anchors there are no aliases, and
 #: merge keys merge each mapping once: the document is no larger than its file.
-_ANCHOR = re.compile(rb"(?:^|[\s\[{,:-])&[^\s\[\]{},]", re.MULTILINE)
+_ANCHOR = re.compile(rb"&(?<![^\s\[{,:-]&)[^\s\[\]{},]")  # "&" first: found fast
 
 #: How large a document may grow once its aliases and merge keys are expanded, in characters of
 #: text (roughly its length written out as JSON): this many times its file's size, and at least
@@ -161,7 +161,7 @@ def _parse_yaml(text: bytes, shown: str) -> Any:
         node = loader.get_single_node()  # the node graph: an alias is one node, shared
         if node is None:
             return None
-        if _ANCHOR.search(text):
+        if b"&" in text and _ANCHOR.search(text):
             limit = max(_EXPANSION_FLOOR, _EXPANSION_FACTOR * len(text))
             if _expanded_size(node, limit) > limit:
                 raise CassetteError.single(
@@ -192,34 +192,27 @@ def _expanded_size(root: Any, limit: int) -> int:
     import yaml
 
     scalar, mapping = yaml.ScalarNode, yaml.MappingNode
+    if type(root) is scalar:
+        return len(root.value) + 4
     sizes: dict[int, int] = {}
     started: set[int] = set()
     stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         node, finished = stack.pop()
-        key = id(node)
+        if not finished and (id(node) in sizes or id(node) in started):
+            continue  # sized already, or one of its own ancestors
+        items = [x for pair in node.value for x in pair] if type(node) is mapping else node.value
         if finished:
-            if type(node) is mapping:
-                size = 2 + sum(sizes.get(id(k), 1) + sizes.get(id(v), 1) for k, v in node.value)
-            else:
-                size = 2 + sum(sizes.get(id(item), 1) for item in node.value)
+            size = 2
+            for item in items:
+                size += len(item.value) + 4 if type(item) is scalar else sizes.get(id(item), 1)
             if size > limit:
                 return size
-            sizes[key] = size
-            continue
-        if key in sizes or key in started:
-            continue
-        if type(node) is scalar:
-            sizes[key] = len(node.value) + 4
-            continue
-        started.add(key)
-        stack.append((node, True))
-        if type(node) is mapping:
-            for k, v in node.value:
-                stack.append((k, False))
-                stack.append((v, False))
+            sizes[id(node)] = size
         else:
-            stack.extend((item, False) for item in node.value)
+            started.add(id(node))
+            stack.append((node, True))
+            stack.extend((item, False) for item in items if type(item) is not scalar)
     return sizes.get(id(root), 1)
 
 
