@@ -683,9 +683,11 @@ def pytest_terminal_summary(
     )
     if not written and not lines:
         return
+    from .errors import printable
+
     terminalreporter.write_sep("-", "chatresp")
     for line in lines:
-        terminalreporter.write_line(line)
+        terminalreporter.write_line(printable(line))  # models and tiers come from responses
     for path in written:
         terminalreporter.write_line(f"contract written: {path}")
 
@@ -766,17 +768,21 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Check mode: every cassette is checked, also those below no collected path, unless the
     command line names paths in the cassette dir (``pytest --chatresp-check cassettes/x.yaml``):
-    then those only."""
+    then those only. Files pytest does not collect (a FIFO, a link to a device) are checked too,
+    and fail by name."""
     if not _cli_or_ini(config, "chatresp_check"):
         return
     directory = _cassette_dir(config).resolve()
-    for arg in config.args:
-        named = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
-        if named == directory or directory in named.parents:
-            return
+    named = [
+        Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args
+    ]
+    roots = [p for p in named if p == directory or directory in p.parents] or [directory]
     seen = {item.path for item in items if isinstance(item, CassetteCheckItem)}
     for path in _cassette_files(_cassette_dir(config)):
-        if path not in seen and _checked_cassette(config, path):
+        where = Path(path.parent.resolve(), path.name)
+        if path in seen or not any(where == root or root in where.parents for root in roots):
+            continue
+        if _checked_cassette(config, path):
             items.extend(CassetteCheckFile.from_parent(session, path=path).collect())
 
 

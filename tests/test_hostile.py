@@ -296,6 +296,12 @@ def test_check_mode_refuses_odd_files_and_bombs(pytester: pytest.Pytester) -> No
             f"cassettes/fifo.yaml: {SPECIAL['fifo'][1]}",
         ]
     )
+    # Named on the command line, the cassette dir's odd files are checked all the same.
+    named = pytester.runpytest_subprocess(
+        "--chatresp-check", "-p", "no:cacheprovider", "cassettes", timeout=HANG
+    )
+    named.assert_outcomes(passed=1, failed=6)
+    named.stdout.fnmatch_lines([f"cassettes/fifo.yaml: {SPECIAL['fifo'][1]}"])
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -431,8 +437,10 @@ def test_a_failure_message_escapes_control_characters(pytester: pytest.Pytester)
     }
     message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}
+    model = "gpt-4o\x1b]0;pwned\x07"  # shown in the run's summary
     write_cassette(
-        pytester.path / "cassettes" / "test_it" / "test_call.yaml", completion(choices=[choice])
+        pytester.path / "cassettes" / "test_it" / "test_call.yaml",
+        completion(choices=[choice], model=model),
     )
     pytester.makepyfile(
         test_it=textwrap.dedent(
@@ -448,7 +456,9 @@ def test_a_failure_message_escapes_control_characters(pytester: pytest.Pytester)
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
     assert _is_clean(output)
-    result.stdout.fnmatch_lines(['*found {"city": "\\u009b2J\\u202eParis"}*'])
+    result.stdout.fnmatch_lines(
+        ['*found {"city": "\\u009b2J\\u202eParis"}*', "models: gpt-4o\\u001b]0;pwned\\u0007 (1)"]
+    )
 
 
 # --- scrub and symbolic links ---------------------------------------------------------------
