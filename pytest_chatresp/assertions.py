@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import field_path, shorten, show_value
+from .errors import field_path, printable, shorten, show_value
 from .models import ChatCompletion, Choice
 
 __all__ = [
@@ -57,7 +57,7 @@ def _fail(completion: ChatCompletion, field: str, expected: str, found: str, *de
     __tracebackhide__ = True
     lines = [f"{_where(completion)}{field}: expected {expected}, found {found}"]
     lines.extend(f"  {detail}" for detail in details if detail)
-    raise AssertionError("\n".join(lines))
+    raise AssertionError(printable("\n".join(lines)))
 
 
 def _show_content(choice: Choice) -> str:

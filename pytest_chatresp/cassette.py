@@ -14,6 +14,7 @@ import gzip
 import json
 import os
 import re
+import stat
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ __all__ = [
     "build_exchange",
     "interactions_of",
     "load_cassette",
+    "read_cassette_bytes",
     "read_document",
 ]
 
@@ -131,6 +133,17 @@ def _yaml_loader() -> type[Any]:
 
 _LOADER: type[Any] | None = None
 
+#: An anchor (``&name``) where YAML allows one. Without anchors there are no aliases, and
+#: merge keys merge each mapping once: the document is no larger than its file.
+_ANCHOR = re.compile(rb"&(?<![^\s\[{,:-]&)[^\s\[\]{},]")  # "&" first: found fast
+
+#: How large a document may grow once its aliases and merge keys are expanded, in characters of
+#: text (roughly its length written out as JSON): this many times its file's size, and at least
+#: ``_EXPANSION_FLOOR``. vcrpy's own anchors repeat a few headers; a 1 KB "billion laughs" file
+#: grows to 10**9 nodes, a 1 MB string referenced 3,000 times to 3 GB.
+_EXPANSION_FACTOR = 8
+_EXPANSION_FLOOR = 8_000_000
+
 
 def _parse_yaml(text: bytes, shown: str) -> Any:
     global _LOADER  # noqa: PLW0603 - built once, on first use, to keep imports light
@@ -138,64 +151,148 @@ def _parse_yaml(text: bytes, shown: str) -> Any:
 
     if _LOADER is None:
         _LOADER = _yaml_loader()
+    loader = _LOADER(text)
     try:
-        document = yaml.load(text, Loader=_LOADER)
+        node = loader.get_single_node()  # the node graph: an alias is one node, shared
+        if node is None:
+            return None
+        if b"&" in text and _ANCHOR.search(text):
+            limit = max(_EXPANSION_FLOOR, _EXPANSION_FACTOR * len(text))
+            if _expanded_size(node, limit) > limit:
+                raise CassetteError.single(
+                    shown,
+                    f"YAML aliases would expand it to more than {limit:,} characters "
+                    "(a 'billion laughs' file?); not read",
+                )
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise CassetteError.single(shown, f"not valid YAML{where}: {exc.problem}") from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2001-13-45
         raise CassetteError.single(shown, f"not valid YAML: {exc}") from None
-    if b"&" in text and _alias_expansion(document) > _MAX_ALIAS_EXPANSION:
-        raise CassetteError.single(
-            shown, "YAML aliases expand to too many nodes (a 'billion laughs' file?)"
-        )
-    return document
+    finally:
+        loader.dispose()
 
 
-#: How many nodes YAML aliases may add to a document beyond those it holds. vcrpy's own
-#: aliases add a few; a 1 KB "billion laughs" file adds 10**9.
-_MAX_ALIAS_EXPANSION = 1_000_000
+def _expanded_size(root: Any, limit: int) -> int:
+    """The size of the document composed as ``root`` once aliases and merge keys are expanded.
 
-
-def _alias_expansion(document: Any) -> int:
-    """How many more nodes ``document`` has once aliases are expanded than it holds.
-
-    Iterative and linear in the nodes held: a shared list or mapping is sized once and
-    counted at each reference; one inside itself (a cycle) counts as one node.
+    Counted on the node graph, before anything is built: a scalar is its length plus a few
+    characters, a collection the sum of its items (a merge key's mappings included, as a
+    merge copies them). Iterative and linear in the nodes held: a shared node is sized once
+    and counted at each reference; one inside itself (a cycle) counts as one node. Stops once
+    past ``limit``.
     """
+    import yaml
+
+    scalar, mapping = yaml.ScalarNode, yaml.MappingNode
+    if type(root) is scalar:
+        return len(root.value) + 4
     sizes: dict[int, int] = {}
-    ancestors: set[int] = set()
-    held = 0
-    stack: list[tuple[Any, bool]] = [(document, False)]
+    started: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         node, finished = stack.pop()
-        if not isinstance(node, list | dict):
-            continue
-        children = list(node.values()) if isinstance(node, dict) else node
+        if not finished and (id(node) in sizes or id(node) in started):
+            continue  # sized already, or one of its own ancestors
+        items = [x for pair in node.value for x in pair] if type(node) is mapping else node.value
         if finished:
-            ancestors.discard(id(node))
-            sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
-            continue
-        if id(node) in sizes or id(node) in ancestors:
-            continue
-        ancestors.add(id(node))
-        held += 1 + len(children)
-        stack.append((node, True))
-        stack.extend((child, False) for child in children if isinstance(child, list | dict))
-    return sizes.get(id(document), held) - held
+            size = 2
+            for item in items:
+                size += len(item.value) + 4 if type(item) is scalar else sizes.get(id(item), 1)
+            if size > limit:
+                return size
+            sizes[id(node)] = size
+        else:
+            started.add(id(node))
+            stack.append((node, True))
+            stack.extend((item, False) for item in items if type(item) is not scalar)
+    return sizes.get(id(root), 1)
+
+
+#: The largest cassette file read, in bytes. A recording of a few thousand exchanges is a few
+#: megabytes; beyond this a file is more likely a mistake (or a trap) than a cassette.
+MAX_CASSETTE_BYTES = 256 * 1024 * 1024
+
+
+def read_cassette_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a cassette file; :class:`CassetteError` for anything that is not one.
+
+    The one way the package reads a cassette. A symbolic link is followed to a regular file;
+    a directory, a FIFO (which would block), a device (which would never end) or a socket is
+    refused by name before it is opened, and again on the opened file (opened non-blocking, so
+    a file swapped for a FIFO in between cannot hang the reader). At most
+    :data:`MAX_CASSETTE_BYTES` are read.
+    """
+    shown = display_path(path)
+    try:
+        refused = _not_regular(os.stat(path).st_mode)
+        if refused:
+            raise CassetteError.single(shown, f"{refused}, not a cassette file")
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        if os.path.islink(path):
+            target = os.readlink(path)
+            raise CassetteError.single(
+                shown, f"a symbolic link to {target}, which does not exist"
+            ) from None
+        raise CassetteError.single(shown, "no such cassette file") from None
+    except OSError as exc:
+        raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        refused = _not_regular(info.st_mode)
+        if refused:
+            raise CassetteError.single(shown, f"{refused}, not a cassette file")
+        if info.st_size > MAX_CASSETTE_BYTES:
+            raise CassetteError.single(shown, _too_large(info.st_size))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CASSETTE_BYTES:
+            chunk = os.read(fd, min(max(info.st_size - size, 0) + 65536, 16 * 1024 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_CASSETTE_BYTES:
+            raise CassetteError.single(shown, _too_large(size))
+    except OSError as exc:
+        raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file of this mode is, when it is not a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device"
+    if stat.S_ISSOCK(mode):
+        return "is a socket"
+    return "is not a regular file"
+
+
+def _too_large(size: int) -> str:
+    limit = MAX_CASSETTE_BYTES // (1024 * 1024)
+    return (
+        f"holds more than the {limit} MiB a cassette may hold ({size:,} bytes read); not read: "
+        "split it into several cassettes"
+    )
 
 
 def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> Any:
     """The parsed cassette file (YAML or JSON), as vcrpy's serializers wrote it."""
     shown = display_path(path)
     if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise CassetteError.single(shown, "no such cassette file") from None
-        except OSError as exc:
-            raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+        data = read_cassette_bytes(path)
     try:
         data.decode("utf-8")  # checked here, parsed from the bytes: no second copy of the text
     except UnicodeDecodeError as exc:

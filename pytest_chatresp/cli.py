@@ -16,14 +16,13 @@ import argparse
 import contextlib
 import json
 import os
-import stat
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import CassetteError, display_path, shorten
+from .errors import CassetteError, display_path, printable, shorten
 from .files import is_partial_write
 
 if TYPE_CHECKING:
@@ -46,11 +45,11 @@ class _UsageError(Exception):
 
 
 def _out(line: str = "") -> None:
-    print(line, file=sys.stdout)
+    print(printable(line), file=sys.stdout)
 
 
 def _err(line: str) -> None:
-    print(line, file=sys.stderr)
+    print(printable(line), file=sys.stderr)
 
 
 def _plural(count: int, noun: str, plural: str | None = None) -> str:
@@ -96,10 +95,19 @@ def _walk(root: Path, found: _Files) -> Iterator[Path]:
                 yield Path(directory) / name
 
 
-def _collect(arguments: Sequence[str]) -> _Files:
+def _key(path: Path) -> str:
+    """The file a path names, to list each once."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return os.path.abspath(path)
+
+
+def _collect(arguments: Sequence[str], *, links: bool = False) -> _Files:
     """Files and directories (recursively) to cassette files, in order, each once.
 
     Contract files (``*.contract.yaml``) are never cassettes and are skipped, even when named.
+    With ``links``, a symbolic link is listed as itself, beside the file it points to.
     Raises :class:`_UsageError` for a path that does not exist.
     """
     found = _Files()
@@ -113,10 +121,7 @@ def _collect(arguments: Sequence[str]) -> _Files:
         for path in candidates:
             if _is_contract(path):
                 continue
-            try:
-                key = str(path.resolve())
-            except (OSError, RuntimeError):
-                key = os.path.abspath(path)
+            key = "link:" + os.path.abspath(path) if links and path.is_symlink() else _key(path)
             if key not in seen:
                 seen.add(key)
                 found.paths.append(path)
@@ -157,26 +162,11 @@ class _FileReport:
         }
 
 
-def _irregular(path: Path) -> str | None:
-    """Why ``path`` is no file to read (a FIFO would block, a device never end), if it is not."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None  # the reader says what is wrong
-    if stat.S_ISREG(mode):
-        return None
-    kind = "is a directory" if stat.S_ISDIR(mode) else "is not a regular file"
-    return f"{display_path(path)}: {kind}, not a cassette file"
-
-
 def _report(path: Path, rules: Any) -> _FileReport:
     from .cassette import load_cassette
 
     shown = display_path(path)
     report = _FileReport(shown)
-    report.unreadable = _irregular(path)
-    if report.unreadable is not None:
-        return report
     try:
         cassette = load_cassette(path, rules=rules)
     except CassetteError as exc:
@@ -565,10 +555,7 @@ def _load_one(argument: str) -> Cassette:
         raise _UsageError(f"no such file or directory: {argument}")
     if os.path.isdir(argument):
         raise _UsageError(f"{argument} is a directory; show takes one cassette file")
-    irregular = _irregular(Path(argument))
-    if irregular is not None:
-        raise CassetteError.single(display_path(argument), irregular.split(": ", 1)[1])
-    return load_cassette(argument)
+    return load_cassette(argument)  # refuses a FIFO, a device, a link to nothing, by name
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -602,11 +589,6 @@ def _audit(args: argparse.Namespace) -> int:
         _err(f"{PROG}: {problem}")
     findings: list[dict[str, Any]] = []
     for path in files.paths:
-        irregular = _irregular(path)
-        if irregular is not None:
-            _out(irregular)
-            status = _EXIT_FAILED
-            continue
         try:
             found = audit_file(path, rules=rules, max_body_bytes=args.max_body_kb * 1024)
         except CassetteError as exc:
@@ -639,26 +621,35 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _scrub(args: argparse.Namespace) -> int:
+    from .files import write_atomically
     from .scrub import ScrubRules, scrub_file
 
-    files = _collect(args.cassettes)
+    files = _collect(args.cassettes, links=True)
     rules = ScrubRules.default(headers=args.header, query_parameters=args.query)
     status = _EXIT_OK
     for problem in files.problems:
         _err(f"{PROG}: {problem}")
         status = _EXIT_FAILED
+    scrubbed = {_key(path) for path in files.paths if not path.is_symlink()}
     for path in files.paths:
         shown = display_path(path)
-        irregular = _irregular(path)
-        if irregular is not None:
-            _out(irregular)
-            status = _EXIT_FAILED
+        if path.is_symlink():
+            # Never read or written through: the file it points to may be anywhere.
+            target = os.path.realpath(path)
+            if target in scrubbed:
+                _out(f"skipped {shown}: a symbolic link to {display_path(target)}, scrubbed there")
+            else:
+                _out(
+                    f"{shown}: a symbolic link to {display_path(target)}, outside the paths "
+                    "given: not followed, not scrubbed (scrub the file it points to)"
+                )
+                status = _EXIT_FAILED
             continue
         try:
             result = scrub_file(path, rules)
             if result.changed and not args.check:
                 assert result.text is not None
-                _write(path, result.text)
+                write_atomically(path, result.text)
         except CassetteError as exc:
             _out(str(exc))
             status = _EXIT_FAILED
@@ -689,17 +680,6 @@ def _scrub(args: argparse.Namespace) -> int:
     if not files.paths and not files.problems:
         _err(f"{PROG}: no cassette files found in {', '.join(args.cassettes)}")
     return status
-
-
-def _write(path: Path, text: str) -> None:
-    """Rewrite a cassette atomically, through a symbolic link, keeping its permissions."""
-    from .files import write_atomically
-
-    target = Path(os.path.realpath(path))
-    mode = stat.S_IMODE(target.stat().st_mode)
-    write_atomically(target, text)
-    with contextlib.suppress(OSError):
-        os.chmod(target, mode)
 
 
 # --- the command line ---------------------------------------------------------------------------

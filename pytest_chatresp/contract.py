@@ -10,6 +10,7 @@ diff that says what changed, until the contract is updated on purpose.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -112,13 +113,13 @@ def diff_shapes(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
 
 
 def _load(path: Path) -> list[dict[str, Any]] | None:
-    import yaml
+    """The stored entries; raises ``CassetteError`` for a file that cannot be read as YAML."""
+    from .cassette import read_cassette_bytes, read_document
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    document = yaml.safe_load(text)
+    data = read_cassette_bytes(path)  # as safe as a cassette: no FIFO, device or YAML bomb
+    document = read_document(path, data) if data.strip() else None
     if not isinstance(document, list):
         return None
     return [entry if isinstance(entry, dict) else {} for entry in document]

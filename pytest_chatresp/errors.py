@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ __all__ = [
     "CassetteError",
     "Violation",
     "display_path",
+    "printable",
     "shorten",
     "violations_from",
 ]
@@ -25,7 +27,10 @@ _MAX_VALUE = 60
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as a user wants to read it: relative to the working directory when below it."""
+    """A path as a user wants to read it: relative to the working directory when below it.
+
+    A symbolic link is shown as itself, not as the file it points to.
+    """
     text = os.fspath(path)
     try:
         return _relative_to(text, os.getcwd())
@@ -35,10 +40,34 @@ def display_path(path: str | os.PathLike[str]) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _relative_to(text: str, cwd: str) -> str:
+    given = Path(text)
     try:
-        return Path(text).resolve().relative_to(Path(cwd).resolve()).as_posix()
+        shown = (
+            given.resolve()
+            if given.name in ("", ".", "..")
+            else given.parent.resolve() / given.name
+        )
+        return shown.relative_to(Path(cwd).resolve()).as_posix()
     except (ValueError, OSError):
         return text
+
+
+#: What a terminal may act on rather than show: C0 controls but newline and tab, DEL, C1
+#: controls (ESC sequences, OSC 52 clipboard writes, BEL, CSI ...), and the Unicode controls
+#: that reorder text as it is shown (bidirectional overrides and isolates).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every terminal control character written as an escape (``\\u001b``).
+
+    Everything the package prints or puts in a failure message passes through here, so that a
+    recorded response cannot retitle a terminal, write to its clipboard or hide a line. The
+    escapes are also JSON's, so JSON output stays valid.
+    """
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def shorten(text: str, limit: int = _MAX_VALUE) -> str:
@@ -143,7 +172,7 @@ class Violation:
 
     def __str__(self) -> str:
         where = self.path if self.index is None else f"{self.path}, interaction {self.index}"
-        return (
+        return printable(
             f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         )
 

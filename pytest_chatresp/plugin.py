@@ -383,7 +383,7 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
     item = request.node
     assert isinstance(item, pytest.Item)
     path = _cassette_path(item)
-    if not path.exists():
+    if not os.path.lexists(path):  # a link to nothing is refused by the reader, by name
         if item.get_closest_marker(_MARKER) is None:
             remedy = (
                 f"Record it: mark the test with @pytest.mark.{_MARKER} and run "
@@ -545,16 +545,19 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
 
 
 def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
+    from .errors import printable
     from .mismatch import explain
     from .recording import redact
 
-    return explain(
-        recorder.unmatched,
-        cassette=_relative(item.config, recorder.path),
-        exists=recorder.path.exists(),
-        mode=recorder.settings.mode,
-        test=item.nodeid,
-        clean=redact,
+    return printable(
+        explain(
+            recorder.unmatched,
+            cassette=_relative(item.config, recorder.path),
+            exists=recorder.path.exists(),
+            mode=recorder.settings.mode,
+            test=item.nodeid,
+            clean=redact,
+        )
     )
 
 
@@ -805,12 +808,15 @@ def chat_contract(request: pytest.FixtureRequest) -> Iterator[ContractSnapshot]:
     item = request.node
     assert isinstance(item, pytest.Item)
     config = item.config
-    snapshot = ContractSnapshot(
-        _cassette_path(item),
-        may_write=_record_mode(item) != "none",
-        update=bool(config.getoption("chatresp_update_contracts")),
-        remedy=f"pytest --chatresp-update-contracts {item.nodeid}",
-    )
+    try:
+        snapshot = ContractSnapshot(
+            _cassette_path(item),
+            may_write=_record_mode(item) != "none",
+            update=bool(config.getoption("chatresp_update_contracts")),
+            remedy=f"pytest --chatresp-update-contracts {item.nodeid}",
+        )
+    except CassetteError as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield snapshot
     failure = None
     try:
@@ -892,9 +898,11 @@ def pytest_terminal_summary(
     )
     if not written and not lines:
         return
+    from .errors import printable
+
     terminalreporter.write_sep("-", "chatresp")
     for line in lines:
-        terminalreporter.write_line(line)
+        terminalreporter.write_line(printable(line))  # models and tiers come from responses
     for path in written:
         terminalreporter.write_line(f"contract written: {path}")
 
@@ -940,7 +948,7 @@ def _cassette_files(directory: Path) -> list[Path]:
         if path.suffix in (".yaml", ".yml", ".json")
         and not path.name.endswith(CONTRACT_SUFFIX)
         and not is_partial_write(path.name)
-        and path.is_file()
+        and not path.is_dir()  # a FIFO or a link to a device is checked, and refused by name
     )
 
 
@@ -958,8 +966,8 @@ def _checked_cassette(config: pytest.Config, path: Path) -> bool:
         return False
     if path.name.endswith(CONTRACT_SUFFIX):
         return False
-    try:
-        path.resolve().relative_to(_cassette_dir(config).resolve())
+    try:  # a link in the cassette dir is checked, wherever it points
+        Path(path.parent.resolve(), path.name).relative_to(_cassette_dir(config).resolve())
     except ValueError:
         return False
     return True
@@ -977,17 +985,21 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Check mode: every cassette is checked, also those below no collected path, unless the
     command line names paths in the cassette dir (``pytest --chatresp-check cassettes/x.yaml``):
-    then those only."""
+    then those only. Files pytest does not collect (a FIFO, a link to a device) are checked too,
+    and fail by name."""
     if not _cli_or_ini(config, "chatresp_check"):
         return
     directory = _cassette_dir(config).resolve()
-    for arg in config.args:
-        named = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
-        if named == directory or directory in named.parents:
-            return
+    named = [
+        Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args
+    ]
+    roots = [p for p in named if p == directory or directory in p.parents] or [directory]
     seen = {item.path for item in items if isinstance(item, CassetteCheckItem)}
     for path in _cassette_files(_cassette_dir(config)):
-        if path not in seen and _checked_cassette(config, path):
+        where = Path(path.parent.resolve(), path.name)
+        if path in seen or not any(where == root or root in where.parents for root in roots):
+            continue
+        if _checked_cassette(config, path):
             items.extend(CassetteCheckFile.from_parent(session, path=path).collect())
 
 

@@ -302,9 +302,9 @@ class _Persister:
         from vcr.persisters.filesystem import CassetteNotFoundError
 
         path = Path(cassette_path)
-        if not path.is_file() or path.stat().st_size == 0:
+        if not os.path.lexists(path) or (path.is_file() and path.stat().st_size == 0):
             raise CassetteNotFoundError()
-        document = self._recorder.document(path)
+        document = self._recorder.document(path)  # refuses what is not a regular file
         requests, responses = _vcr_interactions(document, path)
         if document.get("metadata"):
             return requests, responses, document["metadata"]

@@ -781,19 +781,12 @@ def scrub_file(path: str | Path, rules: ScrubRules) -> ScrubResult:
     Raises :class:`CassetteError` when the file is not a readable cassette, or when the result
     would not read as the same cassette with the secrets gone.
     """
-    from .cassette import read_document
+    from .cassette import read_cassette_bytes, read_document
     from .recording import find_secrets
 
     path = Path(path)
     shown = display_path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CassetteError.single(shown, "no such cassette file") from None
-    except IsADirectoryError:
-        raise CassetteError.single(shown, "is a directory, not a cassette file") from None
-    except OSError as exc:
-        raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+    data = read_cassette_bytes(path)
     document = read_document(path, data)
     count = _interaction_count(document, shown)
     text = data.decode("utf-8")
