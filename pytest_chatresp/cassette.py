@@ -49,7 +49,7 @@ from .models import (
     validate_completion_json,
 )
 from .providers import allowance_for, allowance_works, provider_of, validate_allowing
-from .serializer import ReadableFormatError, is_readable, to_plain
+from .serializer import ReadableFormatError, to_plain
 from .stream import SSEEvent, is_chunk, looks_like_sse, merge_chunks, parse_sse
 
 __all__ = [
@@ -223,8 +223,6 @@ def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> An
         raise CassetteError.single(shown, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise CassetteError.single(shown, "nested too deeply to read") from None
-    if not is_readable(document):
-        return document
     try:
         return to_plain(document)
     except ReadableFormatError as exc:
@@ -944,7 +942,7 @@ class CassetteCache:
     """
 
     #: Bump when the reader's output for the same bytes changes.
-    STORE_FORMAT = "2"
+    STORE_FORMAT = "3"
 
     def __init__(self, store: Path | None = None) -> None:
         self.store = store
