@@ -369,14 +369,14 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
         )
     try:
         cassette = _cache(item.config).load(path, rules=item.config.stash[_RULES_KEY])
-        completions = cassette.completions  # validates every response before the test body
+        cassette.completions  # noqa: B018 - validates every response before the test body
     except CassetteError as exc:
         failure = str(exc)
     else:
         if not item.stash.get(_READ_KEY, False):
             item.stash[_READ_KEY] = True
             report = _report(item.config)
-            report.add(item.nodeid, "read", completions, str(path))
+            report.add_exchanges(item.nodeid, "read", cassette.exchanges, str(path))
             if item.get_closest_marker(_MARKER) is not None:  # a test that reads uses them all
                 everything = range(len(cassette.exchanges))
                 report.note_played(_relative(item.config, path), len(everything), everything)
@@ -537,8 +537,7 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
         del item.stash[_RECORDER_KEY]
         report = _report(item.config)
         for kind, exchanges in (("replayed", recorder.replayed), ("recorded", recorder.recorded)):
-            valid = [e._completion for e in exchanges if e._completion is not None]
-            report.add(item.nodeid, kind, valid, str(recorder.path))
+            report.add_exchanges(item.nodeid, kind, exchanges, str(recorder.path))
         if recorder.loaded and recorder.settings.mode != "all":
             played = [e.index for e in recorder.replayed]
             report.note_played(_relative(item.config, recorder.path), recorder.loaded, played)
@@ -699,10 +698,20 @@ class CassetteCheckItem(pytest.Item):
 
         try:
             cassette = _cache(self.config).load(self.path, rules=self.config.stash[_RULES_KEY])
-            completions = cassette.completions
         except CassetteError as exc:
             raise CassetteCheckFailure(str(exc)) from None
-        _report(self.config).add(self.nodeid, "read", completions, str(self.path))
+        # Counted before judging: the report's totals are every completion read, as in
+        # ``chatresp check``, valid or not.
+        report = _report(self.config)
+        report.add_exchanges(self.nodeid, "read", cassette.exchanges, str(self.path))
+        if not any(e.is_completion for e in cassette.exchanges):
+            kinds: dict[str, int] = {}
+            for exchange in cassette.exchanges:
+                kinds[exchange.kind] = kinds.get(exchange.kind, 0) + 1
+            report.no_completion[_relative(self.config, self.path)] = kinds
+        violations = cassette.violations
+        if violations:
+            raise CassetteCheckFailure(str(CassetteError(violations)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CassetteCheckFailure):

@@ -147,6 +147,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
         "completions": 0,
         "streamed": 0,
         "errors": 0,
+        "kinds": {},
         "violations": [],
         "unreadable": "cassettes/broken.yaml: not a vcrpy cassette: expected a mapping, got list",
     }
@@ -156,6 +157,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
         "completions": 1,
         "streamed": 0,
         "errors": 0,
+        "kinds": {"chat completion": 1},
         "violations": [
             {
                 "index": 0,
@@ -174,6 +176,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
         "completions": 7,
         "streamed": 1,
         "errors": 1,
+        "kinds": {"chat completion": 6, "chat stream": 1, "error": 1},
         "unreadable": 1,
         "invalid": 1,
         "violations": 1,
@@ -262,7 +265,7 @@ def test_check_skips_contract_files_and_other_names(
     assert status == 1  # mixed.yml has a usage-sum violation
     assert out.splitlines()[-1] == (
         "9 files, 12 exchanges, 9 chat completions (1 streamed), 2 error responses, "
-        "0 unreadable files, 1 invalid completion"
+        "1 embeddings exchange, 0 unreadable files, 1 invalid completion"
     )
     # A contract file named on the command line is skipped too (a shell glob names them).
     assert run(capsys, "check", "cassettes/test_forecast.contract.yaml")[1] == (
@@ -306,7 +309,7 @@ def test_check_corpus_does_not_crash(capsys: pytest.CaptureFixture[str]) -> None
     assert err == ""
     assert re.fullmatch(
         r"146 files, \d+ exchanges, \d+ chat completions \(\d+ streamed\), \d+ error responses?, "
-        r"\d+ unreadable files?, \d+ invalid completions?\n",
+        r"(\d+ (responses|embeddings|other) exchanges?, )*\d+ unreadable files?, \d+ invalid completions?\n",
         out,
     )
 
@@ -364,6 +367,7 @@ def test_show_mixed(
     assert status == 0  # show describes; check is the command that judges
     assert out.splitlines() == [
         "#0 POST /v1/embeddings → 200",
+        "    kind: embeddings",
         "#1 POST /v1/chat/completions → 200",
         "    model: gpt-4o → gpt-4o-2024-08-06",
         "    tier: flex",
