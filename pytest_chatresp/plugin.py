@@ -269,15 +269,29 @@ def _check_age(item: pytest.Item, path: Path, metadata: Any) -> str | None:
     from .errors import CassetteAgeWarning
     from .provenance import oldest_recording
 
+    shown = _relative(item.config, path)
     recorded = oldest_recording(metadata)
+    source = ""
     if recorded is None:
-        return None
+        # Not recorded by the plugin: what its responses say, when they say it.
+        from .errors import CassetteError
+        from .provenance import inferred_recording
+
+        try:
+            cassette = _cache(item.config).load(path, rules=item.config.stash[_RULES_KEY])
+        except CassetteError:
+            return None  # the replay or the fixture reports what is wrong with the file
+        inferred = inferred_recording(cassette.exchanges)
+        if inferred is None:
+            _report(item.config).age_unknown.add(shown)
+            return None
+        recorded, source = inferred[0], f", inferred from {inferred[1]}"
     days = (datetime.now(UTC) - recorded).total_seconds() / 86400
     if days <= limit:
         return None
     message = (
-        f"{_relative(item.config, path)} was recorded {days:.0f} days ago "
-        f"({recorded:%Y-%m-%d}), more than --chatresp-max-age={limit:g}. Record it again with: "
+        f"{shown} was recorded {days:.0f} days ago ({recorded:%Y-%m-%d}{source}), "
+        f"more than --chatresp-max-age={limit:g}. Record it again with: "
         f"pytest --chatresp-record-mode=all {item.nodeid}"
     )
     if _cli_or_ini(item.config, "chatresp_max_age_fail"):

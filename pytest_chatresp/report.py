@@ -121,6 +121,8 @@ class RunReport:
         self.model_changes: list[str] = []
         #: Cassettes checked (``--chatresp-check``) that hold no chat completion: path → kinds.
         self.no_completion: dict[str, dict[str, int]] = {}
+        #: Cassettes whose age --chatresp-max-age could not tell: no provenance, Date or created.
+        self.age_unknown: set[str] = set()
 
     def __bool__(self) -> bool:
         return (
@@ -128,6 +130,7 @@ class RunReport:
             or bool(self.model_changes)
             or bool(self.unplayed())
             or bool(self.no_completion)
+            or bool(self.age_unknown)
         )
 
     def note_played(self, path: str, loaded: int, played: Iterable[int]) -> None:
@@ -209,6 +212,7 @@ class RunReport:
             "unplayed": self.unplayed(),
             "model_changes": sorted(self.model_changes),
             "no_completion": dict(sorted(self.no_completion.items())),
+            "age_unknown": sorted(self.age_unknown),
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -222,6 +226,7 @@ class RunReport:
             self.note_played(path, int(entry["interactions"]), entry["played"])
         self.model_changes.extend(data.get("model_changes", []))
         self.no_completion.update(data.get("no_completion", {}))
+        self.age_unknown.update(data.get("age_unknown", []))
 
     def lines(self, *, verbose: bool = False, unplayed: bool = True) -> list[str]:
         """The terminal summary section."""
@@ -263,6 +268,13 @@ class RunReport:
 
     def _hygiene(self, unplayed: bool) -> list[str]:
         out = []
+        if self.age_unknown:
+            shown = ", ".join(sorted(self.age_unknown)[:3])
+            more = len(self.age_unknown) - 3
+            out.append(
+                f"age unknown for {len(self.age_unknown)} cassette(s) (no recorded_at metadata, "
+                f"Date header or created): {shown}" + (f" and {more} more" if more > 0 else "")
+            )
         if self.model_changes:
             out.append("served model changed on re-recording:")
             out.extend(f"  {change}" for change in sorted(self.model_changes))
