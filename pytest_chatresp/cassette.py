@@ -661,7 +661,7 @@ def build_exchange(
             exchange._document_text = text
             fast._source = source
             exchange._completion = fast
-            context = CheckContext(path, index, request.json)
+            context = CheckContext(path, index, request.json, uri=request.uri, allow=rules.allow)
             exchange.violations.extend(run_checks(fast, context, rules.skip_checks))
             return exchange
 
@@ -716,6 +716,8 @@ def build_exchange(
             request.json,
             stream_documents if exchange.streamed else None,
             exchange.stream_done,
+            uri=request.uri,
+            allow=rules.allow,
         )
         exchange.violations.extend(run_checks(exchange._completion, context, rules.skip_checks))
     return exchange

@@ -265,7 +265,8 @@ def _describe(error: Any, strict: bool) -> tuple[list[int | str], str]:
             f"unknown field (strict mode allows only the contract's), got {show_value(value)}",
         )
     if kind == "literal_error":
-        return loc, f"expected {ctx.get('expected')}, got {show_value(value)}"
+        shown = "null" if value is None else show_value(value)
+        return loc, f"expected {ctx.get('expected')}, got {shown}"
     if kind == "union_tag_invalid":
         return loc, (
             f"expected {ctx.get('discriminator', 'type')} to be {ctx.get('expected_tags')}, "

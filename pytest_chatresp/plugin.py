@@ -145,7 +145,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "chatresp_allow",
         "deviations to accept, one FIELD=VALUE per line (service_tier=on_demand, "
-        "choices[].finish_reason=eos, choices[].message.content=*).",
+        "choices[].finish_reason=eos, choices[].message.content=*), or CHECK:BEHAVIOUR "
+        "(stream:no-done).",
         type="linelist",
         default=[],
     )
@@ -178,10 +179,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{_MARKER}(path=None, *, record_mode=None, serializer=None): replay or record this "
-        "test's HTTP calls "
+        f"{_MARKER}(path=None, *, record_mode=None, serializer=None, allow=(), skip_checks=()): "
+        "replay or record this test's HTTP calls "
         "in a cassette, relative to the cassette dir "
-        "(default: <cassette dir>/<test module>/<test name>.yaml).",
+        "(default: <cassette dir>/<test module>/<test name>.yaml); allow and skip_checks add "
+        "to chatresp_allow and chatresp_skip_checks for this test.",
     )
     for name, allowed in (
         ("chatresp_serializer", ("readable", "yaml", "json")),
@@ -278,7 +280,7 @@ def _check_age(item: pytest.Item, path: Path, metadata: Any) -> str | None:
         from .provenance import inferred_recording
 
         try:
-            cassette = _cache(item.config).load(path, rules=item.config.stash[_RULES_KEY])
+            cassette = _cache(item.config).load(path, rules=_rules(item))
         except CassetteError:
             return None  # the replay or the fixture reports what is wrong with the file
         inferred = inferred_recording(cassette.exchanges)
@@ -298,6 +300,45 @@ def _check_age(item: pytest.Item, path: Path, metadata: Any) -> str | None:
         return message
     warnings.warn(CassetteAgeWarning(message), stacklevel=1)
     return None
+
+
+def _rules(item: pytest.Item) -> Rules:
+    """The run's rules, with what the test's marker adds: ``allow=[...]``, ``skip_checks=[...]``."""
+    rules = item.config.stash[_RULES_KEY]
+    marker = item.get_closest_marker(_MARKER)
+    if marker is None or not ({"allow", "skip_checks"} & set(marker.kwargs)):
+        return rules
+    import dataclasses
+
+    from .checks import CHECKS
+    from .providers import parse_allowances
+
+    def strings(name: str) -> list[str]:
+        value = marker.kwargs.get(name) or []
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            pytest.fail(
+                f"{item.nodeid}: {name}= in @pytest.mark.{_MARKER} takes a list of strings, "
+                f"got {value!r}",
+                pytrace=False,
+            )
+        return list(value)
+
+    skipped = strings("skip_checks")
+    unknown = [name for name in skipped if name not in CHECKS]
+    if unknown:
+        pytest.fail(
+            f"{item.nodeid}: skip_checks= in @pytest.mark.{_MARKER} names unknown checks: "
+            f"{', '.join(unknown)}; the checks are: {' '.join(CHECKS)}.",
+            pytrace=False,
+        )
+    try:
+        allow = parse_allowances(strings("allow"))
+    except ValueError as exc:
+        pytest.fail(f"{item.nodeid}: allow= in @pytest.mark.{_MARKER}: {exc}", pytrace=False)
+    return dataclasses.replace(
+        rules, skip_checks=rules.skip_checks | frozenset(skipped), allow=rules.allow + allow
+    )
 
 
 def _strict(config: pytest.Config) -> bool:
@@ -382,7 +423,7 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
             pytrace=False,
         )
     try:
-        cassette = _cache(item.config).load(path, rules=item.config.stash[_RULES_KEY])
+        cassette = _cache(item.config).load(path, rules=_rules(item))
         cassette.completions  # noqa: B018 - validates every response before the test body
     except CassetteError as exc:
         failure = str(exc)
@@ -449,7 +490,7 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
         request_headers=DEFAULT_REQUEST_HEADERS + more("chatresp_filter_request_headers"),
         response_headers=DEFAULT_RESPONSE_HEADERS + more("chatresp_filter_response_headers"),
         query_parameters=DEFAULT_QUERY_PARAMETERS + more("chatresp_filter_query_parameters"),
-        rules=config.stash[_RULES_KEY],
+        rules=_rules(item),
         serializer=_serializer(item),
         vcr_options=vcr_options,
     )

@@ -114,7 +114,9 @@ def test_check_reports_violations_and_unreadable_files(
     assert out.splitlines() == [
         "cassettes/broken.yaml: not valid YAML at line 2, column 1: did not find expected node content",
         "cassettes/test_forecast.yaml, interaction 0: usage.total_tokens: expected prompt_tokens + "
-        "completion_tokens = 16, found 17 [check usage-sum]",
+        "completion_tokens = 16, found 17 (1 more: reasoning tokens counted in the total?) "
+        "[check usage-sum] (to accept it: chatresp_allow = usage-sum:reasoning, or per test "
+        '@pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
         "9 files, 8 exchanges, 7 chat completions (1 streamed), 1 error response, "
         "1 unreadable file, 1 invalid completion",
     ]
@@ -162,7 +164,10 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
             {
                 "index": 0,
                 "field": "usage.total_tokens",
-                "message": "expected prompt_tokens + completion_tokens = 16, found 17 [check usage-sum]",
+                "message": "expected prompt_tokens + completion_tokens = 16, found 17 (1 more: "
+                "reasoning tokens counted in the total?) [check usage-sum] (to accept it: "
+                "chatresp_allow = usage-sum:reasoning, or per test "
+                '@pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
                 "check": "usage-sum",
             }
         ],
@@ -375,7 +380,8 @@ def test_show_mixed(
         "    usage: 5 prompt + 40 completion = 99 total",
         "    not streamed",
         "    invalid: usage.total_tokens: expected prompt_tokens + completion_tokens = 45, "
-        "found 99 [check usage-sum]",
+        "found 99 (54 more: reasoning tokens counted in the total?) [check usage-sum] (to accept "
+        'it: chatresp_allow = usage-sum:reasoning, or per test @pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
         "    [0] This first line is deliberately much longer than one hundred characters, so "
         "that show has to shorte…",
         "#2 POST /v1/chat/completions → 200",
