@@ -83,6 +83,9 @@ def _usage_sum(completion: ChatCompletion, context: CheckContext) -> _Found:
     usage = completion.usage
     if usage is None:
         return []
+    counts = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        return []  # a count an allowance let through (null, say): nothing to add up
     expected = usage.prompt_tokens + usage.completion_tokens
     if usage.total_tokens == expected:
         return []
@@ -331,6 +334,8 @@ def _tool_schema(completion: ChatCompletion, context: CheckContext) -> _Found:
             schema = tools[name]
             if call.type != "function" or not isinstance(schema, dict):
                 continue
+            if not isinstance(call.function.arguments, str):
+                continue  # arguments an allowance let through (null)
             arguments, problem = _decoded_arguments(call.function.arguments)
             if problem:
                 continue  # tool-args reports it
@@ -408,6 +413,8 @@ def _stream(completion: ChatCompletion, context: CheckContext) -> _Found:
 
 def _created(completion: ChatCompletion, context: CheckContext) -> _Found:
     created = completion.created
+    if not isinstance(created, int | float) or isinstance(created, bool):
+        return []  # a value an allowance let through
     if created >= _MILLISECONDS:
         if context.allows("created", "milliseconds"):
             return []

@@ -276,6 +276,8 @@ def _describe(error: Any, strict: bool) -> tuple[list[int | str], str]:
         return loc, f"required field {ctx.get('discriminator', 'type')} is missing"
     if kind in _EXPECTED:
         hint = _STRICT_HINT if strict and kind.endswith("_type") and value is not None else ""
+        if value is None:
+            return loc, f"expected {_EXPECTED[kind]}, got null"
         return loc, f"expected {_EXPECTED[kind]}, got {_json_type(value)} {show_value(value)}{hint}"
     message = str(error.get("msg") or kind)
     return loc, f"{message[0].lower()}{message[1:]}, got {show_value(value)}"

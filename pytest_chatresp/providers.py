@@ -224,6 +224,23 @@ def _first_literal(ctx: dict[str, Any]) -> str | None:
     return match.group(1) if match else None
 
 
+# A valid value of the expected type, put in place of an allowed one while validating.
+_STAND_INS: dict[str, Any] = {
+    "string_type": "",
+    "int_type": 0,
+    "float_type": 0.0,
+    "bool_type": False,
+    "list_type": [],
+    "dict_type": {},
+}
+
+
+def _stand_in(error: Mapping[str, Any]) -> Any:
+    if error["type"] == "literal_error":
+        return _first_literal(error.get("ctx") or {})
+    return copy.copy(_STAND_INS.get(error["type"]))
+
+
 def _walk(document: Any, loc: tuple[int | str, ...]) -> tuple[Any, int | str] | None:
     """The container and key at ``loc`` in ``document`` (union tags skipped)."""
     current = document
@@ -271,9 +288,7 @@ def allowance_works(document: Any, error: Mapping[str, Any], validate: Any) -> b
     if place is None:
         return False
     container, key = place
-    container[key] = (
-        _first_literal(error.get("ctx") or {}) if error["type"] == "literal_error" else None
-    )
+    container[key] = _stand_in(error)
     try:
         validate(patched)
     except Exception as exc:
@@ -314,10 +329,7 @@ def validate_allowing(
             return None
         container, key = place
         originals.append((tuple(error["loc"]), container[key]))
-        stand_in = (
-            _first_literal(error.get("ctx") or {}) if error["type"] == "literal_error" else None
-        )
-        container[key] = stand_in
+        container[key] = _stand_in(error)
     try:
         model = validate(patched)
     except Exception:
