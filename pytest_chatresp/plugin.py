@@ -27,6 +27,7 @@ _RULES_KEY: pytest.StashKey[Rules] = pytest.StashKey()
 _CONTRACTS_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 _REPORT_KEY: pytest.StashKey[RunReport] = pytest.StashKey()
 _READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
+_WANTED_KEY: pytest.StashKey[set[Path]] = pytest.StashKey()
 _WORKER_REPORT = "chatresp_report"
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
@@ -223,6 +224,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RULES_KEY] = Rules(
         strict=_strict(config), skip_checks=frozenset(skipped), allow=allow
     )
+    if _cli_or_ini(config, "chatresp_check"):
+        _bracketed_arguments(config)
+
+
+def _bracketed_arguments(config: pytest.Config) -> None:
+    """Check mode: a cassette named with ``[`` in its file name (``test_x[a-b].yaml``, a
+    parametrized test's) runs again by its id, which pytest's command line would take for a
+    parametrization: the argument becomes the cassette's directory, and collection keeps that
+    cassette's item only."""
+    wanted: set[Path] = set()
+    for position, arg in enumerate(config.args):
+        named = arg.split("::")[0]
+        path = Path(config.invocation_params.dir, named)
+        if "[" in named and path.is_file():
+            config.args[position] = str(path.parent)
+            wanted.add(path.resolve())
+    if wanted:
+        config.stash[_WANTED_KEY] = wanted
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -572,6 +591,10 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
     from .recording import Recorder
 
     vcr_options = request.getfixturevalue("chatresp_vcr_config")
+    if item.config.getini("chatresp_validate"):
+        from .checks import prepare
+
+        prepare()  # the checks' imports, done here rather than in the code under test's loop
     cache = _cache(item.config)
     recorder = Recorder(_cassette_path(item), _record_settings(item, vcr_options), cache.document)
     failure: str | None = None
@@ -774,7 +797,8 @@ class CassetteCheckItem(pytest.Item):
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"cassette {_relative(self.config, self.path)}"
+        # Line 0 (shown as line 1): the cassette as a whole, a location other plugins print.
+        return self.path, 0, f"cassette {_relative(self.config, self.path)}"
 
 
 def _cassette_files(directory: Path) -> list[Path]:
@@ -827,6 +851,18 @@ def pytest_collection_modifyitems(
     then those only."""
     if not _cli_or_ini(config, "chatresp_check"):
         return
+    wanted = config.stash.get(_WANTED_KEY, None)
+    if wanted:
+        folders = {path.parent for path in wanted}
+        kept: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            path = Path(str(item.path)).resolve()
+            chosen = path in wanted or path.parent not in folders
+            (kept if chosen else dropped).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
     directory = _cassette_dir(config).resolve()
     for arg in config.args:
         named = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
