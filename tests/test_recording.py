@@ -1254,9 +1254,11 @@ def test_markers_lists_chat_cassette(project: pytest.Pytester) -> None:
     result = run(project, "--markers")
     result.stdout.fnmatch_lines(
         [
-            "@pytest.mark.chat_cassette(path=None, *, record_mode=None, serializer=None): "
+            "@pytest.mark.chat_cassette(path=None, *, record_mode=None, serializer=None, "
+            "allow=(), skip_checks=()): "
             "replay or record this test's HTTP calls in a cassette, relative to the cassette dir "
-            "(default: <cassette dir>/<test module>/<test name>.yaml)."
+            "(default: <cassette dir>/<test module>/<test name>.yaml); allow and skip_checks add "
+            "to chatresp_allow and chatresp_skip_checks for this test."
         ]
     )
 
