@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import DATA
+from helpers import completion as completion_body
 from helpers import write_cassette
 
 from pytest_chatresp import load_cassette
@@ -178,7 +179,21 @@ def test_empty_arguments_for_a_tool_without_parameters(tmp_path: Path) -> None:
 def test_moderation_chunk_after_the_usage_chunk_is_accepted(tmp_path: Path) -> None:
     """api.openai.com sends the moderation chunk after the usage chunk; the SDK merges it."""
     usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-    moderation = {"input": None, "output": None}
+    result = {
+        "type": "moderation_results",
+        "model": "omni-moderation-latest",
+        "results": [
+            {
+                "type": "moderation_result",
+                "model": "omni-moderation-latest",
+                "flagged": False,
+                "categories": {"violence": False},
+                "category_scores": {"violence": 0.001},
+                "category_applied_input_types": {"violence": ["text"]},
+            }
+        ],
+    }
+    moderation = {"input": result, "output": result}
     body = stream_body(
         chunk(
             [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}]
@@ -192,7 +207,24 @@ def test_moderation_chunk_after_the_usage_chunk_is_accepted(tmp_path: Path) -> N
     document["interactions"][0]["response"]["headers"] = {"Content-Type": ["text/event-stream"]}
     path.write_text(json.dumps(document))
     exchange = load_cassette(path).exchanges[0]
-    assert [str(v) for v in exchange.violations if v.check == "stream"] == []
+    assert [str(v) for v in exchange.violations] == []
+    assert exchange.completion is not None
+    assert exchange.completion.usage is not None
+    assert exchange.completion.usage.total_tokens == 2
+    # The usage chunk before a chunk with choices is still out of place.
+    misplaced = stream_body(
+        chunk(
+            [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}]
+        ),
+        chunk([], usage=usage),
+        chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+    )
+    document["interactions"][0]["response"]["body"]["string"] = misplaced
+    path.write_text(json.dumps(document))
+    assert [v.message for v in load_cassette(path).violations] == [
+        "expected the usage chunk after every chunk with choices, found chunk 2 with choices "
+        "after it [check stream]"
+    ]
 
 
 def test_a_bad_behaviour_line_is_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -237,3 +269,57 @@ def test_marker_allow_and_ini_allow(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*found no [[]DONE] [[]check stream] (Writer; to accept it: *"])
     pytester.makeini("[pytest]\nchatresp_allow = stream:no-done\n")
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+BAD_MARKERS = """
+import pytest
+
+
+@pytest.mark.chat_cassette("writer.yaml", allow=["stream:nope"])
+def test_bad_allow(chat_completions):
+    pass
+
+
+@pytest.mark.chat_cassette("writer.yaml", skip_checks=["streams"])
+def test_bad_skip(chat_completions):
+    pass
+
+
+@pytest.mark.chat_cassette("writer.yaml", skip_checks="stream")
+def test_one_name(chat_completions):
+    pass
+"""
+
+
+def test_bad_marker_allowances_say_what_is_known(pytester: pytest.Pytester) -> None:
+    directory = pytester.path / "cassettes"
+    directory.mkdir()
+    shutil.copyfile(BEHAVIOURS / "writer_without_done.yaml", directory / "writer.yaml")
+    pytester.makepyfile(test_c=BAD_MARKERS)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "test_c.py::test_bad_allow: allow= in @pytest.mark.chat_cassette: 'stream:nope' is no "
+            "known check behaviour (known: usage-sum:reasoning, stream:finish-twice, "
+            "stream:no-done, tool-args:empty, created:milliseconds)",
+            "test_c.py::test_bad_skip: skip_checks= in @pytest.mark.chat_cassette names unknown "
+            "checks: streams; the checks are: usage-sum choice-index choice-count tool-args "
+            "json-output tool-schema stream created.",
+        ]
+    )
+
+
+def test_check_mode_totals_under_xdist(pytester: pytest.Pytester) -> None:
+    directory = pytester.path / "cassettes"
+    directory.mkdir()
+    for name in ("writer_without_done.yaml", "gemini_total_with_reasoning.yaml"):
+        shutil.copyfile(BEHAVIOURS / name, directory / name)
+    write_cassette(directory / "plain.yaml", completion_body())
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--chatresp-check", "-n", "2", "--chatresp-report-json=r.json"
+    )
+    result.assert_outcomes(passed=1, failed=2)
+    total = json.loads((pytester.path / "r.json").read_text())["total"]
+    assert (total["read"], total["invalid"]) == (4, 3)
+    assert total["kinds"] == {"chat completion": 3, "chat stream": 1}
