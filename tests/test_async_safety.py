@@ -59,6 +59,17 @@ async def test_capital(client, chat_cassette):
 
 
 @pytest.mark.asyncio
+@pytest.mark.chat_cassette("streamed.yaml")
+async def test_streamed(client, chat_cassette):
+    stream = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "Hello"
+    assert chat_cassette.completions[0].choices[0].message.content == "Hello"
+
+
+@pytest.mark.asyncio
 async def test_guard_is_on():
     with pytest.raises(Exception, match="Blocking call"):
         os.getcwd()
@@ -116,13 +127,45 @@ def test_replay_under_blockbuster(pytester: pytest.Pytester, openai_server: Open
     path = pytester.path / "cassettes" / "test_user" / "test_capital.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"interactions": [interaction], "version": 1}), encoding="utf-8")
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1764000000, "model": "m"}
+    events = [
+        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]},
+        {**chunk, "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]},
+        {
+            **chunk,
+            "choices": [],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        },
+    ]
+    streamed = {
+        "request": {
+            **interaction["request"],
+            "body": json.dumps(
+                {
+                    "messages": [{"role": "user", "content": "Hi"}],
+                    "model": "gpt-4o-mini",
+                    "stream": True,
+                }
+            ),
+        },
+        "response": {
+            "body": {
+                "string": "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+            },
+            "headers": {"content-type": ["text/event-stream"]},
+            "status": {"code": 200, "message": "OK"},
+        },
+    }
+    (pytester.path / "cassettes" / "streamed.yaml").write_text(
+        json.dumps({"interactions": [streamed], "version": 1}), encoding="utf-8"
+    )
     pytester.makeini(
         "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
     )
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_user=USER_TEST.format(tools=repr(TOOLS)))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     assert openai_server.request_count == 0
 
 
