@@ -177,3 +177,37 @@ def test_check_mode_counts_every_completion_like_chatresp_check(
     assert total["invalid"] == summary["invalid"] == 2
     assert total["kinds"] == summary["kinds"]
     assert total["kinds"]["error"] == summary["errors"] == 1
+
+
+RESPONSES_TEST = """
+import os
+
+import openai
+import pytest
+
+
+@pytest.mark.chat_cassette("responses.yaml")
+def test_responses(chat_cassette):
+    client = openai.OpenAI(
+        base_url=os.environ["CHATRESP_TEST_BASE_URL"],
+        api_key=os.environ["CHATRESP_TEST_API_KEY"],
+        max_retries=0,
+    )
+    response = client.responses.create(model="gpt-4o-mini", input="Weather?")
+    assert response.output_text == "Sunny"
+    assert response.error is None
+    exchange = chat_cassette.exchanges[0]
+    assert (exchange.kind, exchange.error) == ("responses", None)
+    assert chat_cassette.completions == []
+"""
+
+
+def test_responses_api_replayed_is_no_error(pytester: pytest.Pytester, openai_server: Any) -> None:
+    recorded = interaction("/responses", RESPONSE)
+    recorded["request"]["uri"] = openai_server.base_url + "/responses"
+    cassette(pytester.path / "cassettes" / "responses.yaml", recorded)
+    pytester.makepyfile(test_user=RESPONSES_TEST)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["other exchanges: responses (1)"])
+    assert openai_server.request_count == 0
