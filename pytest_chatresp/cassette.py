@@ -46,10 +46,11 @@ from .models import (
     validate_completion_json,
 )
 from .providers import allowance_for, allowance_works, provider_of, validate_allowing
-from .serializer import ReadableFormatError, is_readable, to_plain
+from .serializer import ReadableFormatError, to_plain
 from .stream import SSEEvent, is_chunk, looks_like_sse, merge_chunks, parse_sse
 
 __all__ = [
+    "EXCHANGE_KINDS",
     "APIErrorInfo",
     "Cassette",
     "Exchange",
@@ -65,6 +66,9 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _JSON_START = re.compile(rb"\s*[\[{]")
 _CHAT_OBJECT = "chat.completion"
 _CHUNK_OBJECT = "chat.completion.chunk"
+#: What an exchange is, as ``Exchange.kind`` says and the counts of ``chatresp check``, ``show``
+#: and the report name it.
+EXCHANGE_KINDS = ("chat completion", "chat stream", "responses", "embeddings", "error", "other")
 
 
 def _loads(text: str | bytes) -> Any:
@@ -315,8 +319,6 @@ def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> An
         raise CassetteError.single(shown, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise CassetteError.single(shown, "nested too deeply to read") from None
-    if not is_readable(document):
-        return document
     try:
         return to_plain(document)
     except ReadableFormatError as exc:
@@ -550,6 +552,23 @@ class Exchange:
             and (self._completion is not None or bool(self.violations))
         )
 
+    @property
+    def kind(self) -> str:
+        """One of :data:`EXCHANGE_KINDS`: an error the API answered with, a chat completion
+        (streamed or not), a Responses API or embeddings exchange, or another one."""
+        if self.error is not None:
+            return "error"
+        if self.is_chat:
+            return "chat stream" if self.streamed else "chat completion"
+        path = urlsplit(self.request.uri).path.rstrip("/")
+        document = self.json if not self.streamed else None
+        shown = document.get("object") if isinstance(document, dict) else None
+        if "/responses" in path or shown == "response" or _responses_stream(self.events):
+            return "responses"
+        if path.endswith("/embeddings") or _is_embeddings(document):
+            return "embeddings"
+        return "other"
+
     @cached_property
     def merged(self) -> dict[str, Any] | None:
         """The completion document merged from a stream's chunks (before validation)."""
@@ -568,6 +587,33 @@ def _stream_documents(events: list[SSEEvent]) -> list[dict[str, Any]]:
         if is_chunk(document):
             out.append(document)
     return out
+
+
+def _responses_stream(events: list[SSEEvent]) -> bool:
+    """A Responses API stream: its events are named ``response.…``."""
+    return any((event.event or "").startswith("response.") for event in events[:3])
+
+
+def _is_embeddings(document: Any) -> bool:
+    data = document.get("data") if isinstance(document, dict) else None
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and isinstance(data[0], dict)
+        and data[0].get("object") == "embedding"
+    )
+
+
+def _is_error_body(document: Any) -> bool:
+    """An ``{"error": …}`` body: its ``error`` present and not null, and no ``choices``.
+
+    A successful Responses API body says ``"error": null``; that is no error.
+    """
+    return (
+        isinstance(document, dict)
+        and document.get("error") is not None
+        and "choices" not in document
+    )
 
 
 def _is_chat_path(uri: str) -> bool:
@@ -707,7 +753,7 @@ def build_exchange(
             exchange._document_text = text
             fast._source = source
             exchange._completion = fast
-            context = CheckContext(path, index, request.json)
+            context = CheckContext(path, index, request.json, uri=request.uri, allow=rules.allow)
             exchange.violations.extend(run_checks(fast, context, rules.skip_checks))
             return exchange
 
@@ -737,7 +783,7 @@ def build_exchange(
     if status is not None and status >= 400:
         exchange.error = _error_info(status, document if document is not None else text)
         return exchange
-    if isinstance(document, dict) and "error" in document and "choices" not in document:
+    if _is_error_body(document):
         exchange.error = _error_info(status, document)
         return exchange
     if exchange.streamed:
@@ -762,6 +808,8 @@ def build_exchange(
             request.json,
             stream_documents if exchange.streamed else None,
             exchange.stream_done,
+            uri=request.uri,
+            allow=rules.allow,
         )
         exchange.violations.extend(run_checks(exchange._completion, context, rules.skip_checks))
     return exchange

@@ -2,7 +2,10 @@
 
 Each check has a name users can switch off (ini ``chatresp_skip_checks``). A failed check is a
 :class:`~pytest_chatresp.errors.Violation` like a type error, its message ending with the
-check's name.
+check's name. Where a failure is a known behaviour of real providers
+(:data:`~pytest_chatresp.providers.CHECK_BEHAVIOURS`), the message names the provider when it is
+recognisable, and the one ``CHECK:BEHAVIOUR`` line that accepts it; the check then lets that
+behaviour pass and still checks the rest.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import Violation, shorten, show_value
+from .providers import allowed, provider_of, way_out
 
 if TYPE_CHECKING:
     from .models import ChatCompletion
 
-__all__ = ["CHECKS", "CheckContext", "Rules", "run_checks", "schema_errors"]
+__all__ = ["CHECKS", "CheckContext", "Rules", "prepare", "run_checks", "schema_errors"]
 
 _EPOCH_2015 = 1420070400
 _DAY = 86400
@@ -44,9 +48,17 @@ class CheckContext:
     request: Any
     chunks: list[dict[str, Any]] | None = None
     stream_done: bool = True
+    #: The request's URI, to name the provider in a message.
+    uri: str | None = None
+    #: The user's allowances (``Rules.allow``); ``CHECK:BEHAVIOUR`` ones concern the checks.
+    allow: tuple[Any, ...] = ()
+
+    def allows(self, check: str, behaviour: str) -> bool:
+        return allowed(self.allow, check, behaviour)
 
 
-_Found = list[tuple[str, str]]
+#: What a check found: (field, message), or (field, message, the provider behaviour it is).
+_Found = list[tuple[str, str] | tuple[str, str, str]]
 _Check = Callable[["ChatCompletion", CheckContext], _Found]
 
 
@@ -67,20 +79,30 @@ def _loads(text: str) -> tuple[Any, str | None]:
         return None, "a number too long to read"
 
 
-def _usage_sum(completion: ChatCompletion, _: CheckContext) -> _Found:
+def _usage_sum(completion: ChatCompletion, context: CheckContext) -> _Found:
     usage = completion.usage
     if usage is None:
         return []
+    counts = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        return []  # a count an allowance let through (null, say): nothing to add up
     expected = usage.prompt_tokens + usage.completion_tokens
-    if usage.total_tokens != expected:
-        return [
-            (
-                "usage.total_tokens",
-                f"expected prompt_tokens + completion_tokens = {_n(expected)}, "
-                f"found {_n(usage.total_tokens)}",
-            )
-        ]
-    return []
+    if usage.total_tokens == expected:
+        return []
+    found = (
+        f"expected prompt_tokens + completion_tokens = {_n(expected)}, "
+        f"found {_n(usage.total_tokens)}"
+    )
+    if usage.total_tokens > expected:
+        # Gemini's OpenAI-compatible API, among others, counts reasoning ("thinking") tokens in
+        # the total only.
+        if context.allows("usage-sum", "reasoning"):
+            return []
+        more = (
+            f" ({_n(usage.total_tokens - expected)} more: reasoning tokens counted in the total?)"
+        )
+        return [("usage.total_tokens", found + more, "reasoning")]
+    return [("usage.total_tokens", found)]
 
 
 def _choice_index(completion: ChatCompletion, _: CheckContext) -> _Found:
@@ -115,7 +137,16 @@ def _decoded_arguments(text: str) -> tuple[Any, str | None]:
     return value, None
 
 
-def _tool_args(completion: ChatCompletion, _: CheckContext) -> _Found:
+def _without_parameters(request: Any, name: str) -> bool:
+    """Whether the request declared tool ``name`` without parameters (or declared none)."""
+    tools = _declared_tools(request)
+    if tools is None or name not in tools:
+        return True  # nothing says the tool takes any
+    schema = tools[name]
+    return not isinstance(schema, dict) or not schema.get("properties")
+
+
+def _tool_args(completion: ChatCompletion, context: CheckContext) -> _Found:
     found: _Found = []
     for choice in completion.choices:
         calls = choice.message.tool_calls or []
@@ -127,11 +158,26 @@ def _tool_args(completion: ChatCompletion, _: CheckContext) -> _Found:
                 )
             )
         for position, call in enumerate(calls):
-            if call.type != "function":
+            if call.type != "function" or not isinstance(call.function.arguments, str):
+                continue  # not a string: an allowed deviation (chatresp_allow), e.g. null
+            field = f"choices[{choice.index}].message.tool_calls[{position}].function.arguments"
+            if call.function.arguments == "" and _without_parameters(
+                context.request, call.function.name
+            ):
+                # Providers send '' for a call to a tool without parameters (the SDK's own
+                # parse of '' fails: the contract asks for a JSON object, '{}').
+                if not context.allows("tool-args", "empty"):
+                    found.append(
+                        (
+                            field,
+                            f"expected a JSON object ('{{}}' for no arguments), found '' for "
+                            f"{call.function.name!r}, a tool without parameters",
+                            "empty",
+                        )
+                    )
                 continue
             _, problem = _decoded_arguments(call.function.arguments)
             if problem:
-                field = f"choices[{choice.index}].message.tool_calls[{position}].function.arguments"
                 found.append((field, problem))
     return found
 
@@ -152,11 +198,44 @@ def schema_errors(value: Any, schema: Mapping[str, Any]) -> list[tuple[str, str]
     return out
 
 
+def _schema_problems() -> tuple[type[BaseException], ...]:
+    """What jsonschema raises for a schema it cannot use: a schema error, an unresolvable
+    ``$ref``, a bad regex or format (a ``re.error``, a ``ValueError``), too deep a nesting."""
+    import re
+
+    import jsonschema
+    import referencing.exceptions
+
+    return (
+        jsonschema.exceptions.SchemaError,
+        jsonschema.exceptions.UnknownType,
+        jsonschema.exceptions.FormatError,
+        referencing.exceptions.Unresolvable,
+        referencing.exceptions.NoSuchResource,
+        re.error,
+        ValueError,
+        TypeError,
+        AttributeError,
+        LookupError,
+        RecursionError,
+    )
+
+
+def prepare() -> None:
+    """Import what the checks need ahead of a test, so that none imports inside a running
+    event loop (an import reads directories: a blocking call)."""
+    _schema_problems()
+
+
 def _schema_check(value: Any, schema: Any) -> tuple[list[tuple[str, str]], str | None]:
-    """``schema_errors``, or why the schema cannot be used (an unknown type, a bad $ref…)."""
+    """``schema_errors``, or why the schema cannot be used (an unknown type, a bad $ref…).
+
+    Only the errors of an unusable schema are caught: anything else (an error of the machine,
+    a blocking call refused by a guard) is no verdict on the response and propagates.
+    """
     try:
         return schema_errors(value, schema), None
-    except Exception as exc:  # jsonschema raises many types for a schema it cannot use
+    except _schema_problems() as exc:
         return [], f"{type(exc).__name__}: {shorten(str(exc).partition(chr(10))[0], 80)}"
 
 
@@ -255,6 +334,8 @@ def _tool_schema(completion: ChatCompletion, context: CheckContext) -> _Found:
             schema = tools[name]
             if call.type != "function" or not isinstance(schema, dict):
                 continue
+            if not isinstance(call.function.arguments, str):
+                continue  # arguments an allowance let through (null)
             arguments, problem = _decoded_arguments(call.function.arguments)
             if problem:
                 continue  # tool-args reports it
@@ -299,35 +380,51 @@ def _stream(completion: ChatCompletion, context: CheckContext) -> _Found:
                 if isinstance(index, int):
                     finishes[index] = finishes.get(index, 0) + 1
     for index, count in sorted(finishes.items()):
-        if count > 1:
+        if count > 1 and not context.allows("stream", "finish-twice"):
             found.append(
                 (
                     f"choices[{index}].finish_reason",
                     f"expected one finish_reason in the stream, found {count}",
+                    "finish-twice",
                 )
             )
+    # The usage chunk comes after every chunk with choices; what follows it may only be chunks
+    # without choices (api.openai.com sends the moderation chunk after it), as the SDK takes.
     usage_positions = [
         position
         for position, chunk in enumerate(chunks)
         if chunk.get("usage") is not None and chunk.get("choices") == []
     ]
-    if usage_positions and usage_positions[-1] != len(chunks) - 1:
+    with_choices = [position for position, chunk in enumerate(chunks) if chunk.get("choices")]
+    if usage_positions and with_choices and with_choices[-1] > usage_positions[-1]:
         found.append(
             (
                 f"chunk[{usage_positions[-1]}]",
-                f"expected the usage chunk last, "
-                f"found it at {usage_positions[-1]} of {len(chunks)}",
+                f"expected the usage chunk after every chunk with choices, found chunk "
+                f"{with_choices[-1]} with choices after it",
             )
         )
-    if not context.stream_done:
-        found.append(("stream", "expected the stream to end with data: [DONE], found no [DONE]"))
+    if not context.stream_done and not context.allows("stream", "no-done"):
+        found.append(
+            ("stream", "expected the stream to end with data: [DONE], found no [DONE]", "no-done")
+        )
     return found
 
 
-def _created(completion: ChatCompletion, _: CheckContext) -> _Found:
+def _created(completion: ChatCompletion, context: CheckContext) -> _Found:
     created = completion.created
+    if not isinstance(created, int | float) or isinstance(created, bool):
+        return []  # a value an allowance let through
     if created >= _MILLISECONDS:
-        return [("created", f"expected Unix seconds, found {_n(created)} (milliseconds?)")]
+        if context.allows("created", "milliseconds"):
+            return []
+        return [
+            (
+                "created",
+                f"expected Unix seconds, found {_n(created)} (milliseconds?)",
+                "milliseconds",
+            )
+        ]
     if created < _EPOCH_2015:
         return [("created", f"expected a time after 2015-01-01, found {_n(created)}")]
     if created > time.time() + _DAY:
@@ -347,19 +444,40 @@ CHECKS: dict[str, _Check] = {
 }
 
 
+def _provider(completion: ChatCompletion, context: CheckContext) -> str | None:
+    body = {"id": completion.id, **(completion.model_extra or {})}
+    return provider_of(context.uri, body)
+
+
 def run_checks(
     completion: ChatCompletion, context: CheckContext, skip: Iterable[str] = ()
 ) -> list[Violation]:
-    """Every check not in ``skip``, as violations naming the check."""
+    """Every check not in ``skip``, as violations naming the check.
+
+    A failure that is a known provider behaviour ends with the line that accepts it; another
+    failure of a recognised provider (not OpenAI, whose contract it is) with the check to skip.
+    """
     skipped = set(skip)
     out: list[Violation] = []
+    provider: str | None = None
     for name, check in CHECKS.items():
         if name in skipped:
             continue
-        for field, message in check(completion, context):
+        for found in check(completion, context):
+            field, message = found[0], found[1]
+            behaviour = found[2] if len(found) > 2 else None
+            if not out:
+                provider = _provider(completion, context)
+            hint = ""
+            if behaviour is not None or provider not in (None, "OpenAI"):
+                hint = way_out(provider, name, behaviour)
             out.append(
                 Violation(
-                    context.path, context.index, field, f"{message} [check {name}]", check=name
+                    context.path,
+                    context.index,
+                    field,
+                    f"{message} [check {name}]{hint}",
+                    check=name,
                 )
             )
     return out

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,8 @@ class _FileReport:
     invalid: int = 0
     violations: list[Violation] = field(default_factory=list)
     unreadable: str | None = None
+    #: Exchanges by kind (``Exchange.kind``).
+    kinds: Counter[str] = field(default_factory=Counter)
 
     def lines(self) -> list[str]:
         if self.unreadable is not None:
@@ -154,6 +157,7 @@ class _FileReport:
             "completions": self.completions,
             "streamed": self.streamed,
             "errors": self.errors,
+            "kinds": dict(sorted(self.kinds.items())),
             "violations": [
                 {"index": v.index, "field": v.field, "message": v.message, "check": v.check}
                 for v in self.violations
@@ -186,6 +190,7 @@ def _report(path: Path, rules: Any) -> _FileReport:
         return report
     for exchange in cassette.exchanges:
         report.exchanges += 1
+        report.kinds[exchange.kind] += 1
         if exchange.error is not None:
             report.errors += 1
         elif exchange.is_completion:
@@ -215,9 +220,11 @@ class _Summary:
     unreadable: int = 0
     invalid: int = 0
     violations: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
 
     def add(self, report: _FileReport) -> None:
         self.files += 1
+        self.kinds.update(report.kinds)
         self.exchanges += report.exchanges
         self.completions += report.completions
         self.streamed += report.streamed
@@ -235,9 +242,17 @@ class _Summary:
             f"{_plural(self.files, 'file')}, {_plural(self.exchanges, 'exchange')}, "
             f"{_plural(self.completions, 'chat completion')} ({self.streamed} streamed), "
             f"{_plural(self.errors, 'error response')}, "
-            f"{_plural(self.unreadable, 'unreadable file')}, "
+            + "".join(f"{_plural(n, kind + ' exchange')}, " for kind, n in self._others())
+            + f"{_plural(self.unreadable, 'unreadable file')}, "
             f"{_plural(self.invalid, 'invalid completion')}"
         )
+
+    def _others(self) -> list[tuple[str, int]]:
+        """Exchanges neither chat completions nor errors, by kind: Responses API, embeddings…"""
+        from .cassette import EXCHANGE_KINDS
+
+        others = [kind for kind in EXCHANGE_KINDS if "chat" not in kind and kind != "error"]
+        return [(kind, self.kinds[kind]) for kind in others if self.kinds[kind]]
 
     def as_data(self) -> dict[str, Any]:
         return {
@@ -246,6 +261,7 @@ class _Summary:
             "completions": self.completions,
             "streamed": self.streamed,
             "errors": self.errors,
+            "kinds": dict(sorted(self.kinds.items())),
             "unreadable": self.unreadable,
             "invalid": self.invalid,
             "violations": self.violations,
@@ -443,6 +459,7 @@ def _exchange_data(exchange: Exchange) -> dict[str, Any]:
         "path": request.path,
         "status": exchange.status,
         "chat": exchange.is_chat,
+        "kind": exchange.kind,
         "model_requested": None,
         "model_served": None,
         "service_tier": None,
@@ -454,12 +471,6 @@ def _exchange_data(exchange: Exchange) -> dict[str, Any]:
         "violations": [],
         "choices": [],
     }
-    if not exchange.is_chat:
-        return data
-    data["model_requested"] = request.model
-    data["violations"] = [
-        {"field": v.field, "message": v.message, "check": v.check} for v in exchange.violations
-    ]
     if error is not None:
         data["error"] = {
             "status": error.status,
@@ -468,6 +479,13 @@ def _exchange_data(exchange: Exchange) -> dict[str, Any]:
             "message": error.message,
             "text": str(error),
         }
+    if not exchange.is_chat:
+        return data
+    data["model_requested"] = request.model
+    data["violations"] = [
+        {"field": v.field, "message": v.message, "check": v.check} for v in exchange.violations
+    ]
+    if error is not None:
         return data
     document = _document(exchange) or {}
     model, usage, choices = document.get("model"), document.get("usage"), document.get("choices")
@@ -498,9 +516,12 @@ def _choice_data(choice: dict[str, Any], position: int) -> dict[str, Any]:
 def _show_lines(data: dict[str, Any]) -> list[str]:
     status = "?" if data["status"] is None else data["status"]
     lines = [f"#{data['index']} {data['method']} {data['path'] or '/'} → {status}"]
-    if not data["chat"]:
-        return lines
     indent = "    "
+    if not data["chat"]:
+        lines.append(f"{indent}kind: {data['kind']}")
+        if data["error"] is not None:
+            lines.append(f"{indent}error: {data['error']['text']}")
+        return lines
     requested, served = data["model_requested"], data["model_served"]
     if requested or served:
         model = f"{requested or '?'} → {served}" if served else str(requested)

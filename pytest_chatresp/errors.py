@@ -294,7 +294,8 @@ def _describe(error: Any, strict: bool) -> tuple[list[int | str], str]:
             f"unknown field (strict mode allows only the contract's), got {show_value(value)}",
         )
     if kind == "literal_error":
-        return loc, f"expected {ctx.get('expected')}, got {show_value(value)}"
+        shown = "null" if value is None else show_value(value)
+        return loc, f"expected {ctx.get('expected')}, got {shown}"
     if kind == "union_tag_invalid":
         return loc, (
             f"expected {ctx.get('discriminator', 'type')} to be {ctx.get('expected_tags')}, "
@@ -304,6 +305,8 @@ def _describe(error: Any, strict: bool) -> tuple[list[int | str], str]:
         return loc, f"required field {ctx.get('discriminator', 'type')} is missing"
     if kind in _EXPECTED:
         hint = _STRICT_HINT if strict and kind.endswith("_type") and value is not None else ""
+        if value is None:
+            return loc, f"expected {_EXPECTED[kind]}, got null"
         return loc, f"expected {_EXPECTED[kind]}, got {_json_type(value)} {show_value(value)}{hint}"
     message = str(error.get("msg") or kind)
     return loc, f"{message[0].lower()}{message[1:]}, got {show_value(value)}"

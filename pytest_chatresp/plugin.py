@@ -30,6 +30,7 @@ _RULES_KEY: pytest.StashKey[Rules] = pytest.StashKey()
 _CONTRACTS_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 _REPORT_KEY: pytest.StashKey[RunReport] = pytest.StashKey()
 _READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
+_WANTED_KEY: pytest.StashKey[set[Path]] = pytest.StashKey()
 _WORKER_REPORT = "chatresp_report"
 #: Credential variables of the SDKs supported, set to a placeholder while a test replays.
 _REPLAY_CREDENTIALS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
@@ -179,7 +180,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "chatresp_allow",
         "deviations to accept, one FIELD=VALUE per line (service_tier=on_demand, "
-        "choices[].finish_reason=eos, choices[].message.content=*).",
+        "choices[].finish_reason=eos, choices[].message.content=*), or CHECK:BEHAVIOUR "
+        "(stream:no-done).",
         type="linelist",
         default=[],
     )
@@ -216,7 +218,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "allow=None, skip_checks=None, expect_violations=False): replay or record this "
         "test's HTTP calls "
         "in a cassette, relative to the cassette dir "
-        "(default: <cassette dir>/<test module>/<test name>.yaml).",
+        "(default: <cassette dir>/<test module>/<test name>.yaml); allow and skip_checks add "
+        "to chatresp_allow and chatresp_skip_checks for this test.",
     )
     for name, allowed in (
         ("chatresp_serializer", ("readable", "yaml", "json")),
@@ -256,6 +259,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RULES_KEY] = Rules(
         strict=_strict(config), skip_checks=frozenset(skipped), allow=allow
     )
+    if _cli_or_ini(config, "chatresp_check"):
+        _bracketed_arguments(config)
+
+
+def _bracketed_arguments(config: pytest.Config) -> None:
+    """Check mode: a cassette named with ``[`` in its file name (``test_x[a-b].yaml``, a
+    parametrized test's) runs again by its id, which pytest's command line would take for a
+    parametrization: the argument becomes the cassette's directory, and collection keeps that
+    cassette's item only."""
+    wanted: set[Path] = set()
+    for position, arg in enumerate(config.args):
+        named = arg.split("::")[0]
+        path = Path(config.invocation_params.dir, named)
+        if "[" in named and path.is_file():
+            config.args[position] = str(path.parent)
+            wanted.add(path.resolve())
+    if wanted:
+        config.stash[_WANTED_KEY] = wanted
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -304,15 +325,29 @@ def _check_age(item: pytest.Item, path: Path, metadata: Any) -> str | None:
     from .errors import CassetteAgeWarning
     from .provenance import oldest_recording
 
+    shown = _relative(item.config, path)
     recorded = oldest_recording(metadata)
+    source = ""
     if recorded is None:
-        return None
+        # Not recorded by the plugin: what its responses say, when they say it.
+        from .errors import CassetteError
+        from .provenance import inferred_recording
+
+        try:
+            cassette = _cache(item.config).load(path, rules=_rules(item))
+        except CassetteError:
+            return None  # the replay or the fixture reports what is wrong with the file
+        inferred = inferred_recording(cassette.exchanges)
+        if inferred is None:
+            _report(item.config).age_unknown.add(shown)
+            return None
+        recorded, source = inferred[0], f", inferred from {inferred[1]}"
     days = (datetime.now(UTC) - recorded).total_seconds() / 86400
     if days <= limit:
         return None
     message = (
-        f"{_relative(item.config, path)} was recorded {days:.0f} days ago "
-        f"({recorded:%Y-%m-%d}), more than --chatresp-max-age={limit:g}. Record it again with: "
+        f"{shown} was recorded {days:.0f} days ago ({recorded:%Y-%m-%d}{source}), "
+        f"more than --chatresp-max-age={limit:g}. Record it again with: "
         f"pytest --chatresp-record-mode=all {item.nodeid}"
     )
     if _cli_or_ini(item.config, "chatresp_max_age_fail"):
@@ -404,14 +439,14 @@ def _load(request: pytest.FixtureRequest) -> Cassette:
         )
     try:
         cassette = _cache(item.config).load(path, rules=_rules(item))
-        completions = cassette.completions  # validates every response before the test body
+        cassette.completions  # noqa: B018 - validates every response before the test body
     except CassetteError as exc:
         failure = str(exc)
     else:
         if not item.stash.get(_READ_KEY, False):
             item.stash[_READ_KEY] = True
             report = _report(item.config)
-            report.add(item.nodeid, "read", completions, str(path))
+            report.add_exchanges(item.nodeid, "read", cassette.exchanges, str(path))
             if item.get_closest_marker(_MARKER) is not None:  # a test that reads uses them all
                 everything = range(len(cassette.exchanges))
                 report.note_played(_relative(item.config, path), len(everything), everything)
@@ -724,6 +759,10 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
     from .recording import Recorder
 
     vcr_options = request.getfixturevalue("chatresp_vcr_config")
+    if item.config.getini("chatresp_validate"):
+        from .checks import prepare
+
+        prepare()  # the checks' imports, done here rather than in the code under test's loop
     cache = _cache(item.config)
     recorder = Recorder(_cassette_path(item), _record_settings(item, vcr_options), cache.document)
     failure: str | None = None
@@ -750,8 +789,7 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
         del item.stash[_RECORDER_KEY]
         report = _report(item.config)
         for kind, exchanges in (("replayed", recorder.replayed), ("recorded", recorder.recorded)):
-            valid = [e._completion for e in exchanges if e._completion is not None]
-            report.add(item.nodeid, kind, valid, str(recorder.path))
+            report.add_exchanges(item.nodeid, kind, exchanges, str(recorder.path))
         if recorder.loaded and recorder.settings.mode != "all":
             played = [e.index for e in recorder.replayed]
             report.note_played(_relative(item.config, recorder.path), recorder.loaded, played)
@@ -922,10 +960,20 @@ class CassetteCheckItem(pytest.Item):
 
         try:
             cassette = _cache(self.config).load(self.path, rules=self.config.stash[_RULES_KEY])
-            completions = cassette.completions
         except CassetteError as exc:
             raise CassetteCheckFailure(str(exc)) from None
-        _report(self.config).add(self.nodeid, "read", completions, str(self.path))
+        # Counted before judging: the report's totals are every completion read, as in
+        # ``chatresp check``, valid or not.
+        report = _report(self.config)
+        report.add_exchanges(self.nodeid, "read", cassette.exchanges, str(self.path))
+        if not any(e.is_completion for e in cassette.exchanges):
+            kinds: dict[str, int] = {}
+            for exchange in cassette.exchanges:
+                kinds[exchange.kind] = kinds.get(exchange.kind, 0) + 1
+            report.no_completion[_relative(self.config, self.path)] = kinds
+        violations = cassette.violations
+        if violations:
+            raise CassetteCheckFailure(str(CassetteError(violations)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CassetteCheckFailure):
@@ -933,7 +981,8 @@ class CassetteCheckItem(pytest.Item):
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"cassette {_relative(self.config, self.path)}"
+        # Line 0 (shown as line 1): the cassette as a whole, a location other plugins print.
+        return self.path, 0, f"cassette {_relative(self.config, self.path)}"
 
 
 def _cassette_files(directory: Path) -> list[Path]:
@@ -989,6 +1038,18 @@ def pytest_collection_modifyitems(
     and fail by name."""
     if not _cli_or_ini(config, "chatresp_check"):
         return
+    wanted = config.stash.get(_WANTED_KEY, None)
+    if wanted:
+        folders = {path.parent for path in wanted}
+        kept: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            path = Path(str(item.path)).resolve()
+            chosen = path in wanted or path.parent not in folders
+            (kept if chosen else dropped).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
     directory = _cassette_dir(config).resolve()
     named = [
         Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args

@@ -31,6 +31,7 @@ __all__ = [
     "build_provenance",
     "digest_of",
     "entry_for",
+    "inferred_recording",
     "model_changes",
     "oldest_recording",
     "owner",
@@ -194,6 +195,54 @@ def oldest_recording(metadata: Any) -> datetime | None:
     if known:
         return min(known)
     return _parse_time(ours.get("recorded_at"))
+
+
+_SECONDS_LIMIT = 10**11  # a larger ``created`` is in milliseconds
+
+
+def _header_time(values: Any) -> datetime | None:
+    from email.utils import parsedate_to_datetime
+
+    for value in values or []:
+        try:
+            parsed = parsedate_to_datetime(str(value))
+        except (TypeError, ValueError, IndexError):
+            continue
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _created_time(document: Any) -> datetime | None:
+    if not isinstance(document, dict):
+        return None
+    value = document.get("created", document.get("created_at"))
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        return None
+    seconds = value / 1000 if value >= _SECONDS_LIMIT else value
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def inferred_recording(exchanges: Iterable[Any]) -> tuple[datetime, str] | None:
+    """When a cassette without provenance was recorded, as its responses say, and from what:
+    the oldest ``Date`` header of a response, else the oldest ``created`` of a body."""
+    dates: list[datetime] = []
+    created: list[datetime] = []
+    for exchange in exchanges:
+        date = _header_time(exchange.headers.get("date"))
+        if date is not None:
+            dates.append(date)
+        document = exchange.merged if exchange.streamed else exchange.json
+        stamp = _created_time(document)
+        if stamp is not None:
+            created.append(stamp)
+    if dates:
+        return min(dates), "its Date header"
+    if created:
+        return min(created), "the responses' created"
+    return None
 
 
 def model_changes(previous_metadata: Any, metadata: dict[str, Any]) -> list[str]:

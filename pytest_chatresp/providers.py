@@ -27,13 +27,17 @@ from urllib.parse import urlsplit
 from .errors import show_value
 
 __all__ = [
+    "CHECK_BEHAVIOURS",
     "Allowance",
+    "CheckAllowance",
     "allowance_for",
     "allowance_works",
+    "allowed",
     "normalized_path",
     "parse_allowances",
     "provider_of",
     "validate_allowing",
+    "way_out",
 ]
 
 _INDEX = re.compile(r"\[\d+\]")
@@ -117,6 +121,56 @@ class Allowance:
         return self.value == _ANY or self.value == _render(value)
 
 
+#: Behaviours of real providers that a contract check flags, each accepted by one line
+#: ``CHECK:BEHAVIOUR`` in ini ``chatresp_allow`` (or the marker's ``allow``).
+CHECK_BEHAVIOURS: dict[tuple[str, str], str] = {
+    ("usage-sum", "reasoning"): "total_tokens larger than prompt + completion tokens "
+    "(reasoning tokens counted in the total only)",
+    ("stream", "finish-twice"): "a choice's finish_reason sent in more than one chunk",
+    ("stream", "no-done"): "a stream that ends without data: [DONE]",
+    ("tool-args", "empty"): "'' as the arguments of a call to a tool without parameters",
+    ("created", "milliseconds"): "created in milliseconds rather than seconds",
+}
+
+
+@dataclass(frozen=True)
+class CheckAllowance:
+    """``CHECK:BEHAVIOUR``: a contract check accepts this provider behaviour."""
+
+    check: str
+    behaviour: str
+
+    def __str__(self) -> str:
+        return f"{self.check}:{self.behaviour}"
+
+    def matches(self, field: str, value: Any) -> bool:
+        return False  # accepts no value of a field: the check itself asks
+
+
+def allowed(allowances: Iterable[Any], check: str, behaviour: str) -> bool:
+    """Whether ``CHECK:BEHAVIOUR`` is among the allowances."""
+    return any(
+        isinstance(a, CheckAllowance) and a.check == check and a.behaviour == behaviour
+        for a in allowances
+    )
+
+
+def way_out(provider: str | None, check: str, behaviour: str | None) -> str:
+    """The hint a failed check ends with: the provider, and the one line that accepts it (a
+    ``CHECK:BEHAVIOUR`` allowance, or skipping the check where no finer line exists)."""
+    who = f"{provider}; " if provider not in (None, "OpenAI") else ""
+    if behaviour is not None:
+        line = f"{check}:{behaviour}"
+        return (
+            f" ({who}to accept it: chatresp_allow = {line}, or per test "
+            f'@pytest.mark.chat_cassette(allow=["{line}"]))'
+        )
+    return (
+        f" ({who}to accept it: chatresp_skip_checks = {check}, or per test "
+        f'@pytest.mark.chat_cassette(skip_checks=["{check}"]))'
+    )
+
+
 def _render(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -126,16 +180,27 @@ def _render(value: Any) -> str:
         return show_value(value, 10_000)  # repr, bounded, even for an int too long to print
 
 
-def parse_allowances(lines: Iterable[str]) -> tuple[Allowance, ...]:
-    """Read ``FIELD=VALUE`` lines; raises ``ValueError`` naming a bad one."""
-    out = []
+def parse_allowances(lines: Iterable[str]) -> tuple[Allowance | CheckAllowance, ...]:
+    """Read ``FIELD=VALUE`` and ``CHECK:BEHAVIOUR`` lines; raises ``ValueError`` naming a bad
+    one."""
+    out: list[Allowance | CheckAllowance] = []
     for raw in lines:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         field, sep, value = line.partition("=")
+        check, colon, behaviour = line.partition(":")
+        if not sep and colon:
+            if (check.strip(), behaviour.strip()) not in CHECK_BEHAVIOURS:
+                known = ", ".join(f"{c}:{b}" for c, b in CHECK_BEHAVIOURS)
+                raise ValueError(f"{line!r} is no known check behaviour (known: {known})")
+            out.append(CheckAllowance(check.strip(), behaviour.strip()))
+            continue
         if not sep or not field.strip():
-            raise ValueError(f"{line!r} is not FIELD=VALUE (e.g. service_tier=on_demand)")
+            raise ValueError(
+                f"{line!r} is not FIELD=VALUE (e.g. service_tier=on_demand) "
+                "or CHECK:BEHAVIOUR (e.g. stream:no-done)"
+            )
         out.append(Allowance(normalized_path(field.strip()), value.strip()))
     return tuple(out)
 
@@ -157,6 +222,23 @@ def allowance_for(field: str, value: Any) -> str:
 def _first_literal(ctx: dict[str, Any]) -> str | None:
     match = re.search(r"'([^']*)'", str(ctx.get("expected", "")))
     return match.group(1) if match else None
+
+
+# A valid value of the expected type, put in place of an allowed one while validating.
+_STAND_INS: dict[str, Any] = {
+    "string_type": "",
+    "int_type": 0,
+    "float_type": 0.0,
+    "bool_type": False,
+    "list_type": [],
+    "dict_type": {},
+}
+
+
+def _stand_in(error: Mapping[str, Any]) -> Any:
+    if error["type"] == "literal_error":
+        return _first_literal(error.get("ctx") or {})
+    return copy.copy(_STAND_INS.get(error["type"]))
 
 
 def _walk(document: Any, loc: tuple[int | str, ...]) -> tuple[Any, int | str] | None:
@@ -206,9 +288,7 @@ def allowance_works(document: Any, error: Mapping[str, Any], validate: Any) -> b
     if place is None:
         return False
     container, key = place
-    container[key] = (
-        _first_literal(error.get("ctx") or {}) if error["type"] == "literal_error" else None
-    )
+    container[key] = _stand_in(error)
     try:
         validate(patched)
     except Exception as exc:
@@ -249,10 +329,7 @@ def validate_allowing(
             return None
         container, key = place
         originals.append((tuple(error["loc"]), container[key]))
-        stand_in = (
-            _first_literal(error.get("ctx") or {}) if error["type"] == "literal_error" else None
-        )
-        container[key] = stand_in
+        container[key] = _stand_in(error)
     try:
         model = validate(patched)
     except Exception:

@@ -435,6 +435,9 @@ class Recorder:
         documents: Callable[[Path], Any] | None = None,
     ) -> None:
         self.path = path
+        #: The path as messages show it, resolved here: replayed responses are read inside
+        #: the code under test, perhaps in a running event loop, where no call may block.
+        self.shown = display_path(path)
         self.settings = settings
         self.cassette = Cassette(path, [])
         self.unmatched: list[Unmatched] = []
@@ -669,12 +672,12 @@ class Recorder:
 
     def _request(self, vcr_request: Any) -> Request:
         interaction = {"request": vcr_request._to_dict(), "response": {"status": {"code": 0}}}
-        return build_exchange(display_path(self.path), -1, interaction).request
+        return build_exchange(self.shown, -1, interaction).request
 
     def _add(self, index: int, request: Any, response: Any, kind: list[Exchange]) -> Exchange:
         interaction = {"request": request._to_dict(), "response": response}
         exchange = build_exchange(
-            display_path(self.path),
+            self.shown,
             index,
             interaction,
             rules=self.settings.rules,

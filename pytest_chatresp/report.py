@@ -50,6 +50,10 @@ class TestTally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    #: Completions counted above that break the contract (check mode counts them too).
+    invalid: int = 0
+    #: Exchanges by kind (``Exchange.kind``): chat completions, errors, Responses API, …
+    kinds: Counter[str] = field(default_factory=Counter)
 
     @property
     def completions(self) -> int:
@@ -59,6 +63,8 @@ class TestTally:
         self.read += other.read
         self.replayed += other.replayed
         self.recorded += other.recorded
+        self.invalid += other.invalid
+        self.kinds.update(other.kinds)
         self.models.update(other.models)
         self.tiers.update(other.tiers)
         self.prompt_tokens += other.prompt_tokens
@@ -75,6 +81,8 @@ class TestTally:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
+            "invalid": self.invalid,
+            "kinds": dict(sorted(self.kinds.items())),
         }
 
     @classmethod
@@ -88,11 +96,17 @@ class TestTally:
             prompt_tokens=int(data.get("prompt_tokens", 0)),
             completion_tokens=int(data.get("completion_tokens", 0)),
             total_tokens=int(data.get("total_tokens", 0)),
+            invalid=int(data.get("invalid", 0)),
+            kinds=Counter(data.get("kinds", {})),
         )
 
 
-def _tier(value: str | None) -> str:
-    return "null" if value is None else value
+def _tier(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 class RunReport:
@@ -105,12 +119,18 @@ class RunReport:
         self.played: dict[str, tuple[int, set[int]]] = {}
         #: Served models that changed when a cassette was recorded again.
         self.model_changes: list[str] = []
+        #: Cassettes checked (``--chatresp-check``) that hold no chat completion: path → kinds.
+        self.no_completion: dict[str, dict[str, int]] = {}
+        #: Cassettes whose age --chatresp-max-age could not tell: no provenance, Date or created.
+        self.age_unknown: set[str] = set()
 
     def __bool__(self) -> bool:
         return (
-            any(t.completions for t in self.tests.values())
+            any(t.completions or t.kinds for t in self.tests.values())
             or bool(self.model_changes)
             or bool(self.unplayed())
+            or bool(self.no_completion)
+            or bool(self.age_unknown)
         )
 
     def note_played(self, path: str, loaded: int, played: Iterable[int]) -> None:
@@ -145,6 +165,32 @@ class RunReport:
                 count, example = self.drift.get(path, (0, place))
                 self.drift[path] = (count + 1, example)
 
+    def add_exchanges(self, nodeid: str, kind: str, exchanges: Iterable[Any], where: str) -> None:
+        """Count every exchange (``Exchange``) by kind, and every chat completion met as
+        ``kind``, valid or not: an invalid one adds the model, tier and tokens it says."""
+        tally = self.tests.setdefault(nodeid, TestTally())
+        valid = []
+        for exchange in exchanges:
+            tally.kinds[exchange.kind] += 1
+            if not exchange.is_completion:
+                continue
+            if exchange.valid and exchange._completion is not None:
+                valid.append(exchange._completion)
+                continue
+            setattr(tally, kind, getattr(tally, kind) + 1)
+            tally.invalid += 1
+            document = exchange.merged if exchange.streamed else exchange.json
+            document = document if isinstance(document, dict) else {}
+            model = document.get("model")
+            tally.models[model if isinstance(model, str) else "?"] += 1
+            tally.tiers[_tier(document.get("service_tier"))] += 1
+            usage = document.get("usage")
+            if isinstance(usage, dict):
+                tally.prompt_tokens += _count(usage.get("prompt_tokens"))
+                tally.completion_tokens += _count(usage.get("completion_tokens"))
+                tally.total_tokens += _count(usage.get("total_tokens"))
+        self.add(nodeid, kind, valid, where)
+
     def total(self) -> TestTally:
         total = TestTally()
         for tally in self.tests.values():
@@ -165,6 +211,8 @@ class RunReport:
             },
             "unplayed": self.unplayed(),
             "model_changes": sorted(self.model_changes),
+            "no_completion": dict(sorted(self.no_completion.items())),
+            "age_unknown": sorted(self.age_unknown),
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -177,6 +225,8 @@ class RunReport:
         for path, entry in data.get("played", {}).items():
             self.note_played(path, int(entry["interactions"]), entry["played"])
         self.model_changes.extend(data.get("model_changes", []))
+        self.no_completion.update(data.get("no_completion", {}))
+        self.age_unknown.update(data.get("age_unknown", []))
 
     def lines(self, *, verbose: bool = False, unplayed: bool = True) -> list[str]:
         """The terminal summary section."""
@@ -184,7 +234,7 @@ class RunReport:
             return []
         out: list[str] = []
         if not any(t.completions for t in self.tests.values()):
-            return self._hygiene(unplayed)
+            return self._kinds(self.total()) + self._hygiene(unplayed)
         if verbose:
             for nodeid, tally in sorted(self.tests.items()):
                 if tally.completions:
@@ -193,14 +243,38 @@ class RunReport:
         out.append(f"total: {_describe(total)}")
         out.append("models: " + ", ".join(f"{m} ({n})" for m, n in sorted(total.models.items())))
         out.append("tiers: " + ", ".join(f"{t} ({n})" for t, n in sorted(total.tiers.items())))
+        out.extend(self._kinds(total))
         if self.drift:
             out.append("fields the models don't know (drift):")
             for path, (count, example) in sorted(self.drift.items()):
                 out.append(f"  {path}: {count} time(s), e.g. in {example}")
         return out + self._hygiene(unplayed)
 
+    def _kinds(self, total: TestTally) -> list[str]:
+        """Exchanges other than chat completions, by kind, and checked cassettes with none."""
+        out = []
+        others = {
+            k: n for k, n in total.kinds.items() if k not in ("chat completion", "chat stream")
+        }
+        if others:
+            shown = ", ".join(f"{k} ({n})" for k, n in sorted(others.items()))
+            out.append(f"other exchanges: {shown}")
+        if self.no_completion:
+            out.append("cassettes with no chat completion (nothing in them was validated):")
+            for path, kinds in sorted(self.no_completion.items()):
+                held = ", ".join(f"{k} ({n})" for k, n in sorted(kinds.items())) or "no exchanges"
+                out.append(f"  {path}: {held}")
+        return out
+
     def _hygiene(self, unplayed: bool) -> list[str]:
         out = []
+        if self.age_unknown:
+            shown = ", ".join(sorted(self.age_unknown)[:3])
+            more = len(self.age_unknown) - 3
+            out.append(
+                f"age unknown for {len(self.age_unknown)} cassette(s) (no recorded_at metadata, "
+                f"Date header or created): {shown}" + (f" and {more} more" if more > 0 else "")
+            )
         if self.model_changes:
             out.append("served model changed on re-recording:")
             out.extend(f"  {change}" for change in sorted(self.model_changes))
@@ -219,8 +293,9 @@ class RunReport:
 
 
 def _describe(tally: TestTally) -> str:
+    invalid = f"; {tally.invalid} invalid" if tally.invalid else ""
     return (
         f"{tally.completions} chat completions ({tally.read} read, {tally.replayed} replayed, "
-        f"{tally.recorded} recorded), tokens {tally.prompt_tokens} prompt / "
+        f"{tally.recorded} recorded{invalid}), tokens {tally.prompt_tokens} prompt / "
         f"{tally.completion_tokens} completion / {tally.total_tokens} total"
     )

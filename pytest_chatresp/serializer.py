@@ -22,7 +22,15 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FORMAT_KEY", "FORMAT_VALUE", "deserialize", "is_readable", "serialize", "to_plain"]
+__all__ = [
+    "FORMAT_KEY",
+    "FORMAT_VALUE",
+    "deserialize",
+    "is_readable",
+    "normalized",
+    "serialize",
+    "to_plain",
+]
 
 FORMAT_KEY = "chatresp_format"
 FORMAT_VALUE = "readable-1"
@@ -197,13 +205,19 @@ def _plain_body(body: Any) -> Any:
 
 
 def to_plain(document: Any) -> Any:
-    """A readable document back in vcrpy's plain layout (others are returned as they are).
+    """A document in vcrpy's plain layout: readable bodies written back, and the layouts of
+    other recorders (:func:`normalized`) turned into vcrpy's own. A document already plain is
+    returned as it is.
 
     Raises :class:`ReadableFormatError` on a malformed readable body; the reader turns it into
     a ``CassetteError``.
     """
-    if not is_readable(document) or not isinstance(document.get("interactions"), list):
-        return document  # the reader says what is wrong with a cassette with no interactions
+    if is_readable(document) and isinstance(document.get("interactions"), list):
+        document = _readable_to_plain(document)
+    return normalized(document)
+
+
+def _readable_to_plain(document: dict[str, Any]) -> dict[str, Any]:
     interactions = []
     for index, interaction in enumerate(document["interactions"]):
         if not isinstance(interaction, dict):
@@ -226,6 +240,71 @@ def to_plain(document: Any) -> Any:
     plain = {k: v for k, v in document.items() if k != FORMAT_KEY}
     plain["interactions"] = interactions
     return plain
+
+
+# --- other recorders' layouts -------------------------------------------------------------------
+
+
+def _parsed_text(value: Any) -> Any:
+    """A ``parsed_body`` as the text it stands for (a stream stays the text it is)."""
+    if isinstance(value, str) and value.startswith(("data:", "event:", ":")):
+        return value
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+def _other_layout(part: Any, response: bool) -> bool:
+    if not isinstance(part, dict):
+        return False
+    return "parsed_body" in part or (response and "status_code" in part and "status" not in part)
+
+
+def _normalized_part(part: dict[str, Any], response: bool) -> dict[str, Any]:
+    out = dict(part)
+    if "parsed_body" in out:
+        text = _parsed_text(out.pop("parsed_body"))
+        out["body"] = {"string": text} if response else text
+    if response and "status_code" in out and "status" not in out:
+        code = out.pop("status_code")
+        out["status"] = {"code": code, "message": ""}
+        if "content" in out and "body" not in out:
+            out["body"] = {"string": out.pop("content")}
+        out.pop("http_version", None)
+    return out
+
+
+def normalized(document: Any) -> Any:
+    """A cassette of another recorder's layout in vcrpy's plain one, for replay through vcrpy:
+
+    - pydantic-ai's ``parsed_body`` (a JSON body stored as structure) becomes ``body``, the JSON
+      text (requests match on JSON as data, so the text's spacing does not matter);
+    - vcrpy's older httpx layout (``status_code``, ``content``) becomes ``status`` and
+      ``body: {string: …}``, which every client vcrpy patches can replay.
+
+    A document with neither is returned as it is; the others are copied, never changed.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("interactions"), list):
+        return document
+    interactions = document["interactions"]
+    if not any(
+        isinstance(i, dict)
+        and (_other_layout(i.get("request"), False) or _other_layout(i.get("response"), True))
+        for i in interactions
+    ):
+        return document
+    converted = []
+    for interaction in interactions:
+        if not isinstance(interaction, dict):
+            converted.append(interaction)
+            continue
+        copy = dict(interaction)
+        for key, response in (("request", False), ("response", True)):
+            if _other_layout(copy.get(key), response):
+                copy[key] = _normalized_part(copy[key], response)
+        converted.append(copy)
+    return {**document, "interactions": converted}
 
 
 # --- the vcrpy serializer -----------------------------------------------------------------------

@@ -3,6 +3,11 @@
 The merge follows the contract's reference rules, not the SDK's quirks: choices are grouped
 by their ``index``, text fragments are concatenated, tool call fragments are keyed by their
 own ``index``, ``usage`` comes from the usage chunk, ``obfuscation`` is dropped.
+
+Nulls are kept as the ``openai`` SDK's stream accumulation keeps them: a value every chunk sent
+as ``null`` (a choice's ``finish_reason``, a tool call's ``arguments``) is null in the merged
+completion, not missing and not ``''``; a key no chunk sent is missing. Validation then reports
+the real cause.
 """
 
 from __future__ import annotations
@@ -89,6 +94,8 @@ class _ToolCall:
     fields: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     arguments: list[str] = field(default_factory=list)
+    #: Some fragment sent ``arguments`` (perhaps only as null).
+    arguments_sent: bool = False
     function_extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,6 +109,8 @@ class _Choice:
     function_call: dict[str, str] | None = None
     audio: dict[str, Any] | None = None
     finish_reason: Any = None
+    #: Some chunk sent ``finish_reason`` (perhaps only as null).
+    finish_reason_sent: bool = False
     logprobs_seen: bool = False
     logprob_content: list[Any] | None = None
     logprob_refusal: list[Any] | None = None
@@ -145,6 +154,7 @@ def _merge_tool_calls(choice: _Choice, fragments: Any) -> None:
             if isinstance(name_value, str) and call.name is None:
                 call.name = name_value
             arguments = function.get("arguments")
+            call.arguments_sent = call.arguments_sent or "arguments" in function
             if isinstance(arguments, str):
                 call.arguments.append(arguments)
             for name, value in function.items():
@@ -215,7 +225,10 @@ def _finish_choice(choice: _Choice) -> dict[str, Any]:
             function: dict[str, Any] = dict(call.function_extra)
             if call.name is not None:
                 function["name"] = call.name
-            function["arguments"] = "".join(call.arguments)
+            if call.arguments:
+                function["arguments"] = "".join(call.arguments)
+            elif call.arguments_sent:
+                function["arguments"] = None  # sent as null only: null, as the SDK keeps it
             built["function"] = function
             calls.append(built)
         message["tool_calls"] = calls
@@ -234,8 +247,8 @@ def _finish_choice(choice: _Choice) -> dict[str, Any]:
         "logprobs": logprobs,
         "finish_reason": choice.finish_reason,
     }
-    if choice.finish_reason is None:
-        del merged["finish_reason"]
+    if choice.finish_reason is None and not choice.finish_reason_sent:
+        del merged["finish_reason"]  # no chunk sent one: missing; sent as null: null
     merged.update(choice.extra)
     return merged
 
@@ -280,6 +293,7 @@ def merge_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
             if choice is None:
                 choice = choices[index] = _Choice(index)
             _merge_delta(choice, raw.get("delta"))
+            choice.finish_reason_sent = choice.finish_reason_sent or "finish_reason" in raw
             if raw.get("finish_reason") is not None:
                 choice.finish_reason = raw["finish_reason"]
             _merge_logprobs(choice, raw.get("logprobs"))

@@ -645,8 +645,9 @@ def test_stream_missing_finish_reason_is_reported(tmp_path: Path) -> None:
     assert not exchange.valid
     with pytest.raises(
         CassetteError,
-        match=r"nofinish\.yaml, interaction 0: choices\[0\]\.finish_reason: required field is "
-        r"missing \(in the merged stream\)",
+        match=r"nofinish\.yaml, interaction 0: choices\[0\]\.finish_reason: expected 'stop', "
+        r"'length', 'tool_calls', 'content_filter' or 'function_call', got null "
+        r"\(in the merged stream\)",
     ):
         _ = exchange.completion
 

@@ -114,7 +114,9 @@ def test_check_reports_violations_and_unreadable_files(
     assert out.splitlines() == [
         "cassettes/broken.yaml: not valid YAML at line 2, column 1: did not find expected node content",
         "cassettes/test_forecast.yaml, interaction 0: usage.total_tokens: expected prompt_tokens + "
-        "completion_tokens = 16, found 17 [check usage-sum]",
+        "completion_tokens = 16, found 17 (1 more: reasoning tokens counted in the total?) "
+        "[check usage-sum] (to accept it: chatresp_allow = usage-sum:reasoning, or per test "
+        '@pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
         "9 files, 8 exchanges, 7 chat completions (1 streamed), 1 error response, "
         "1 unreadable file, 1 invalid completion",
     ]
@@ -147,6 +149,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
         "completions": 0,
         "streamed": 0,
         "errors": 0,
+        "kinds": {},
         "violations": [],
         "unreadable": "cassettes/broken.yaml: not a vcrpy cassette: expected a mapping, got list",
     }
@@ -156,11 +159,15 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
         "completions": 1,
         "streamed": 0,
         "errors": 0,
+        "kinds": {"chat completion": 1},
         "violations": [
             {
                 "index": 0,
                 "field": "usage.total_tokens",
-                "message": "expected prompt_tokens + completion_tokens = 16, found 17 [check usage-sum]",
+                "message": "expected prompt_tokens + completion_tokens = 16, found 17 (1 more: "
+                "reasoning tokens counted in the total?) [check usage-sum] (to accept it: "
+                "chatresp_allow = usage-sum:reasoning, or per test "
+                '@pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
                 "check": "usage-sum",
             }
         ],
@@ -174,6 +181,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
         "completions": 7,
         "streamed": 1,
         "errors": 1,
+        "kinds": {"chat completion": 6, "chat stream": 1, "error": 1},
         "unreadable": 1,
         "invalid": 1,
         "violations": 1,
@@ -262,7 +270,7 @@ def test_check_skips_contract_files_and_other_names(
     assert status == 1  # mixed.yml has a usage-sum violation
     assert out.splitlines()[-1] == (
         "9 files, 12 exchanges, 9 chat completions (1 streamed), 2 error responses, "
-        "0 unreadable files, 1 invalid completion"
+        "1 embeddings exchange, 0 unreadable files, 1 invalid completion"
     )
     # A contract file named on the command line is skipped too (a shell glob names them).
     assert run(capsys, "check", "cassettes/test_forecast.contract.yaml")[1] == (
@@ -306,7 +314,7 @@ def test_check_corpus_does_not_crash(capsys: pytest.CaptureFixture[str]) -> None
     assert err == ""
     assert re.fullmatch(
         r"146 files, \d+ exchanges, \d+ chat completions \(\d+ streamed\), \d+ error responses?, "
-        r"\d+ unreadable files?, \d+ invalid completions?\n",
+        r"(\d+ (responses|embeddings|other) exchanges?, )*\d+ unreadable files?, \d+ invalid completions?\n",
         out,
     )
 
@@ -364,6 +372,7 @@ def test_show_mixed(
     assert status == 0  # show describes; check is the command that judges
     assert out.splitlines() == [
         "#0 POST /v1/embeddings → 200",
+        "    kind: embeddings",
         "#1 POST /v1/chat/completions → 200",
         "    model: gpt-4o → gpt-4o-2024-08-06",
         "    tier: flex",
@@ -371,7 +380,8 @@ def test_show_mixed(
         "    usage: 5 prompt + 40 completion = 99 total",
         "    not streamed",
         "    invalid: usage.total_tokens: expected prompt_tokens + completion_tokens = 45, "
-        "found 99 [check usage-sum]",
+        "found 99 (54 more: reasoning tokens counted in the total?) [check usage-sum] (to accept "
+        'it: chatresp_allow = usage-sum:reasoning, or per test @pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
         "    [0] This first line is deliberately much longer than one hundred characters, so "
         "that show has to shorte…",
         "#2 POST /v1/chat/completions → 200",

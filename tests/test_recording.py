@@ -1268,7 +1268,8 @@ def test_markers_lists_chat_cassette(project: pytest.Pytester) -> None:
             "@pytest.mark.chat_cassette(path=None, *, record_mode=None, serializer=None, "
             "match_on=None, allow=None, skip_checks=None, expect_violations=False): "
             "replay or record this test's HTTP calls in a cassette, relative to the cassette dir "
-            "(default: <cassette dir>/<test module>/<test name>.yaml)."
+            "(default: <cassette dir>/<test module>/<test name>.yaml); allow and skip_checks add "
+            "to chatresp_allow and chatresp_skip_checks for this test."
         ]
     )
 
