@@ -537,14 +537,19 @@ def _rules(item: pytest.Item) -> Rules:
     from .providers import parse_allowances
 
     unknown = [name for name in skipped if name not in CHECKS]
+    if unknown:
+        pytest.fail(
+            f"{item.nodeid}: skip_checks= in @pytest.mark.{_MARKER} names unknown checks: "
+            f"{', '.join(unknown)}; the checks are: {' '.join(CHECKS)}.",
+            pytrace=False,
+        )
+    problem = None
     try:
-        if unknown:
-            raise ValueError(
-                f"unknown checks: {', '.join(unknown)}; the checks are: {' '.join(CHECKS)}"
-            )
         allow = parse_allowances(allowed)
     except ValueError as exc:
-        pytest.fail(f"{item.nodeid}: @pytest.mark.{_MARKER}: {exc}.", pytrace=False)
+        problem = str(exc)
+    if problem is not None:
+        pytest.fail(f"{item.nodeid}: allow= in @pytest.mark.{_MARKER}: {problem}", pytrace=False)
     return replace(
         rules, skip_checks=rules.skip_checks | frozenset(skipped), allow=rules.allow + allow
     )
