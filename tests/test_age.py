@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import completion, write_cassette
+from openai_server import OpenAIServer
 
 #: One test replaying its cassette (the recording fixture's path), one reading it through the
 #: ``chat_completion`` fixture (the reading path): the age is checked on both.
@@ -158,3 +159,39 @@ def test_filterwarnings_turns_the_age_warning_into_an_error(old: pytest.Pytester
             "was recorded * days ago (2020-01-01), more than --chatresp-max-age=30.*",
         ]
     )
+
+
+#: Runs after test_old.py: a plain call to the local server, which only passes if the failed
+#: tests before it left no cassette patched in.
+LATER_CALL = """
+import os
+import openai
+
+def test_later_call_reaches_the_server():
+    client = openai.OpenAI(
+        base_url=os.environ["CHATRESP_TEST_BASE_URL"],
+        api_key=os.environ["CHATRESP_TEST_API_KEY"],
+        max_retries=0,
+    )
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert reply.object == "chat.completion"
+"""
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["chatresp_max_age_fail = true", "filterwarnings = error::pytest_chatresp.CassetteAgeWarning"],
+)
+def test_an_old_cassette_error_leaves_no_cassette_active(
+    old: pytest.Pytester, openai_server: OpenAIServer, setting: str
+) -> None:
+    ini(old, "chatresp_max_age = 30", setting)
+    old.makepyfile(test_zz=LATER_CALL)
+    replayed = old.path / "cassettes/test_old/test_replays.yaml"
+    before = replayed.read_bytes()
+    result = old.runpytest("-p", "no:randomly")
+    result.assert_outcomes(errors=2, passed=1)
+    assert openai_server.request_count == 1
+    assert replayed.read_bytes() == before
+    assert not (old.path / "cassettes/test_zz").exists()
