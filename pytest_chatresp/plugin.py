@@ -776,7 +776,11 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
     except CassetteError as exc:
         failure = str(exc)
     if not failure and recorder.loaded:
-        failure = _check_age(item, recorder.path, recorder.previous_metadata)
+        try:
+            failure = _check_age(item, recorder.path, recorder.previous_metadata)
+        except BaseException:  # the age warning made an error (filterwarnings): unpatch first
+            recorder.__exit__(None, None, None)
+            raise
         if failure:
             recorder.__exit__(None, None, None)
     if failure:

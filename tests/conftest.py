@@ -19,8 +19,9 @@ import pytest_chatresp.recording  # noqa: F401
 
 #: A deliberately fake key: tests never use a real one.
 FAKE_KEY = "sk-FAKE-test-key-not-real-0000000000"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 DATA = Path(__file__).resolve().parent / "data"
+#: Real cassettes recorded by public projects, with their manifest and licences (NOTICE.md).
+CORPUS = DATA / "corpus"
 
 
 @pytest.fixture(scope="session")

@@ -470,3 +470,49 @@ def test_a_contract_compared_with_something_else(pytester: pytest.Pytester) -> N
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*not a chat completion: * validation error* for ChatCompletion"])
     result.stdout.no_fnmatch_line("*pydantic_core*")
+
+
+# --- usage-sum: under-counts as well as over-counts ----------------------------------------------
+
+
+@pytest.mark.parametrize("total", [14, 0])
+def test_usage_total_below_the_sum_is_flagged(pytester: pytest.Pytester, total: int) -> None:
+    pytester.makepyfile(test_c=READ_TEST)
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": total}
+    write(pytester.path / CASSETTE, completion(usage=usage), None)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"{CASSETTE}, interaction 0: usage.total_tokens: expected prompt_tokens + "
+            f"completion_tokens = 15, found {total} [check usage-sum]"
+        ]
+    )
+
+
+def test_usage_total_below_the_sum_is_flagged_when_replayed(pytester: pytest.Pytester) -> None:
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 14}
+    write_cassette(
+        pytester.path / "cassettes/test_r/test_r.yaml",
+        completion(usage=usage),
+        request={"model": "m"},
+    )
+    pytester.makepyfile(
+        test_r="""
+        import httpx
+        import pytest
+
+        @pytest.mark.chat_cassette
+        def test_r():
+            httpx.post("https://api.openai.com/v1/chat/completions", json={"model": "m"})
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "A recorded or replayed chat completion breaks the contract:",
+            "cassettes/test_r/test_r.yaml, interaction 0: usage.total_tokens: expected "
+            "prompt_tokens + completion_tokens = 15, found 14 [check usage-sum]",
+        ]
+    )

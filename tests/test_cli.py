@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import CORPUS
 
 from pytest_chatresp.cassette import load_cassette, read_document
 from pytest_chatresp.checks import CHECKS
@@ -30,7 +31,6 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "cli"
 #: Frozen copies of the example suite's cassettes/test_weather (the readable format).
 EXAMPLES = DATA / "weather"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 GOOD_SUMMARY = (
     "8 files, 8 exchanges, 7 chat completions (1 streamed), 1 error response, "
@@ -306,16 +306,16 @@ def test_check_progress_on_a_terminal(
     assert run(capsys, "check", "-q")[2] == ""
 
 
-def test_check_corpus_does_not_crash(capsys: pytest.CaptureFixture[str]) -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not at {CORPUS}")
+def test_check_corpus_reads_every_file_and_finds_the_invalid_completions(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     status, out, err = run(capsys, "check", "-q", str(CORPUS))
-    assert status in (0, 1)
-    assert err == ""
-    assert re.fullmatch(
-        r"146 files, \d+ exchanges, \d+ chat completions \(\d+ streamed\), \d+ error responses?, "
-        r"(\d+ (responses|embeddings|other) exchanges?, )*\d+ unreadable files?, \d+ invalid completions?\n",
-        out,
+    # Real recordings hold completions that break the contract: the command says so, exit 1.
+    assert (status, err) == (1, "")
+    assert out == (
+        "146 files, 444 exchanges, 281 chat completions (65 streamed), 37 error responses, "
+        "2 responses exchanges, 13 embeddings exchanges, 111 other exchanges, "
+        "0 unreadable files, 38 invalid completions\n"
     )
 
 

@@ -169,3 +169,103 @@ def test_a_failed_cassette_item_runs_again_by_its_id(pytester: pytest.Pytester) 
     # Test paths elsewhere still get every cassette checked.
     result = pytester.runpytest("--chatresp-check", "test_a.py")
     result.assert_outcomes(passed=5, failed=1)
+
+
+# --- pytest-xdist: every worker's share reaches the summary --------------------------------------
+
+#: Two test files sharing one cassette of four interactions (told apart by ``seed``): ``test_w1``
+#: plays 0 and 1, ``test_w2`` plays 2, nobody plays 3. ``--dist loadfile`` with two files sends
+#: one file to each of two workers, and each test writes down the worker that ran it.
+SHARED_TEST = """
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+@pytest.mark.chat_cassette("shared.yaml")
+def test_plays():
+    Path("{name}.worker").write_text(os.environ.get("PYTEST_XDIST_WORKER", "none"))
+    for n in {plays}:
+        reply = httpx.post("https://api.openai.com/v1/chat/completions", json={{"model": "m", "seed": n}})
+        assert reply.json()["id"] == f"c{{n}}"
+"""
+
+
+def shared_cassette(pytester: pytest.Pytester) -> None:
+    path = write_cassette(
+        pytester.path / "cassettes/shared.yaml",
+        *(completion(id=f"c{n}", x_seen={"n": n}) for n in range(4)),
+    )
+    document = json.loads(path.read_text())
+    document["interactions"][0]["response"]["body"]["string"] = json.dumps(
+        completion(id="c0", x_seen={"n": 0}, x_first=True)
+    )
+    for n, interaction in enumerate(document["interactions"]):
+        interaction["request"]["body"] = json.dumps({"model": "m", "seed": n})
+    path.write_text(json.dumps(document))
+    pytester.makepyfile(
+        test_w1=SHARED_TEST.format(name="test_w1", plays=[0, 1]),
+        test_w2=SHARED_TEST.format(name="test_w2", plays=[2]),
+    )
+
+
+SHARED_REPORT = [
+    "total: 3 chat completions (0 read, 3 replayed, 0 recorded), tokens 30 prompt / "
+    "15 completion / 45 total",
+    "models: gpt-4o-mini-2024-07-18 (3)",
+    "tiers: default (3)",
+    "fields the models don't know (drift):",
+    "  x_first: 1 time(s), e.g. in cassettes/shared.yaml",
+    "  x_seen: 3 time(s), e.g. in cassettes/shared.yaml",
+    "interactions no test played (ini chatresp_unplayed = ignore to hide):",
+    "  cassettes/shared.yaml: interaction(s) 3 of 4",
+]
+
+
+def test_xdist_summary_adds_up_drift_and_played_interactions_of_both_workers(
+    pytester: pytest.Pytester,
+) -> None:
+    shared_cassette(pytester)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
+    workers = {(pytester.path / f"{name}.worker").read_text() for name in ("test_w1", "test_w2")}
+    assert workers == {"gw0", "gw1"}, "the two test files must run on different workers"
+    assert report_lines(result) == SHARED_REPORT
+
+
+def test_xdist_summary_equals_the_serial_one_for_a_shared_cassette(
+    pytester: pytest.Pytester,
+) -> None:
+    shared_cassette(pytester)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2)
+    assert report_lines(result) == SHARED_REPORT
+
+
+def test_xdist_workers_together_playing_a_whole_cassette_leave_nothing_unplayed(
+    pytester: pytest.Pytester,
+) -> None:
+    shared_cassette(pytester)
+    pytester.makepyfile(test_w2=SHARED_TEST.format(name="test_w2", plays=[2, 3]))
+    pytester.makeini("[pytest]\nchatresp_unplayed = fail\n")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider", "--chatresp-report-json=r.json"
+    )
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0
+    workers = {(pytester.path / f"{name}.worker").read_text() for name in ("test_w1", "test_w2")}
+    assert workers == {"gw0", "gw1"}, "the two test files must run on different workers"
+    result.stdout.no_fnmatch_line("*no test played*")
+    written = json.loads((pytester.path / "r.json").read_text())
+    assert written["played"] == {
+        "cassettes/shared.yaml": {"interactions": 4, "played": [0, 1, 2, 3]}
+    }
+    assert written["unplayed"] == {}
+    assert written["drift"] == {
+        "x_first": {"count": 1, "example": "cassettes/shared.yaml"},
+        "x_seen": {"count": 4, "example": "cassettes/shared.yaml"},
+    }
+    assert written["total"]["replayed"] == 4

@@ -696,6 +696,8 @@ def test_c():
         ]
     )
     result.stdout.fnmatch_lines(
-        ["test_user.py::test_c: skip_checks= in @pytest.mark.chat_cassette names unknown checks: no-such-check; *"]
+        [
+            "test_user.py::test_c: skip_checks= in @pytest.mark.chat_cassette names unknown checks: no-such-check; *"
+        ]
     )
     assert openai_server.request_count == 1
