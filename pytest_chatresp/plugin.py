@@ -449,10 +449,10 @@ def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
         if len(recorder.unmatched) == 1
         else f"No recording matches these {len(recorder.unmatched)} requests:"
     ]
-    from .recording import redact
+    from .hygiene.policy import redact_text
 
     for unmatched in recorder.unmatched:
-        lines.append(f"  {unmatched.request.describe(redact)}")
+        lines.append(f"  {unmatched.request.describe(redact_text)}")
         if unmatched.closest is not None and unmatched.differs_in:
             lines.append(
                 f"    closest recording: interaction {unmatched.closest}, which differs in "
