@@ -26,6 +26,8 @@ __all__ = [
 #: The most a body may decode to: a decompression bomb is refused, not expanded.
 MAX_DECODED_BYTES = 64 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Fewer bytes than this cannot hold a compressed secret worth finding.
+_SHORTEST_COMPRESSED = 10
 _ALIASES = {"x-gzip": "gzip", "x-deflate": "deflate"}
 
 
@@ -158,6 +160,8 @@ def plausible_decodings(raw: bytes) -> list[bytes]:
     out.
     """
     found = [raw]
+    if len(raw) < _SHORTEST_COMPRESSED:
+        return found
     for coding in ("gzip", "deflate", "br"):
         try:
             decoded = decode(raw, (coding,))

@@ -25,7 +25,14 @@ from urllib.parse import unquote_plus
 from pytest_chatresp.decoding import UnreadableBody, codings, decode, plausible_decodings
 from pytest_chatresp.stream import looks_like_sse, parse_sse
 
-from .policy import BASIC_CREDENTIAL, KEY_PATTERNS, REDACTED, Secrets, basic_credentials
+from .policy import (
+    BASIC_CREDENTIAL,
+    KEY_PATTERNS,
+    REDACTED,
+    Secrets,
+    basic_credentials,
+    encoded_forms,
+)
 
 __all__ = ["find_secrets", "texts_of"]
 
@@ -88,7 +95,7 @@ class _Reading:
         if depth >= _MAX_DEPTH or len(text) > _MAX_VIEW_CHARS:
             return
         deeper = depth + 1
-        if "%" in text or "+" in text:  # URL-encoded: a query string, a form body
+        if "%" in text:  # URL-encoded: a query string, a form body
             self.text(unquote_plus(text), where, deeper)
         stripped = text.lstrip()
         if stripped[:1] in ("{", "["):
@@ -105,7 +112,10 @@ class _Reading:
             if pair is not None:
                 self.text(":".join(pair), where, deeper)
         for raw in _base64_payloads(text):
-            self.data(raw, where, deeper)
+            try:  # text, most likely; compressed bytes are seldom UTF-8
+                self.text(raw.decode("utf-8"), where, deeper)
+            except UnicodeDecodeError:
+                self.data(raw, where, deeper)
 
     def _stream(self, text: str, where: str, depth: int) -> None:
         """Each field of the events joined across events, and the events' data joined."""
@@ -151,7 +161,12 @@ def _leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 def _base64_payloads(text: str) -> Iterator[bytes]:
     """The bytes of each run of base64 or base64url in ``text`` (and of a wrapped block)."""
-    runs = [match.group(0) for match in _BASE64_RUN.finditer(text)]
+    # Base64 of anything mixes upper and lower case; names and hex ids do not.
+    runs = [
+        run
+        for run in (match.group(0) for match in _BASE64_RUN.finditer(text))
+        if not run.islower() and not run.isupper()
+    ]
     stripped = text.strip()
     if "\n" in stripped and len(stripped) >= 16 and _BASE64_BLOCK.fullmatch(stripped):
         runs.append("".join(stripped.split()))
@@ -182,19 +197,26 @@ def find_secrets(document: Any, secrets: Secrets | None = None) -> list[tuple[st
     answer.
     """
     known = secrets if secrets is not None else Secrets.from_environment()
-    values = known.longest_first()
+    forms: dict[str, str] = {}
+    for value, what in known.longest_first():
+        described = f"the value of {what}" if what.startswith("$") else f"the {what}"
+        for form in encoded_forms(value):
+            forms.setdefault(form, described)
+    # One search a text for every written form of every value, the longest forms first.
+    needles = (
+        re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+        if forms
+        else None
+    )
     reading = _Reading()
     reading.value(document, "")
     found: list[tuple[str, str]] = [
         (where, f"a body the scan cannot read ({why})") for where, why in reading.unreadable
     ]
-    from .policy import encoded_forms
-
     for where, text in reading.texts:
-        for value, what in values:
-            if any(form in text for form in encoded_forms(value)):
-                described = f"the value of {what}" if what.startswith("$") else f"the {what}"
-                found.append((where, described))
+        if needles is not None:
+            for match in needles.finditer(text):
+                found.append((where, forms[match.group(0)]))
         for pattern, description in KEY_PATTERNS:
             if pattern.search(text):
                 found.append((where, description))
