@@ -1,8 +1,8 @@
 """Auditing cassettes, including ones recorded before the plugin: what should not be in them.
 
-An audit flags secrets (the recording rules' headers, query parameters, key-shaped values and
-credential environment variables), organisation and project ids, cookies, and bodies larger than
-a threshold (base64 images, huge prompts). It reads and never writes; ``chatresp scrub`` fixes
+An audit flags secrets (what ``chatresp scrub`` would replace, and what the recording's last
+scan still finds after it), organisation and project ids, cookies, and bodies larger than a
+threshold (base64 images, huge prompts). It reads and never writes; ``chatresp scrub`` fixes
 what can be fixed.
 """
 
