@@ -148,31 +148,36 @@ def _header_values(headers: Any, name: str) -> list[str]:
     ]
 
 
-def _without_known_secrets(request: Any, response: Any, secrets: Secrets) -> tuple[Any, Any]:
-    """Copies of one interaction with every value scrubbed elsewhere replaced wherever it is
-    (a 401 body that repeats the bearer token); a body that changes is stored decoded."""
+def _learned_replaced_in_request(request: Any, secrets: Secrets) -> None:
+    """A request's URI, headers and body with the values scrubbed so far replaced.
+
+    Done as the request is scrubbed, so that a replayed request is changed the same way and
+    still matches its recording.
+    """
     if not secrets.learned:
-        return request, response
+        return
 
     def replace(text: str) -> str:
         return secrets.replace(text, learned_only=True)
 
-    import copy
-
-    request = copy.copy(request)
     request.uri = replace(request.uri)
     request.headers = {k: replace(str(v)) for k, v in request.headers.items()}
     encoding = _header_values(request.headers, "content-encoding")
     body = _replaced_body(request.body, encoding, secrets)
     if body is not None:
         request.body = body
-    if not isinstance(response, dict):
-        return request, response
+
+
+def _learned_replaced_in_response(response: Any, secrets: Secrets) -> Any:
+    """A copy of a response with every value scrubbed elsewhere replaced wherever it is (a 401
+    body that repeats the bearer token); a body that changes is stored decoded."""
+    if not secrets.learned or not isinstance(response, dict):
+        return response
     response = dict(response)
     headers = dict(response.get("headers") or {})
     for key, value in headers.items():
         values = value if isinstance(value, list) else [value]
-        headers[key] = [replace(str(v)) for v in values]
+        headers[key] = [secrets.replace(str(v), learned_only=True) for v in values]
     raw = response.get("body")
     string = raw.get("string") if isinstance(raw, dict) else None
     body = _replaced_body(string, _header_values(headers, "content-encoding"), secrets)
@@ -183,7 +188,7 @@ def _without_known_secrets(request: Any, response: Any, secrets: Secrets) -> tup
         for key in [k for k in headers if str(k).lower() == "content-length"]:
             headers[key] = [str(len(body.encode("utf-8")))]
     response["headers"] = headers
-    return request, response
+    return response
 
 
 def _leaks(cassette_dict: Any, data: str, secrets: Secrets) -> list[tuple[str, str]]:
@@ -286,22 +291,10 @@ class _Persister:
         path = Path(cassette_path)
         shown = display_path(path)
         metadata = dict(cassette_dict.get("metadata") or {})
+        metadata[METADATA_KEY] = self._recorder.provenance(cassette_dict)
         secrets = self._recorder.secrets
-        pairs = [
-            _without_known_secrets(request, response, secrets)
-            for request, response in zip(
-                cassette_dict["requests"], cassette_dict["responses"], strict=True
-            )
-        ]
-        requests = [request for request, _ in pairs]
-        # The provenance knows the responses recorded now by their identity.
-        metadata[METADATA_KEY] = self._recorder.provenance({**cassette_dict, "requests": requests})
-        cassette_dict = {
-            **cassette_dict,
-            "metadata": metadata,
-            "requests": requests,
-            "responses": [response for _, response in pairs],
-        }
+        responses = [_learned_replaced_in_response(r, secrets) for r in cassette_dict["responses"]]
+        cassette_dict = {**cassette_dict, "metadata": metadata, "responses": responses}
         if getattr(serializer, "__name__", "").endswith("jsonserializer"):
             # JSON holds no bytes: store compressed bodies decoded, as the readable format does.
             responses = [decompressed(response) for response in cassette_dict["responses"]]
@@ -491,6 +484,7 @@ class Recorder:
         request.uri, removed = scrub_uri(request.uri, self.settings.query_parameters)
         for what, value in removed:
             self.secrets.learn(value, f"value of {what}")
+        _learned_replaced_in_request(request, self.secrets)
         return request
 
     def _scrub_response(self, response: Any) -> Any:

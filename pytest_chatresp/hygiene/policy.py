@@ -72,7 +72,7 @@ MIN_SECRET_LENGTH = 8
 #: A value taken from a secret header is looked for elsewhere only when it is this long and
 #: mixes letters and digits, so that an organisation name such as ``acme`` is not replaced in
 #: every body.
-MIN_LEARNED_LENGTH = 16
+MIN_LEARNED_LENGTH = 10
 
 OPENAI_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
 BASIC_CREDENTIAL = re.compile(r"(?i)\bbasic\s+([A-Za-z0-9+/_-]{4,}={0,2})")
