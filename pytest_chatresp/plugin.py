@@ -452,7 +452,7 @@ def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
     from .hygiene.policy import redact_text
 
     for unmatched in recorder.unmatched:
-        lines.append(f"  {unmatched.request.describe(redact_text)}")
+        lines.append(f"  {unmatched.request.describe(lambda t: redact_text(t, recorder.secrets))}")
         if unmatched.closest is not None and unmatched.differs_in:
             lines.append(
                 f"    closest recording: interaction {unmatched.closest}, which differs in "

@@ -35,6 +35,7 @@ from .hygiene.policy import (
     DEFAULT_RESPONSE_HEADERS,
     REDACTED,
     Secrets,
+    redact_text,
     scrub_uri,
 )
 from .hygiene.scan import find_secrets
@@ -209,7 +210,8 @@ def _leaks(cassette_dict: Any, data: str, secrets: Secrets) -> list[tuple[str, s
         if kind not in kinds:
             kinds.add(kind)
             leaks.append((f"the cassette file ({where.partition('.')[2] or 'text'})", kind))
-    return leaks
+    # A field path is made of the document's keys, and a key may be the secret itself.
+    return [(redact_text(where, secrets), kind) for where, kind in leaks]
 
 
 # --- matching -----------------------------------------------------------------------------------
@@ -469,10 +471,8 @@ class Recorder:
             if key in user:
                 options[key] = [*options[key], *user.pop(key)]
         options.update(user)
-        if settings.mode == "none" and "headers" not in options["match_on"]:
-            # Nothing is written in replay-only mode, and no header takes part in matching:
-            # the header filters would only cost time on every request.
-            options["filter_headers"] = []
+        # The header filters run in replay-only mode too: what they take out is replaced in the
+        # request's body and URI as well, on recording and on replay alike.
         recorder = vcr.VCR(**options)
         recorder.register_matcher(BODY_MATCHER, body)
         recorder.register_serializer(_READABLE, readable)

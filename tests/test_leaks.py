@@ -491,3 +491,35 @@ def test_scrub_then_leaves_nothing_readable(
     for name in fixable:
         assert_unreadable(tmp_path / f"{name}.yaml", secrets)
     assert main(["audit", *(str(tmp_path / f"{n}.yaml") for n in fixable)]) == 0
+
+
+def test_a_scrubbed_value_in_the_request_body_is_replaced_and_still_replays(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_leak=f"""
+import os
+
+import httpx
+import pytest
+
+@pytest.mark.chat_cassette
+def test_a():
+    body = {{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "my key is {GOOGLE_KEY}"}}]}}
+    response = httpx.post(
+        os.environ["CHATRESP_TEST_BASE_URL"] + "/chat/completions",
+        json=body,
+        headers={{"x-goog-api-key": {GOOGLE_KEY!r}}},
+    )
+    assert response.json()["choices"][0]["message"]["content"].startswith("Echo: my key is ")
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "--chatresp-record-mode=once").assert_outcomes(
+        passed=1
+    )
+    text = (pytester.path / "cassettes" / "test_leak" / "test_a.yaml").read_text(encoding="utf-8")
+    assert "my key is REDACTED" in text
+    assert_unreadable(pytester.path, (GOOGLE_KEY,))
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert openai_server.request_count == 1
