@@ -243,3 +243,26 @@ def test_a():
     assert "FAKEuserinfo" not in output
     assert "FAKEtoken" not in output
     assert openai_server.request_count == 0
+
+
+def test_audit_without_brotli_reports_the_body_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_chatresp.cli import main
+
+    path = write_cassette(tmp_path / "br.yaml", completion())
+    document = json.loads(path.read_text())
+    response = document["interactions"][0]["response"]
+    response["headers"]["Content-Encoding"] = ["br"]
+    response["body"]["string"] = brotli.compress(json.dumps(completion()).encode())
+    path.write_text(yaml.safe_dump(document))
+    monkeypatch.setattr(decoding, "_brotli", lambda: None)
+    assert main(["audit", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "br.yaml: interactions.[0].response.body.string: a body the scan cannot read (the body is"
+        " brotli-compressed; install brotli to read it), which should not be recorded"
+        " (remove it by hand)"
+    ) in out
+    assert main(["scrub", "--check", str(path)]) == 1
+    assert "a body the scan cannot read" in capsys.readouterr().out
