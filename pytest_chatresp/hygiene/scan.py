@@ -104,7 +104,10 @@ class _Reading:
             except (ValueError, RecursionError):
                 pass
             else:
-                self.value(document, where, deeper)
+                try:
+                    self.value(document, where, deeper)
+                except RecursionError:
+                    self.unreadable.append((where, "nested too deeply to read"))
         elif looks_like_sse(text):
             self._stream(text, where, deeper)
         for match in BASIC_CREDENTIAL.finditer(text):
