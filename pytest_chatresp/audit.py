@@ -1,8 +1,8 @@
 """Auditing cassettes, including ones recorded before the plugin: what should not be in them.
 
-An audit flags secrets (the recording rules' headers, query parameters, key-shaped values and
-credential environment variables), organisation and project ids, cookies, and bodies larger than
-a threshold (base64 images, huge prompts). It reads and never writes; ``chatresp scrub`` fixes
+An audit flags secrets (what ``chatresp scrub`` would replace, and what the recording's last
+scan still finds after it), organisation and project ids, cookies, and bodies larger than a
+threshold (base64 images, huge prompts). It reads and never writes; ``chatresp scrub`` fixes
 what can be fixed.
 """
 
@@ -49,19 +49,23 @@ def _body_size(body: Any) -> int:
 
 def audit_file(path: Path, *, rules: Any, max_body_bytes: int) -> list[Finding]:
     """Everything in one cassette file that should not be there (raises ``CassetteError``)."""
-    from .cassette import load_cassette, read_document
+    from .cassette import load_cassette
     from .checks import CHECKS
-    from .recording import find_secrets, texts_of
+    from .hygiene.scan import texts_of
     from .scrub import scrub_file
 
     shown = display_path(path)
+    scrubbed = scrub_file(path, rules, strict=False)
     findings = [
         Finding(shown, None, description, "should not be recorded (chatresp scrub removes it)")
-        for description in dict.fromkeys(scrub_file(path, rules).found)
+        for description in dict.fromkeys(scrubbed.found)
     ]
-    # The recording scan too: it also reads URL-encoded and base64 text.
-    for where, kind in dict.fromkeys(find_secrets(read_document(path))):
-        findings.append(Finding(shown, None, where, f"{kind}, which should not be recorded"))
+    # What the recording's last scan still finds once scrubbed: a key split across stream
+    # events, one in an encoded string, a body it cannot decode.
+    for where, kind in dict.fromkeys(scrubbed.remaining):
+        findings.append(
+            Finding(shown, None, where, f"{kind}, which should not be recorded (remove it by hand)")
+        )
     cassette = load_cassette(path, skip_checks=CHECKS)
     for exchange in cassette.exchanges:
         parts = (

@@ -10,12 +10,10 @@ recorded as violations on its exchange and raised when the completion is asked f
 from __future__ import annotations
 
 import gc
-import gzip
 import json
 import os
 import re
 import stat
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from .checks import CheckContext, Rules, run_checks
+from .decoding import UnreadableBody, codings, decode
 from .errors import (
     CassetteError,
     Violation,
@@ -62,7 +61,6 @@ __all__ = [
     "read_document",
 ]
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _JSON_START = re.compile(rb"\s*[\[{]")
 _CHAT_OBJECT = "chat.completion"
 _CHUNK_OBJECT = "chat.completion.chunk"
@@ -343,29 +341,6 @@ def _headers(raw: Any) -> dict[str, list[str]]:
     return out
 
 
-def _decode_body(raw: bytes, encoding: str) -> tuple[bytes, str | None]:
-    """Undo a Content-Encoding; trusts gzip's magic bytes over the header."""
-    try:
-        if raw.startswith(_GZIP_MAGIC):
-            return gzip.decompress(raw), None
-        if "deflate" in encoding:
-            try:
-                return zlib.decompress(raw), None
-            except zlib.error:
-                return zlib.decompress(raw, -zlib.MAX_WBITS), None
-        if "br" in [e.strip() for e in encoding.split(",")]:
-            try:
-                import brotli  # type: ignore[import-not-found, unused-ignore]
-            except ImportError:
-                return raw, "the body is brotli-compressed; install brotli to read it"
-            return bytes(brotli.decompress(raw)), None
-    except (OSError, EOFError, zlib.error) as exc:
-        return raw, f"the body is compressed but corrupt ({exc})"
-    except Exception as exc:  # brotli.error is not an OSError
-        return raw, f"the body is compressed but corrupt ({type(exc).__name__})"
-    return raw, None
-
-
 def _body_text(raw: Any, headers: dict[str, list[str]]) -> tuple[str | bytes | None, str | None]:
     """A body as text (or bytes when it is not text), and a problem if decoding failed."""
     if raw is None:
@@ -376,10 +351,10 @@ def _body_text(raw: Any, headers: dict[str, list[str]]) -> tuple[str | bytes | N
         return raw, None
     if not isinstance(raw, bytes):
         return None, f"the body is {type(raw).__name__}, not text or bytes"
-    encoding = ",".join(headers.get("content-encoding", [])).lower()
-    decoded, problem = _decode_body(raw, encoding)
-    if problem:
-        return decoded, problem
+    try:
+        decoded = decode(raw, codings(headers.get("content-encoding")))
+    except UnreadableBody as exc:
+        return raw, str(exc)
     try:
         return decoded.decode("utf-8"), None
     except UnicodeDecodeError:

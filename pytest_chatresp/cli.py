@@ -791,9 +791,10 @@ def _parser() -> argparse.ArgumentParser:
         "scrub",
         help="remove secrets from cassettes already written",
         description="Replace secrets with REDACTED, in place, by the recording rules: secret "
-        "request and response headers, secret query parameters, strings shaped like an OpenAI "
-        "key (sk-...) and the values of environment variables named *_KEY, *_TOKEN or "
-        "*_SECRET, bodies decoded. Everything else in the file is kept as it was.",
+        "request and response headers, secret query parameters, URL userinfo, strings shaped "
+        "like an OpenAI key (sk-...) and the values of environment variables named *_KEY, "
+        "*_APIKEY, *_TOKEN, *_SECRET or *_PASSWORD, bodies decoded. Everything else in the "
+        "file is kept as it was.",
     )
     scrub.add_argument(
         "cassettes", nargs="+", metavar="CASSETTE", help="cassette files or directories"

@@ -9,11 +9,12 @@ message a user reads, with every value masked so that no secret is printed.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from .hygiene.policy import DEFAULT_QUERY_PARAMETERS, DEFAULT_REQUEST_HEADERS, redact_text
 
 __all__ = [
     "ABSENT",
@@ -31,15 +32,8 @@ WHERE = ("scheme", "host", "port")
 _BODY_MATCHERS = frozenset({"body", "raw_body", "chatresp_body"})
 _SHOWN = 8
 _WIDTH = 60
-_SECRET_QUERY = ("access_token", "token", "key", "api_key", "api-key", "apikey", "sig")
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie"}
-)
-_USERINFO = re.compile(r"(?<=//)[^/?#@\s]+@")
-_QUERY_SECRET = re.compile(
-    r"(?<=[?&])(" + "|".join(re.escape(name) for name in _SECRET_QUERY) + r")=[^&#\s'\"]*",
-    re.IGNORECASE,
-)
+_SECRET_HEADERS = frozenset(DEFAULT_REQUEST_HEADERS)
+_SECRET_QUERY = frozenset(DEFAULT_QUERY_PARAMETERS)
 
 
 class _Absent:
@@ -50,11 +44,10 @@ class _Absent:
 ABSENT: Any = _Absent()
 
 
-def masked(text: str, redact: Callable[[str], str] = str) -> str:
-    """``text`` as a message may print it: ``redact`` applied, URL userinfo and secret query
-    values replaced. The one place the mismatch message hides secrets."""
-    text = _USERINFO.sub("REDACTED@", redact(text))
-    return _QUERY_SECRET.sub(lambda m: f"{m.group(1)}=REDACTED", text)
+def masked(text: str, redact: Callable[[str], str] = redact_text) -> str:
+    """``text`` as a message may print it: ``redact`` (the secret policy's message redaction,
+    with what the recorder learned) applied. The one place the mismatch message hides secrets."""
+    return redact(text)
 
 
 @dataclass(frozen=True)
@@ -238,7 +231,7 @@ def explain(
     exists: bool,
     mode: str,
     test: str,
-    clean: Callable[[str], str] = str,
+    clean: Callable[[str], str] = redact_text,
 ) -> str:
     """The failure message for requests no recording answers. ``clean`` redacts message text."""
     requests = sum(u.count for u in unmatched)

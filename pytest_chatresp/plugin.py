@@ -586,8 +586,8 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
 
 def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
     from .errors import printable
+    from .hygiene.policy import redact_text
     from .mismatch import explain
-    from .recording import redact
 
     return printable(
         explain(
@@ -596,7 +596,7 @@ def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
             exists=recorder.path.exists(),
             mode=recorder.settings.mode,
             test=item.nodeid,
-            clean=redact,
+            clean=lambda text: redact_text(text, recorder.secrets),
         )
     )
 
@@ -697,7 +697,11 @@ def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException
     """Our message for a recording that could not be made: no key, or no server."""
     if _replaying(item, recorder.path):
         return None
-    from .recording import connection_failure, missing_credentials, redact
+    from .hygiene.policy import redact_text
+    from .recording import connection_failure, missing_credentials
+
+    def redact(text: str) -> str:
+        return redact_text(text, recorder.secrets)
 
     variable = missing_credentials(exc)
     if variable:

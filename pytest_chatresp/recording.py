@@ -8,19 +8,14 @@ kept, and writes the file atomically after a last scan for secrets.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import gzip
 import json
 import os
-import re
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from . import mismatch
 from .cassette import (
@@ -32,31 +27,38 @@ from .cassette import (
     read_document,
 )
 from .checks import CHECKS, Rules
+from .decoding import UnreadableBody, codings, decode
 from .errors import CassetteError, Violation, display_path, shorten
 from .files import write_atomically
+from .hygiene.policy import (
+    DEFAULT_QUERY_PARAMETERS,
+    DEFAULT_REQUEST_HEADERS,
+    DEFAULT_RESPONSE_HEADERS,
+    REDACTED,
+    Secrets,
+    redact_text,
+    scrub_uri,
+)
+from .hygiene.scan import find_secrets
 from .mismatch import Unmatched
 from .provenance import METADATA_KEY, build_provenance, model_changes, owner
 from .serializer import FORMAT_KEY, decompressed
 
 __all__ = [
     "DEFAULT_MATCH_ON",
-    "OPENAI_KEY",
+    "DEFAULT_QUERY_PARAMETERS",
+    "DEFAULT_REQUEST_HEADERS",
+    "DEFAULT_RESPONSE_HEADERS",
     "RECORD_MODES",
-    "REDACTED",
     "RecordSettings",
     "Recorder",
     "SecretLeakError",
-    "find_secrets",
-    "redact",
-    "secret_values",
-    "texts_of",
 ]
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 SERIALIZERS = ("readable", "yaml", "json")
 _READABLE = "chatresp-readable"
 _NO_CHECKS = Rules(skip_checks=frozenset(CHECKS))
-REDACTED = "REDACTED"
 BODY_MATCHER = "chatresp_body"
 DEFAULT_MATCH_ON: tuple[str, ...] = (
     "method",
@@ -67,20 +69,6 @@ DEFAULT_MATCH_ON: tuple[str, ...] = (
     "query",
     BODY_MATCHER,
 )
-DEFAULT_REQUEST_HEADERS: tuple[str, ...] = (
-    "authorization",
-    "api-key",
-    "x-api-key",
-    "openai-organization",
-    "openai-project",
-    "cookie",
-)
-DEFAULT_RESPONSE_HEADERS: tuple[str, ...] = ("set-cookie", "openai-organization", "openai-project")
-DEFAULT_QUERY_PARAMETERS: tuple[str, ...] = ("key", "api-key", "api_key")
-
-OPENAI_KEY = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
-_SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET")
-_MIN_SECRET_LENGTH = 8
 
 
 class SecretLeakError(CassetteError):
@@ -107,104 +95,120 @@ class RecordSettings:
 # --- scrubbing ----------------------------------------------------------------------------------
 
 
-def _scrub_headers(headers: Any, names: Iterable[str]) -> None:
+def _header_filter(secrets: Secrets, side: str) -> Callable[..., str]:
+    """A vcrpy header filter: the value is learned (looked for elsewhere), then REDACTED."""
+
+    def redacted(key: str, value: Any, request: Any = None) -> str:
+        for item in value if isinstance(value, list | tuple) else [value]:
+            secrets.learn(str(item), f"value of {side} header {str(key).lower()}")
+        return REDACTED
+
+    return redacted
+
+
+def _scrub_headers(headers: Any, names: Iterable[str], secrets: Secrets) -> None:
     if not isinstance(headers, dict):
         return
     lowered = {name.lower() for name in names}
+    redacted = _header_filter(secrets, "response")
     for key in list(headers):
         if str(key).lower() in lowered:
             value = headers[key]
-            headers[key] = [REDACTED] * len(value) if isinstance(value, list) else REDACTED
+            if isinstance(value, list):
+                headers[key] = [redacted(key, item) for item in value]
+            else:
+                headers[key] = redacted(key, value)
 
 
-def _scrub_query(uri: str, names: Iterable[str]) -> str:
-    parts = urlsplit(uri)
-    if not parts.query:
-        return uri
-    lowered = {name.lower() for name in names}
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(key.lower() in lowered for key, _ in pairs):
-        return uri
-    scrubbed = [(key, REDACTED if key.lower() in lowered else value) for key, value in pairs]
-    return urlunsplit(parts._replace(query=urlencode(scrubbed)))
-
-
-def secret_values() -> dict[str, str]:
-    """Environment variables that look like credentials, by name."""
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if name.upper().endswith(_SECRET_ENV_SUFFIXES)
-        and len(value) >= _MIN_SECRET_LENGTH
-        and value != REDACTED
-    }
-
-
-def texts_of(value: Any) -> Iterable[tuple[str, str]]:
-    """Every string inside a cassette value, decoded: bytes, gzip and base64 hide nothing."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            for where, text in texts_of(item):
-                yield (f"{key}.{where}" if where else str(key)), text
-    elif isinstance(value, list | tuple):
-        for position, item in enumerate(value):
-            for where, text in texts_of(item):
-                yield (f"[{position}].{where}" if where else f"[{position}]"), text
-    elif isinstance(value, bytes | bytearray):
-        yield from texts_of(_decode_bytes(bytes(value)))
-    elif isinstance(value, str):
-        yield "", value
-        if "%" in value or "+" in value:  # URL-encoded: a query string, a form body
-            yield "", unquote_plus(value)
-        decoded = _maybe_base64(value)
-        if decoded is not None:
-            yield "", decoded
-
-
-def _decode_bytes(raw: bytes) -> str:
-    for attempt in (gzip.decompress, zlib.decompress):
+def _replaced_body(body: Any, encoding: Any, secrets: Secrets) -> str | None:
+    """A body with the known secrets replaced, decoded; ``None`` when none is in it."""
+    if isinstance(body, bytes | bytearray):
         try:
-            raw = attempt(raw)
-            break
-        except Exception:
-            continue
-    return raw.decode("utf-8", errors="replace")
-
-
-def _maybe_base64(text: str) -> str | None:
-    stripped = text.strip()
-    if len(stripped) < 16 or len(stripped) % 4 or not re.fullmatch(r"[A-Za-z0-9+/=\s]+", stripped):
+            text = decode(bytes(body), codings(encoding)).decode("utf-8")
+        except (UnreadableBody, UnicodeDecodeError):
+            return None  # the last scan reports it if it holds a secret
+    elif isinstance(body, str):
+        text = body
+    else:
         return None
-    try:
-        return _decode_bytes(base64.b64decode(stripped, validate=False))
-    except ValueError:
-        return None
+    new = secrets.replace(text, learned_only=True)
+    return None if new == text else new
 
 
-def redact(text: str) -> str:
-    """``text`` with key-shaped strings and credential environment values replaced."""
-    text = OPENAI_KEY.sub(REDACTED, text)
-    for value in secret_values().values():
-        text = text.replace(value, REDACTED)
-    return text
+def _header_values(headers: Any, name: str) -> list[str]:
+    if not isinstance(headers, Mapping):
+        return []
+    return [
+        str(item)
+        for key, value in headers.items()
+        if str(key).lower() == name
+        for item in (value if isinstance(value, list | tuple) else [value])
+    ]
 
 
-def find_secrets(document: Any) -> list[tuple[str, str]]:
-    """Where a document holds a secret, and what kind: ``[(field path, description)]``.
+def _learned_replaced_in_request(request: Any, secrets: Secrets) -> None:
+    """A request's URI, headers and body with the values scrubbed so far replaced.
 
-    Looks for the value of any environment variable named ``*_KEY``, ``*_TOKEN`` or
-    ``*_SECRET`` (8 characters or more) and anything shaped like an OpenAI key. The secret
-    itself is never part of the answer.
+    Done as the request is scrubbed, so that a replayed request is changed the same way and
+    still matches its recording.
     """
-    secrets = secret_values()
-    found: list[tuple[str, str]] = []
-    for where, text in texts_of(document):
-        for name, value in secrets.items():
-            if value in text:
-                found.append((where, f"the value of ${name}"))
-        if OPENAI_KEY.search(text):
-            found.append((where, "a string shaped like an OpenAI API key (sk-…)"))
-    return found
+    if not secrets.learned:
+        return
+
+    def replace(text: str) -> str:
+        return secrets.replace(text, learned_only=True)
+
+    request.uri = replace(request.uri)
+    request.headers = {k: replace(str(v)) for k, v in request.headers.items()}
+    encoding = _header_values(request.headers, "content-encoding")
+    body = _replaced_body(request.body, encoding, secrets)
+    if body is not None:
+        request.body = body
+
+
+def _learned_replaced_in_response(response: Any, secrets: Secrets) -> Any:
+    """A copy of a response with every value scrubbed elsewhere replaced wherever it is (a 401
+    body that repeats the bearer token); a body that changes is stored decoded."""
+    if not secrets.learned or not isinstance(response, dict):
+        return response
+    response = dict(response)
+    headers = dict(response.get("headers") or {})
+    for key, value in headers.items():
+        values = value if isinstance(value, list) else [value]
+        headers[key] = [secrets.replace(str(v), learned_only=True) for v in values]
+    raw = response.get("body")
+    string = raw.get("string") if isinstance(raw, dict) else None
+    body = _replaced_body(string, _header_values(headers, "content-encoding"), secrets)
+    if body is not None:
+        response["body"] = {**raw, "string": body} if isinstance(raw, dict) else body
+        for key in [k for k in headers if str(k).lower() == "content-encoding"]:
+            del headers[key]
+        for key in [k for k in headers if str(k).lower() == "content-length"]:
+            headers[key] = [str(len(body.encode("utf-8")))]
+    response["headers"] = headers
+    return response
+
+
+def _leaks(cassette_dict: Any, data: str, secrets: Secrets) -> list[tuple[str, str]]:
+    """The last scan: what is about to be written, and the file's text read back."""
+    leaks = find_secrets(
+        {
+            "requests": [r._to_dict() for r in cassette_dict["requests"]],
+            "responses": cassette_dict["responses"],
+        },
+        secrets,
+    )
+    kinds = {kind for _, kind in leaks}
+    try:
+        written: Any = read_document("<cassette>", data.encode("utf-8"))
+    except CassetteError:
+        written = None
+    for where, kind in find_secrets([data, written], secrets):
+        if kind not in kinds:
+            kinds.add(kind)
+            leaks.append((f"the cassette file ({where.partition('.')[2] or 'text'})", kind))
+    # A field path is made of the document's keys, and a key may be the secret itself.
+    return [(redact_text(where, secrets), kind) for where, kind in leaks]
 
 
 # --- matching -----------------------------------------------------------------------------------
@@ -228,11 +232,10 @@ def _body_data(request: Any) -> Any:
 @functools.lru_cache(maxsize=512)
 def _comparable(raw: bytes) -> Any:
     """A body as matching compares it; vcrpy compares the same bodies many times a request."""
-    if raw.startswith(b"\x1f\x8b"):
-        try:
-            raw = gzip.decompress(raw)
-        except OSError:
-            return raw
+    try:
+        raw = decode(raw)  # a gzip-compressed request body is compared decoded
+    except UnreadableBody:
+        return raw
     try:
         return _without_nulls(json.loads(raw))
     except ValueError:
@@ -329,6 +332,9 @@ class _Persister:
         path = Path(cassette_path)
         shown = display_path(path)
         cassette_dict = self._recorder.merged(cassette_dict)
+        secrets = self._recorder.secrets
+        responses = [_learned_replaced_in_response(r, secrets) for r in cassette_dict["responses"]]
+        cassette_dict = {**cassette_dict, "responses": responses}
         if getattr(serializer, "__name__", "").endswith("jsonserializer"):
             # JSON holds no bytes: store compressed bodies decoded, as the readable format does.
             responses = [decompressed(response) for response in cassette_dict["responses"]]
@@ -341,13 +347,7 @@ class _Persister:
                 f"not written: the serializer cannot store it ({shorten(str(exc), 120)}); "
                 "chatresp_serializer = readable or yaml can",
             ) from None
-        leaks = find_secrets(
-            {
-                "requests": [r._to_dict() for r in cassette_dict["requests"]],
-                "responses": cassette_dict["responses"],
-            }
-        )
-        leaks.extend(("cassette", kind) for where, kind in find_secrets(data))
+        leaks = _leaks(cassette_dict, data, self._recorder.secrets)
         if leaks:
             described = sorted({f"{kind} in {where}" for where, kind in leaks})
             raise SecretLeakError(
@@ -445,6 +445,8 @@ class Recorder:
         self.replayed: list[Exchange] = []
         self.recorded: list[Exchange] = []
         self._documents = documents or read_document
+        #: The secret values known for this cassette: the environment's, and those scrubbed.
+        self.secrets = Secrets.from_environment()
         self._context: Any = None
         self._vcr_cassette: Any = None
         self._save_error: BaseException | None = None
@@ -544,7 +546,9 @@ class Recorder:
             "record_mode": settings.mode,
             "serializer": _READABLE if (chosen := self._format()) == "readable" else chosen,
             "match_on": settings.match_on,
-            "filter_headers": [(h, REDACTED) for h in settings.request_headers],
+            "filter_headers": [
+                (h, _header_filter(self.secrets, "request")) for h in settings.request_headers
+            ],
             # Query parameters are scrubbed by _scrub_request, which ignores their case.
             "filter_query_parameters": [],
             "before_record_request": self._scrub_request,
@@ -560,10 +564,8 @@ class Recorder:
             if key in user:
                 options[key] = [*options[key], *user.pop(key)]
         options.update(user)
-        if settings.mode == "none" and "headers" not in options["match_on"]:
-            # Nothing is written in replay-only mode, and no header takes part in matching:
-            # the header filters would only cost time on every request.
-            options["filter_headers"] = []
+        # The header filters run in replay-only mode too: what they take out is replaced in the
+        # request's body and URI as well, on recording and on replay alike.
         recorder = vcr.VCR(**options)
         recorder.register_matcher(BODY_MATCHER, body)
         recorder.register_serializer(_READABLE, readable)
@@ -572,12 +574,15 @@ class Recorder:
 
     def _scrub_request(self, request: Any) -> Any:
         # vcrpy's filter_query_parameters compares names with their case; this does not.
-        request.uri = _scrub_query(request.uri, self.settings.query_parameters)
+        request.uri, removed = scrub_uri(request.uri, self.settings.query_parameters)
+        for what, value in removed:
+            self.secrets.learn(value, f"value of {what}")
+        _learned_replaced_in_request(request, self.secrets)
         return request
 
     def _scrub_response(self, response: Any) -> Any:
         if isinstance(response, dict):
-            _scrub_headers(response.get("headers"), self.settings.response_headers)
+            _scrub_headers(response.get("headers"), self.settings.response_headers, self.secrets)
         return response
 
     def __enter__(self) -> Recorder:

@@ -1,11 +1,12 @@
 """Scrubbing secrets out of cassette files already on disk, keeping everything else as it was.
 
-The rules are the recording rules (:mod:`pytest_chatresp.recording`): the values of secret
-request and response headers and of secret query parameters become ``REDACTED``, and so does
-anything shaped like an OpenAI key and the value of any environment variable named ``*_KEY``,
-``*_TOKEN`` or ``*_SECRET``, wherever it appears, bodies decoded (``!!binary``, gzip, zlib,
-base64). A value found in a secret header or query parameter is also replaced wherever else it
-appears.
+The rules are the recording rules (:mod:`pytest_chatresp.hygiene.policy`): the values of secret
+request and response headers and of secret query parameters become ``REDACTED``, URL userinfo
+is removed, and so is anything shaped like an OpenAI key and the value of any credential
+environment variable, wherever it appears and in any written form, bodies decoded by their
+``Content-Encoding`` (:mod:`pytest_chatresp.decoding`). A value found in a secret header, query
+parameter or userinfo is also replaced wherever else it appears. The scrubbed document is then
+scanned (:mod:`pytest_chatresp.hygiene.scan`): what the scan still finds is reported.
 
 The file is never re-serialized: each value that changes is rewritten in place, in the text,
 and only it (an encoded body is decoded, scrubbed and encoded again). The result is parsed
@@ -17,28 +18,35 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import gzip
 import json
 import re
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .decoding import UnreadableBody, codings, decode, encode
 from .errors import CassetteError, display_path, shorten
+from .hygiene.policy import (
+    DEFAULT_QUERY_PARAMETERS,
+    DEFAULT_REQUEST_HEADERS,
+    DEFAULT_RESPONSE_HEADERS,
+    OPENAI_KEY,
+    REDACTED,
+    Secrets,
+    encoded_forms,
+    scrub_uri,
+    secret_values,
+)
 
 __all__ = ["ScrubResult", "ScrubRules", "scrub_file", "scrub_text"]
 
 _BINARY_TAG = "tag:yaml.org,2002:binary"
 _NULL_TAG = "tag:yaml.org,2002:null"
 _GZIP_MAGIC = b"\x1f\x8b"
-_AUTH_SCHEME = re.compile(r"(?i)(?:bearer|basic|token|bot|key)\s+(\S+)")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]+")
 _NODE_PROPERTIES = re.compile(r"(?:[&!]\S*\s+)*")
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
-_MIN_LEARNED = 16
 _Path = tuple[str | int, ...]
 
 
@@ -64,13 +72,6 @@ class ScrubRules:
         environment: bool = True,
     ) -> ScrubRules:
         """The recording rules, plus ``headers`` (request and response) and query parameters."""
-        from .recording import (
-            DEFAULT_QUERY_PARAMETERS,
-            DEFAULT_REQUEST_HEADERS,
-            DEFAULT_RESPONSE_HEADERS,
-            secret_values,
-        )
-
         extra = {name.strip().lower() for name in headers if name.strip()}
         values = (
             tuple((value, f"${name}") for name, value in sorted(secret_values().items()))
@@ -97,6 +98,9 @@ class ScrubResult:
     path: Path
     found: tuple[str, ...]
     text: str | None = None
+    #: ``(field path, what)`` of the secrets the scan still finds once scrubbed (only with
+    #: ``strict=False``; otherwise they raise)
+    remaining: tuple[tuple[str, str], ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -325,32 +329,6 @@ def _is_uri(path: _Path) -> bool:
     return len(path) == 4 and path[0] == "interactions" and path[2:] == ("request", "uri")
 
 
-def _scrub_uri(uri: str, names: frozenset[str], redacted: str) -> tuple[str, list[tuple[str, str]]]:
-    """The URI with secret query parameter values replaced, touching nothing else of it.
-
-    Also ``[(parameter name, its decoded value)]`` for each value replaced.
-    """
-    from urllib.parse import unquote_plus
-
-    head, mark, rest = uri.partition("?")
-    if not mark:
-        return uri, []
-    query, hash_mark, fragment = rest.partition("#")
-    found: list[tuple[str, str]] = []
-    pairs = []
-    for pair in query.split("&"):
-        name, equals, value = pair.partition("=")
-        key = unquote_plus(name).lower()
-        if equals and key in names and value and unquote_plus(value) != redacted:
-            found.append((key, unquote_plus(value)))
-            pairs.append(f"{name}={redacted}")
-        else:
-            pairs.append(pair)
-    if not found:
-        return uri, []
-    return f"{head}?{'&'.join(pairs)}{hash_mark}{fragment}", found
-
-
 @dataclass
 class _Scrubber:
     """The value-level rules, applied to strings and encoded payloads."""
@@ -361,15 +339,19 @@ class _Scrubber:
     values: list[tuple[str, str]] = field(default_factory=list)
 
     def text(self, text: str, where: str) -> tuple[str, list[str], list[str]]:
-        """``text`` scrubbed, a description per value replaced, and the strings replaced."""
+        """``text`` scrubbed, a description per value replaced, and the strings replaced.
+
+        A known value is replaced in each of its written forms (URL-encoded, base64, …).
+        """
         found: list[str] = []
         replaced: list[str] = []
         for value, what in self.values:
-            count = text.count(value)
-            if count:
-                text = text.replace(value, self.redacted)
-                found.extend([f"{what} in {where}"] * count)
-                replaced.append(value)
+            for form in encoded_forms(value):
+                count = text.count(form)
+                if count:
+                    text = text.replace(form, self.redacted)
+                    found.extend([f"{what} in {where}"] * count)
+                    replaced.append(form)
 
         def key(match: re.Match[str]) -> str:
             found.append(f"sk- key in {where}")
@@ -383,29 +365,38 @@ class _Scrubber:
         """``text`` with every secret replaced: for what is shown, and to compare paths."""
         return self.text(text, "")[0]
 
-    def payload(self, raw: bytes, where: str) -> tuple[bytes, bytes, list[str]] | None:
+    def payload(
+        self, raw: bytes, where: str, steps: tuple[str, ...]
+    ) -> tuple[bytes, bytes, list[str]] | None:
         """An encoded body scrubbed: ``(new encoded bytes, new decoded bytes, found)``."""
-        data, codec = raw, None
-        if raw.startswith(_GZIP_MAGIC):
-            try:
-                data, codec = gzip.decompress(raw), "gzip"
-            except (OSError, EOFError, zlib.error):
-                return None
-        elif raw[:1] == b"\x78":
-            with contextlib.suppress(zlib.error):
-                data, codec = zlib.decompress(raw), "zlib"
+        try:
+            data = decode(raw, steps)
+        except UnreadableBody:
+            return None  # the last scan says the file cannot be shown to be clean
         new_text, found, _ = self.text(data.decode("utf-8", "surrogateescape"), where)
         if not found:
             return None
         new = new_text.encode("utf-8", "surrogateescape")
-        if codec == "gzip":
-            mtime = int.from_bytes(raw[4:8], "little") if len(raw) >= 8 else 0
-            encoded = gzip.compress(new, mtime=mtime)
-        elif codec == "zlib":
-            encoded = zlib.compress(new)
-        else:
-            encoded = new
+        try:
+            encoded = encode(new, steps) if data != raw else new
+        except UnreadableBody:
+            return None
         return encoded, new, found
+
+
+def _steps(raw: bytes, header: tuple[str, ...]) -> tuple[str, ...]:
+    """The codings to undo for a stored body: its header's, else what its bytes say."""
+    if header:
+        return header
+    if raw.startswith(_GZIP_MAGIC):
+        return ("gzip",)
+    if raw[:1] == b"\x78":
+        try:
+            decode(raw, ("deflate",))
+        except UnreadableBody:
+            return ()
+        return ("deflate",)
+    return ()
 
 
 def _base64_bytes(text: str, *, loose: bool) -> bytes | None:
@@ -419,22 +410,15 @@ def _base64_bytes(text: str, *, loose: bool) -> bytes | None:
         return None
 
 
-def _decoded_payload(text: str) -> bytes | None:
-    """What a base64 body holds, decompressed: the value to compare after scrubbing."""
+def _decoded_payload(text: str, steps: tuple[str, ...]) -> bytes | None:
+    """What a base64 body holds, decoded: the value to compare after scrubbing."""
     raw = _base64_bytes(text, loose=False)
     if raw is None:
         return None
-    if raw.startswith(_GZIP_MAGIC):
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error):
-            return None
-    if raw[:1] == b"\x78":
-        try:
-            return zlib.decompress(raw)
-        except zlib.error:
-            pass
-    return raw
+    try:
+        return decode(raw, _steps(raw, steps))
+    except UnreadableBody:
+        return None
 
 
 @dataclass(frozen=True)
@@ -444,73 +428,82 @@ class _Change:
     #: ``(old, new)`` substrings of the value to rewrite in the text, in order
     pairs: tuple[tuple[str, str], ...]
     found: tuple[str, ...]
-    #: for an encoded body, what it must decode to afterwards
+    #: for an encoded body, what it must decode to afterwards, and its codings
     payload: bytes | None = None
+    steps: tuple[str, ...] = ()
 
 
-def _learned(value: str) -> list[str]:
-    """What else to look for after a secret header's value: the value, and the credential of
-    ``Bearer …``; only when shaped like a credential (16 characters or more, letters and
-    digits), so that an organization name such as ``acme`` is not replaced in every body.
-    """
-    out = [value]
-    match = _AUTH_SCHEME.fullmatch(value.strip())
-    if match:
-        out.append(match.group(1))
-    return [
-        v
-        for v in out
-        if len(v) >= _MIN_LEARNED and any(c.isdigit() for c in v) and any(c.isalpha() for c in v)
-    ]
+def _body_codings(scalars: list[_Scalar]) -> dict[tuple[int, str], tuple[str, ...]]:
+    """The ``Content-Encoding`` of each request and response: ``{(index, side): codings}``."""
+    found: dict[tuple[int, str], list[str]] = {}
+    for scalar in scalars:
+        path = scalar.path
+        if (
+            not scalar.key
+            and len(path) >= 5
+            and path[0] == "interactions"
+            and isinstance(path[1], int)
+            and path[3] == "headers"
+            and str(path[4]).lower() == "content-encoding"
+        ):
+            found.setdefault((path[1], str(path[2])), []).append(scalar.value)
+    return {where: codings(values) for where, values in found.items()}
+
+
+def _codings_at(path: _Path, encodings: dict[tuple[int, str], tuple[str, ...]]) -> tuple[str, ...]:
+    if len(path) >= 4 and path[0] == "interactions" and path[3] in ("body", "content"):
+        index = path[1]
+        if isinstance(index, int):
+            return encodings.get((index, str(path[2])), ())
+    return ()
 
 
 def _plan(scalars: list[_Scalar], rules: ScrubRules) -> tuple[list[_Change], _Scrubber]:
-    from .recording import OPENAI_KEY, REDACTED
-
     changes: dict[int, _Change] = {}
-    learned: dict[str, str] = {}
-    # First the secret headers and query parameters: their values become REDACTED whole, and
-    # are then looked for everywhere else.
+    learned = Secrets()
+    # First the secret headers, query parameters and userinfo: their values become REDACTED
+    # whole, and are then looked for everywhere else.
     for position, scalar in enumerate(scalars):
         if scalar.binary or scalar.key:
             continue
         header = _secret_header(scalar.path, rules)
         if header is not None:
             if scalar.value and scalar.value != REDACTED and not scalar.null:
-                for value in _learned(scalar.value):
-                    learned.setdefault(value, f"value of {header}")
+                learned.learn(scalar.value, f"value of {header}")
                 changes[position] = _Change(
                     scalar, REDACTED, ((scalar.value, REDACTED),), (header,)
                 )
             continue
         if _is_uri(scalar.path):
-            uri, parameters = _scrub_uri(scalar.value, rules.query_parameters, REDACTED)
-            if parameters:
-                for name, value in parameters:
-                    for secret in _learned(value):
-                        learned.setdefault(secret, f"value of query parameter {name}")
-                kinds = tuple(f"query parameter {name}" for name, _ in parameters)
+            uri, parts = scrub_uri(scalar.value, rules.query_parameters)
+            if parts:
+                for what, value in parts:
+                    learned.learn(value, f"value of {what}")
+                kinds = tuple(dict.fromkeys(what for what, _ in parts))
                 changes[position] = _Change(scalar, uri, ((scalar.value, uri),), kinds)
     values = {value: what for value, what in rules.values if value and value != REDACTED}
-    for value, what in learned.items():
+    for value, what in learned.learned.items():
         values.setdefault(value, what)
     scrubber = _Scrubber(
         REDACTED,
         OPENAI_KEY,
         sorted(values.items(), key=lambda item: (-len(item[0]), item[0])),
     )
+    encodings = _body_codings(scalars)
     # Then everything else: literal secrets and key-shaped strings, in text and encoded bodies.
     for position, scalar in enumerate(scalars):
         previous = changes.get(position)
         if previous is not None and (scalar.key or not _is_uri(scalar.path)):
             continue
-        change = _scrubbed(scalar, previous, scrubber)
+        change = _scrubbed(scalar, previous, scrubber, _codings_at(scalar.path, encodings))
         if change is not None:
             changes[position] = change
     return [changes[position] for position in sorted(changes)], scrubber
 
 
-def _scrubbed(scalar: _Scalar, previous: _Change | None, scrubber: _Scrubber) -> _Change | None:
+def _scrubbed(
+    scalar: _Scalar, previous: _Change | None, scrubber: _Scrubber, header: tuple[str, ...]
+) -> _Change | None:
     """The change the literal and key-shaped secrets of one scalar call for, if any."""
     # What is shown never holds a secret, even one in a mapping key on the way.
     where = shorten(scrubber.clean(_where(scalar.path) + (" (a key)" if scalar.key else "")), 80)
@@ -522,11 +515,12 @@ def _scrubbed(scalar: _Scalar, previous: _Change | None, scrubber: _Scrubber) ->
         return _Change(scalar, text, ((scalar.value, text),), (*previous.found, *found))
     if scalar.binary:
         raw = _base64_bytes(scalar.value, loose=False)
-        result = scrubber.payload(raw, where) if raw is not None else None
+        steps = _steps(raw, header) if raw is not None else ()
+        result = scrubber.payload(raw, where, steps) if raw is not None else None
         if result is not None:
             encoded, decoded, found = result
             new = base64.b64encode(encoded).decode("ascii")
-            return _Change(scalar, new, (), tuple(found), decoded)
+            return _Change(scalar, new, (), tuple(found), decoded, steps)
         # Base64 that does not decode may still hold a secret in its text: scrub that below.
     text, found, replaced = scrubber.text(scalar.value, where)
     if found:
@@ -535,7 +529,7 @@ def _scrubbed(scalar: _Scalar, previous: _Change | None, scrubber: _Scrubber) ->
     if scalar.binary:
         return None
     raw = _base64_bytes(scalar.value, loose=True)
-    result = scrubber.payload(raw, where) if raw is not None else None
+    result = scrubber.payload(raw, where, _steps(raw, ())) if raw is not None else None
     if result is None:
         return None
     encoded, _, found = result
@@ -669,7 +663,7 @@ def _verified(
             if new.value != old.value:
                 return False
         elif change.payload is not None:
-            if _decoded_payload(new.value) != change.payload:
+            if _decoded_payload(new.value, change.steps) != change.payload:
                 return False
         elif new.value != change.value:
             return False
@@ -684,6 +678,14 @@ def scrub_text(
     Raises :class:`CassetteError` when the text cannot be read, or cannot be rewritten so that
     only the secrets change.
     """
+    new, found, _ = _scrub_text(text, rules, shown, as_json)
+    return new, found
+
+
+def _scrub_text(
+    text: str, rules: ScrubRules, shown: str, as_json: bool | None
+) -> tuple[str, list[str], Secrets]:
+    """:func:`scrub_text`, and every secret value known afterwards (to scan the result)."""
     if as_json is None:
         as_json = _is_json(text)
 
@@ -692,13 +694,14 @@ def scrub_text(
 
     before = scalars(text)
     changes, scrubber = _plan(before, rules)
+    known = Secrets(dict(scrubber.values))
     if not changes:
-        return text, []
+        return text, [], known
     found = [description for change in changes for description in change.found]
     for rewrite in (_targeted, _emitted):
         new = _render(text, changes, rewrite)
         if _verified(new, scalars, before, changes, scrubber.clean):
-            return new, found
+            return new, found, known
     raise CassetteError.single(
         shown, "cannot scrub: the secrets could not be rewritten without changing anything else"
     )
@@ -760,8 +763,6 @@ def _with_digests(text: str, digests: dict[str, str], shown: str) -> str:
 
 def _cleaner(rules: ScrubRules) -> Callable[[str], str]:
     """Replaces the secrets the rules know of (not those learned from a file) in any text."""
-    from .recording import OPENAI_KEY, REDACTED
-
     values = sorted({value for value, _ in rules.values}, key=lambda v: (-len(v), v))
     return _Scrubber(REDACTED, OPENAI_KEY, [(value, "") for value in values]).clean
 
@@ -775,14 +776,17 @@ def _interaction_count(document: Any, shown: str) -> int:
     return len(interactions_of(document, shown))
 
 
-def scrub_file(path: str | Path, rules: ScrubRules) -> ScrubResult:
+def scrub_file(path: str | Path, rules: ScrubRules, *, strict: bool = True) -> ScrubResult:
     """Scrub one cassette file's text; the caller writes :attr:`ScrubResult.text` if it wants.
 
     Raises :class:`CassetteError` when the file is not a readable cassette, or when the result
-    would not read as the same cassette with the secrets gone.
+    would not read as the same cassette with the secrets gone. The scrubbed document is scanned
+    (:func:`~pytest_chatresp.hygiene.scan.find_secrets`): a secret that cannot be replaced
+    (a key split across stream events, one inside an encoded string) raises too, or with
+    ``strict=False`` is listed in :attr:`ScrubResult.remaining`.
     """
     from .cassette import read_cassette_bytes, read_document
-    from .recording import find_secrets
+    from .hygiene.scan import find_secrets
 
     path = Path(path)
     shown = display_path(path)
@@ -791,11 +795,14 @@ def scrub_file(path: str | Path, rules: ScrubRules) -> ScrubResult:
     count = _interaction_count(document, shown)
     text = data.decode("utf-8")
     try:
-        new, found = scrub_text(text, rules, shown=shown)
+        new, found, known = _scrub_text(text, rules, shown, None)
     except RecursionError:
         raise CassetteError.single(shown, "cannot scrub: nested too deeply") from None
     if not found:
-        return ScrubResult(path, ())
+        left = find_secrets(document, known)
+        if left and strict:
+            raise _remaining(shown, left, rules)
+        return ScrubResult(path, (), remaining=_cleaned(left, rules))
     try:
         new_document = read_document(path, new.encode("utf-8", "surrogatepass"))
         same = _interaction_count(new_document, shown) == count
@@ -808,10 +815,23 @@ def scrub_file(path: str | Path, rules: ScrubRules) -> ScrubResult:
     digests = _digest_updates(document, new_document)
     if digests:
         new = _with_digests(new, digests, shown)
-    left = find_secrets(new_document)
-    if left:
-        kinds = sorted({f"{kind} in {shorten(_cleaner(rules)(where), 80)}" for where, kind in left})
-        raise CassetteError.single(
-            shown, "cannot scrub: a secret would remain (" + "; ".join(kinds) + ")"
-        )
-    return ScrubResult(path, tuple(found), new)
+    left = find_secrets(new_document, known)
+    if left and strict:
+        raise _remaining(shown, left, rules)
+    return ScrubResult(path, tuple(found), new, _cleaned(left, rules))
+
+
+def _cleaned(left: list[tuple[str, str]], rules: ScrubRules) -> tuple[tuple[str, str], ...]:
+    clean = _cleaner(rules)
+    return tuple((shorten(clean(where), 80), kind) for where, kind in left)
+
+
+def _remaining(shown: str, left: list[tuple[str, str]], rules: ScrubRules) -> CassetteError:
+    """The error for a file the scan still finds a secret in, after what can be replaced is."""
+    kinds = sorted({f"{kind} in {where}" for where, kind in _cleaned(left, rules)})
+    return CassetteError.single(
+        shown,
+        "cannot scrub: a secret would remain ("
+        + "; ".join(kinds)
+        + "); remove it by hand and record again",
+    )

@@ -6,8 +6,8 @@ and read through a serializer registered with vcrpy, but stores:
 
 - a JSON request or response body as structure under ``body: {json: …}``;
 - a server-sent event stream as ``body: {events: [{data: …}, …, {data: '[DONE]'}]}``;
-- a gzip-compressed response decoded (and its ``Content-Encoding`` dropped), as vcrpy's own
-  ``decode_compressed_response`` does;
+- a compressed response (gzip, deflate, brotli) decoded and its ``Content-Encoding``
+  dropped, as vcrpy's own ``decode_compressed_response`` does;
 - other multi-line text as YAML block literals.
 
 A body is stored as structure only when writing the structure back gives the recorded bytes
@@ -17,10 +17,11 @@ stays a string.
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Callable
 from typing import Any
+
+from .decoding import UnreadableBody, codings, decode
 
 __all__ = [
     "FORMAT_KEY",
@@ -127,7 +128,8 @@ def _drop_header(headers: dict[str, Any], name: str) -> None:
 
 
 def decompressed(response: Any) -> Any:
-    """A copy of a vcrpy response dict with a gzip body stored decoded (the header dropped)."""
+    """A copy of a vcrpy response dict with a compressed body stored decoded (the header
+    dropped)."""
     if not isinstance(response, dict):
         return response
     copy = {**response, "headers": dict(response.get("headers") or {})}
@@ -136,18 +138,24 @@ def decompressed(response: Any) -> Any:
     return copy
 
 
+def _listed(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
 def _decompressed(response: dict[str, Any]) -> None:
     body = response.get("body")
     headers = response.get("headers")
     if not isinstance(body, dict) or not isinstance(headers, dict):
         return
     raw = body.get("string")
-    if not isinstance(raw, bytes) or not raw.startswith(b"\x1f\x8b"):
+    encoding = [v for k, v in headers.items() if str(k).lower() == "content-encoding"]
+    steps = codings([item for value in encoding for item in _listed(value)])
+    if not isinstance(raw, bytes) or not (steps or raw.startswith(b"\x1f\x8b")):
         return
     try:
-        text = gzip.decompress(raw).decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError):
-        return
+        text = decode(raw, steps).decode("utf-8")
+    except (UnreadableBody, UnicodeDecodeError):
+        return  # kept as it was recorded; the reader says what is wrong with it
     body["string"] = text
     _drop_header(headers, "content-encoding")
     for key in [k for k in headers if str(k).lower() == "content-length"]:

@@ -715,8 +715,10 @@ class _Handler(BaseHTTPRequestHandler):
         gzip_ok = headers.get("x-local-gzip") == "1" and "gzip" in headers.get(
             "accept-encoding", ""
         )
+        if "x-local-leak" in headers and reply.status < 400:
+            reply = _leaking(reply, headers, self.path)
         try:
-            self._send(reply, request_id, gzip_ok=gzip_ok)
+            self._send(reply, request_id, gzip_ok=gzip_ok, encoding=headers.get("x-local-encoding"))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -729,11 +731,16 @@ class _Handler(BaseHTTPRequestHandler):
         for cookie in COOKIES:
             self.send_header("Set-Cookie", cookie)
 
-    def _send(self, reply: _Reply, request_id: str, *, gzip_ok: bool) -> None:
+    def _send(
+        self, reply: _Reply, request_id: str, *, gzip_ok: bool, encoding: str | None = None
+    ) -> None:
         self.send_response(reply.status)
         self._common_headers(request_id)
         for name, value in reply.extra_headers:
             self.send_header(name, value)
+        if encoding is not None:
+            self._send_encoded(reply, encoding)
+            return
         if reply.events is not None:
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
             self.send_header("Cache-Control", "no-cache")
@@ -755,6 +762,131 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(content)
         self.wfile.flush()
+
+    def _send_encoded(self, reply: _Reply, encoding: str) -> None:
+        """The whole body (a stream too) compressed as ``x-local-encoding`` asks."""
+        if reply.events is not None:
+            content = "".join(f"data: {event}\n\n" for event in reply.events).encode()
+            content_type = "text/event-stream; charset=utf-8"
+        else:
+            content = _dumps(reply.payload).encode()
+            content_type = "application/json"
+        coding, content = _compressed(content, encoding)
+        self.send_header("Content-Encoding", coding)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(content)
+        self.wfile.flush()
+
+
+# --------------------------------------------------------------------------- leaks, for tests
+#
+# ``x-local-encoding: gzip | deflate | raw-deflate | br`` compresses a body (a stream too).
+# ``x-local-leak: FORM`` puts a credential into the answer, ``x-local-leak-from: SOURCE`` says
+# which: ``authorization`` (the default: the bearer token, or the password of Basic),
+# ``proxy-authorization``, another header's name, ``query:NAME`` or ``env:NAME`` (a value only
+# the server knows). FORM is ``plain``, ``base64``, ``base64url`` or ``url`` (the answer's
+# content holds it so encoded), ``401`` (an error that repeats it), or, for a streamed request,
+# ``split:content``, ``split:refusal``, ``split:reasoning_content`` (the value cut in two
+# events of that delta field) or ``split:arguments`` (in a tool call's argument fragments).
+
+
+def _compressed(content: bytes, encoding: str) -> tuple[str, bytes]:
+    import zlib
+
+    if encoding == "gzip":
+        return "gzip", gzip.compress(content, mtime=0)
+    if encoding == "deflate":
+        return "deflate", zlib.compress(content)
+    if encoding == "raw-deflate":
+        engine = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        return "deflate", engine.compress(content) + engine.flush()
+    if encoding == "br":
+        import brotli
+
+        return "br", bytes(brotli.compress(content))
+    raise ValueError(f"unknown x-local-encoding {encoding!r}")
+
+
+def _credential(source: str, headers: dict[str, str], target: str) -> str:
+    import os
+    from urllib.parse import parse_qs
+
+    if source.startswith("env:"):
+        return os.environ[source[len("env:") :]]
+    if source.startswith("query:"):
+        return parse_qs(urlsplit(target).query)[source[len("query:") :]][0]
+    value = headers[source]
+    scheme, _, credential = value.partition(" ")
+    if scheme.lower() == "bearer":
+        return credential
+    if scheme.lower() == "basic":
+        return base64.b64decode(credential).decode().partition(":")[2]
+    return value
+
+
+def _leaking(reply: _Reply, headers: dict[str, str], target: str) -> _Reply:
+    from urllib.parse import quote
+
+    value = _credential(headers.get("x-local-leak-from", "authorization"), headers, target)
+    form = headers["x-local-leak"]
+    if form == "401":
+        return _error(
+            401,
+            f"Incorrect API key provided: {value}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            code="invalid_api_key",
+            extra_headers=_NO_RETRY,
+        )
+    if form.startswith("split:"):
+        return _split(reply, form[len("split:") :], value)
+    encoded = {
+        "plain": value,
+        "base64": base64.b64encode(f"token={value}".encode()).decode(),
+        "base64url": base64.urlsafe_b64encode(f"token={value}".encode()).decode().rstrip("="),
+        "url": quote(value, safe=""),
+    }[form]
+    payload = json.loads(_dumps(reply.payload))
+    payload["choices"][0]["message"]["content"] = f"Your credential: {encoded}"
+    return _Reply(reply.status, payload, None, reply.extra_headers)
+
+
+def _split(reply: _Reply, field: str, value: str) -> _Reply:
+    if reply.events is None:
+        raise ValueError("x-local-leak: split:… needs a streamed request")
+    chunks = [json.loads(event) for event in reply.events[:-1]]
+    done = reply.events[-1]
+    half = len(value) // 2
+    if field == "arguments":
+        pieces = ['{"key": "' + value[:half], value[half:] + '"}']
+    else:
+        pieces = [f"key={value[:half]}", f"{value[half:]}."]
+    first, *rest = chunks
+    template = next(c for c in rest if c["choices"] and "finish_reason" in c["choices"][0])
+    leaked = []
+    for piece in pieces:
+        chunk = json.loads(json.dumps(template))
+        choice = chunk["choices"][0]
+        choice["finish_reason"] = None
+        if field == "arguments":
+            call = {"index": 0, "function": {"arguments": piece}}
+            if not leaked:
+                call.update(id="call_leak", type="function")
+                call["function"]["name"] = "remember"
+            choice["delta"] = {"tool_calls": [call]}
+        else:
+            choice["delta"] = {field: piece}
+        leaked.append(chunk)
+    tail = [c for c in rest if not c["choices"] or c["choices"][0].get("finish_reason")]
+    if field == "arguments":
+        for chunk in tail:
+            for choice in chunk["choices"]:
+                choice["finish_reason"] = "tool_calls"
+    events = (*(_dumps(c) for c in [first, *leaked, *tail]), done)
+    return _Reply(reply.status, None, events, reply.extra_headers)
 
 
 class OpenAIServer:

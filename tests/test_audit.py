@@ -128,12 +128,12 @@ def test_audit_finds_a_url_encoded_secret(
     monkeypatch.setenv("MY_SERVICE_SECRET", "ab+cd/ef==ghij&k")
     path = write_cassette(tmp_path / "enc.yaml", completion())
     document = json.loads(path.read_text())
-    document["interactions"][0]["request"]["uri"] += "?access_token=ab%2Bcd%2Fef%3D%3Dghij%26k"
+    document["interactions"][0]["request"]["uri"] += "?state=ab%2Bcd%2Fef%3D%3Dghij%26k"
     path.write_text(json.dumps(document))
     assert main(["audit", str(path)]) == 1
     out = capsys.readouterr().out
     assert (
-        "interactions.[0].request.uri: the value of $MY_SERVICE_SECRET, which should not be recorded"
+        "enc.yaml: $MY_SERVICE_SECRET in request uri: should not be recorded (chatresp scrub removes it)"
         in out
     )
     assert "ghij" not in out

@@ -544,7 +544,7 @@ def test_scrub_extra_header_and_query_names(
         EXAMPLES / "test_forecast.yaml",
         tmp_path / "custom.yaml",
         "uri: http://127.0.0.1:8765/v1/chat/completions",
-        "uri: http://127.0.0.1:8765/v1/chat/completions?token=FAKEtoken&page=2",
+        "uri: http://127.0.0.1:8765/v1/chat/completions?session=FAKEtoken&page=2",
     )
     edited(
         cassette,
@@ -554,15 +554,15 @@ def test_scrub_extra_header_and_query_names(
     )
     assert run(capsys, "scrub", "--check", "custom.yaml") == (0, "clean custom.yaml\n", "")
     status, out, _ = run(
-        capsys, "scrub", "custom.yaml", "--header", "x-custom-auth", "--query", "Token"
+        capsys, "scrub", "custom.yaml", "--header", "x-custom-auth", "--query", "Session"
     )
     assert status == 0
     assert out == (
-        "scrubbed custom.yaml: 2 values (query parameter token, request header x-custom-auth)\n"
+        "scrubbed custom.yaml: 2 values (query parameter session, request header x-custom-auth)\n"
     )
     text = cassette.read_text(encoding="utf-8")
     assert "FAKE" not in text
-    assert "completions?token=REDACTED&page=2" in text
+    assert "completions?session=REDACTED&page=2" in text
     assert "      X-Custom-Auth:\n      - REDACTED\n" in text
 
 

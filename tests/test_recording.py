@@ -1298,7 +1298,7 @@ def test_a_url_encoded_secret_is_found_too(
         """
 @pytest.mark.chat_cassette
 def test_a():
-    c = client(default_query={"access_token": os.environ["MY_SERVICE_SECRET"]})
+    c = client(default_query={"state": os.environ["MY_SERVICE_SECRET"]})
     c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
 """,
     )

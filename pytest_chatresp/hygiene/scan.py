@@ -1,0 +1,244 @@
+"""The secret scan: every text a reader could get out of a cassette document, and the secrets
+in it.
+
+A document is read as a reader would read it, and more: a body is decoded by its
+``Content-Encoding`` (:mod:`pytest_chatresp.decoding`; one that cannot be decoded is reported),
+bytes of unknown coding are tried as gzip, zlib, raw deflate and brotli, a JSON text is parsed
+and its strings read, a server-sent event stream is read event by event and each field joined
+across events (so a key split across two events is found), URL-encoding is undone, runs of
+base64 or base64url are decoded, and ``Basic`` credentials are read. Each text is then checked
+against the policy (:mod:`.policy`): known secret values in any of their encoded forms,
+key-shaped strings, ``Basic`` credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus
+
+from pytest_chatresp.decoding import UnreadableBody, codings, decode, plausible_decodings
+from pytest_chatresp.stream import looks_like_sse, parse_sse
+
+from .policy import (
+    BASIC_CREDENTIAL,
+    KEY_PATTERNS,
+    REDACTED,
+    Secrets,
+    basic_credentials,
+    encoded_forms,
+)
+
+__all__ = ["find_secrets", "texts_of"]
+
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
+_BASE64_BLOCK = re.compile(r"[A-Za-z0-9+/=\s]+")
+_MAX_DEPTH = 4
+#: Views of one text are not taken from texts larger than this (a body is far smaller).
+_MAX_VIEW_CHARS = 32 * 1024 * 1024
+
+
+def _where(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+@dataclass
+class _Reading:
+    """What a walk through a document found: ``(where, text)`` and unreadable bodies."""
+
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    _seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def value(self, value: Any, where: str, depth: int = 0) -> None:
+        if isinstance(value, Mapping):
+            self._mapping(value, where, depth)
+        elif isinstance(value, list | tuple):
+            for position, item in enumerate(value):
+                self.value(item, _where(where, f"[{position}]"), depth)
+        elif isinstance(value, bytes | bytearray | memoryview):
+            self.data(bytes(value), where, depth)
+        elif isinstance(value, str):
+            self.text(value, where, depth)
+
+    def _mapping(self, part: Mapping[Any, Any], where: str, depth: int) -> None:
+        steps = _content_codings(part)
+        for key, item in part.items():
+            inner = _where(where, str(key))
+            body = item.get("string") if key == "body" and isinstance(item, Mapping) else item
+            if steps and key in ("body", "content") and isinstance(body, bytes | bytearray):
+                if body is not item:
+                    inner = _where(inner, "string")
+                try:
+                    self.data(decode(bytes(body), steps), inner, depth)
+                except UnreadableBody as exc:
+                    self.unreadable.append((inner, str(exc)))
+                self.data(bytes(body), inner, depth)
+                continue
+            self.text(str(key), inner, depth)
+            self.value(item, inner, depth)
+
+    def data(self, raw: bytes, where: str, depth: int) -> None:
+        for decoded in plausible_decodings(raw):
+            self.text(decoded.decode("utf-8", "replace"), where, depth)
+
+    def text(self, text: str, where: str, depth: int) -> None:
+        if (where, text) in self._seen:
+            return
+        self._seen.add((where, text))
+        self.texts.append((where, text))
+        if depth >= _MAX_DEPTH or len(text) > _MAX_VIEW_CHARS:
+            return
+        deeper = depth + 1
+        if "%" in text:  # URL-encoded: a query string, a form body
+            self.text(unquote_plus(text), where, deeper)
+        stripped = text.lstrip()
+        if stripped[:1] in ("{", "["):
+            try:
+                document = json.loads(text)
+            except (ValueError, RecursionError):
+                pass
+            else:
+                try:
+                    self.value(document, where, deeper)
+                except RecursionError:
+                    self.unreadable.append((where, "nested too deeply to read"))
+        elif looks_like_sse(text):
+            self._stream(text, where, deeper)
+        for match in BASIC_CREDENTIAL.finditer(text):
+            pair = basic_credentials(match.group(1))
+            if pair is not None:
+                self.text(":".join(pair), where, deeper)
+        for raw in _base64_payloads(text):
+            try:  # text, most likely; compressed bytes are seldom UTF-8
+                self.text(raw.decode("utf-8"), where, deeper)
+            except UnicodeDecodeError:
+                self.data(raw, where, deeper)
+
+    def _stream(self, text: str, where: str, depth: int) -> None:
+        """Each field of the events joined across events, and the events' data joined."""
+        events, _ = parse_sse(text)
+        joined: dict[str, list[str]] = {}
+        for event in events:
+            joined.setdefault("", []).append(event.data)
+            try:
+                document = json.loads(event.data)
+            except (ValueError, RecursionError):
+                continue
+            for path, piece in _leaves(document, ""):
+                joined.setdefault(path, []).append(piece)
+        for pieces in joined.values():
+            if len(pieces) > 1:
+                self.text("".join(pieces), where, depth)
+
+
+def _content_codings(part: Mapping[Any, Any]) -> tuple[str, ...]:
+    headers = part.get("headers")
+    if not isinstance(headers, Mapping):
+        return ()
+    for name, value in headers.items():
+        if str(name).lower() == "content-encoding":
+            values = value if isinstance(value, list | tuple) else [value]
+            return codings([str(v) for v in values if v is not None])
+    return ()
+
+
+def _leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """The strings of an event with their path; list items are keyed by their ``index``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            index = item.get("index") if isinstance(item, dict) else None
+            key = index if isinstance(index, int) else position
+            yield from _leaves(item, f"{path}[{key}]")
+    elif isinstance(value, str):
+        yield path, value
+
+
+def _base64_payloads(text: str) -> Iterator[bytes]:
+    """The bytes of each run of base64 or base64url in ``text`` (and of a wrapped block)."""
+    # Base64 of anything mixes upper and lower case; names and hex ids do not.
+    runs = [
+        run
+        for run in (match.group(0) for match in _BASE64_RUN.finditer(text))
+        if not run.islower() and not run.isupper()
+    ]
+    stripped = text.strip()
+    if "\n" in stripped and len(stripped) >= 16 and _BASE64_BLOCK.fullmatch(stripped):
+        runs.append("".join(stripped.split()))
+    for run in runs:
+        body = run.rstrip("=")
+        if len(body) % 4 == 1:
+            body = body[:-1]
+        padded = body + "=" * (-len(body) % 4)
+        alphabet = padded.replace("-", "+").replace("_", "/")
+        try:
+            yield base64.b64decode(alphabet, validate=True)
+        except (ValueError, binascii.Error):
+            continue
+
+
+def texts_of(value: Any) -> Iterator[tuple[str, str]]:
+    """Every text inside a document, and every decoded view of it: ``(field path, text)``."""
+    reading = _Reading()
+    reading.value(value, "")
+    yield from reading.texts
+
+
+def find_secrets(document: Any, secrets: Secrets | None = None) -> list[tuple[str, str]]:
+    """Where a document holds a secret, and what kind: ``[(field path, description)]``.
+
+    ``secrets`` defaults to the environment's values. A body whose encoding cannot be read is
+    reported too, since it cannot be shown to be clean. The secret itself is never part of the
+    answer.
+    """
+    known = secrets if secrets is not None else Secrets.from_environment()
+    forms: dict[str, str] = {}
+    for value, what in known.longest_first():
+        described = f"the value of {what}" if what.startswith("$") else f"the {what}"
+        for form in encoded_forms(value):
+            forms.setdefault(form, described)
+    # One search a text for every written form of every value, the longest forms first.
+    needles = (
+        re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+        if forms
+        else None
+    )
+    reading = _Reading()
+    reading.value(document, "")
+    found: list[tuple[str, str]] = [
+        (where, f"a body the scan cannot read ({why})") for where, why in reading.unreadable
+    ]
+    for where, text in reading.texts:
+        if needles is not None:
+            for match in needles.finditer(text):
+                found.append((where, forms[match.group(0)]))
+        for pattern, description in KEY_PATTERNS:
+            if pattern.search(text):
+                found.append((where, description))
+        for match in BASIC_CREDENTIAL.finditer(text):
+            pair = basic_credentials(match.group(1))
+            if pair is not None and REDACTED not in pair:
+                found.append((where, "Basic credentials (user:password)"))
+                break
+    return _outermost(found)
+
+
+def _outermost(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each finding once, where it is stored: a view inside a body (its parsed JSON, its
+    events) is not listed again beside the body."""
+    kept: list[tuple[str, str]] = []
+    for where, kind in dict.fromkeys(found):
+        if not any(
+            kind == other and (where.startswith(f"{place}.") or where == place)
+            for place, other in kept
+        ):
+            kept.append((where, kind))
+    return kept
