@@ -376,7 +376,7 @@ def test_a():
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "  POST http://REDACTED@127.0.0.1:*/v1/chat/completions"
+            "  POST http://127.0.0.1:*/v1/chat/completions"
             "?access_token=REDACTED&sig=REDACTED (model 'gpt-4o-mini', last message 'hi')",
         ]
     )
