@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .cache import CassetteCache
     from .cassette import Cassette
+    from .cassette.cache import CassetteCache
     from .checks import Rules
     from .contract import ContractSnapshot
     from .models import ChatCompletion
@@ -894,7 +894,7 @@ def _cache(config: pytest.Config) -> CassetteCache:
     """The session's cassette cache, made on first use (it imports the reader)."""
     cache = config.stash.get(_CACHE_KEY, None)
     if cache is None:
-        from .cache import CassetteCache
+        from .cassette.cache import CassetteCache
 
         pytest_cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
         store = None

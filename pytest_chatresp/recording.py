@@ -26,8 +26,9 @@ from .cassette import (
     interactions_of,
     read_document,
 )
+from .cassette.decoding import UnreadableBody, codings, decode
+from .cassette.readable import FORMAT_KEY, decompressed
 from .checks import CHECKS, Rules
-from .decoding import UnreadableBody, codings, decode
 from .errors import CassetteError, Violation, display_path, shorten
 from .files import write_atomically
 from .hygiene.policy import (
@@ -42,7 +43,6 @@ from .hygiene.policy import (
 from .hygiene.scan import find_secrets
 from .mismatch import Unmatched
 from .provenance import METADATA_KEY, build_provenance, model_changes, owner
-from .serializer import FORMAT_KEY, decompressed
 
 __all__ = [
     "DEFAULT_MATCH_ON",
@@ -539,7 +539,7 @@ class Recorder:
     def _vcr(self) -> Any:
         import vcr
 
-        from . import serializer as readable
+        from .cassette import readable
 
         settings = self.settings
         options: dict[str, Any] = {

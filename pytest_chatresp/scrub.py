@@ -4,7 +4,8 @@ The rules are the recording rules (:mod:`pytest_chatresp.hygiene.policy`): the v
 request and response headers and of secret query parameters become ``REDACTED``, URL userinfo
 is removed, and so is anything shaped like an OpenAI key and the value of any credential
 environment variable, wherever it appears and in any written form, bodies decoded by their
-``Content-Encoding`` (:mod:`pytest_chatresp.decoding`). A value found in a secret header, query
+``Content-Encoding``
+(:mod:`pytest_chatresp.cassette.decoding`). A value found in a secret header, query
 parameter or userinfo is also replaced wherever else it appears. The scrubbed document is then
 scanned (:mod:`pytest_chatresp.hygiene.scan`): what the scan still finds is reported.
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .decoding import UnreadableBody, codings, decode, encode
+from .cassette.decoding import UnreadableBody, codings, decode, encode
 from .errors import CassetteError, display_path, shorten
 from .hygiene.policy import (
     DEFAULT_QUERY_PARAMETERS,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import completion, write_cassette
 
-from pytest_chatresp.cache import CacheStore, CassetteCache, build_identity, user_key
+from pytest_chatresp.cassette.cache import CacheStore, CassetteCache, build_identity, user_key
 from pytest_chatresp.cli import main
 from pytest_chatresp.errors import CassetteError
 from pytest_chatresp.files import is_partial_write, read_regular, write_atomically
@@ -173,7 +173,7 @@ def test_no_store_when_the_key_would_live_in_the_project_tree(
 
 @pytest.fixture
 def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    import pytest_chatresp.cassette as reader
+    import pytest_chatresp.cassette.document as reader
 
     parsed: list[str] = []
     original = reader.read_document
@@ -192,7 +192,7 @@ def test_a_new_plugin_version_does_not_use_what_an_older_one_kept(
     monkeypatch: pytest.MonkeyPatch,
     counting_parses: list[str],
 ) -> None:
-    from pytest_chatresp import cache
+    from pytest_chatresp.cassette import cache
 
     write_cassette(pytester.path / "cassettes/test_it/test_b.yaml", _answer("recorded-b"))
     pytester.makepyfile(test_it=_TEST_B)
@@ -235,7 +235,7 @@ def test_a_change_of_rules_gives_a_new_verdict_from_a_warm_store(
 
 
 def test_the_stored_document_is_the_parsed_one_bytes_and_tuples_included(tmp_path: Path) -> None:
-    import pytest_chatresp.cassette as reader
+    import pytest_chatresp.cassette.document as reader
 
     path = write_cassette(tmp_path / "c.yaml", _answer("hello"))
     key = b"k" * 32
@@ -243,7 +243,7 @@ def test_the_stored_document_is_the_parsed_one_bytes_and_tuples_included(tmp_pat
     document["interactions"][0]["response"]["body"]["string"] = b"\x1f\x8b not text"
     document["extra"] = {"pair": (1, [b"\x00", (2, "\udc80")]), "ok": [1.5, None, True]}
     store = CacheStore(tmp_path / "store", key, build_identity())
-    from pytest_chatresp.cache import _decode, _encode
+    from pytest_chatresp.cassette.cache import _decode, _encode
 
     store.put("document", "d" * 64, _encode(document))
     payload = store.get("document", "d" * 64, 1 << 20)
@@ -389,7 +389,7 @@ def test_read_regular_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None
 
 def test_the_package_holds_no_code_executing_deserializer() -> None:
     package = Path(__file__).resolve().parent.parent / "pytest_chatresp"
-    sources = {p.name: p.read_text() for p in package.glob("*.py")}
+    sources = {str(p.relative_to(package)): p.read_text() for p in package.rglob("*.py")}
     for forbidden in ("import pickle", "import marshal", "import shelve", "eval("):
         assert [name for name, text in sources.items() if forbidden in text] == []
 
@@ -443,7 +443,7 @@ def test_the_identity_changes_with_what_shapes_reading(monkeypatch: pytest.Monke
     import sys
     import types
 
-    from pytest_chatresp import cache
+    from pytest_chatresp.cassette import cache
 
     fake = types.ModuleType("brotli")
     fake.__version__ = "9.9"  # type: ignore[attr-defined]
@@ -463,7 +463,7 @@ def test_the_identity_changes_with_what_shapes_reading(monkeypatch: pytest.Monke
 def test_a_fifo_cassette_is_not_read_by_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pytest_chatresp.cassette as reader
+    import pytest_chatresp.cassette.document as reader
 
     fifo = tmp_path / "c.yaml"
     os.mkfifo(fifo)

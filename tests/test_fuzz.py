@@ -54,8 +54,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from pytest_chatresp import Cassette, CassetteError, load_cassette
+from pytest_chatresp.cassette.stream import looks_like_sse, merge_chunks, parse_sse
 from pytest_chatresp.errors import Violation, display_path, show_value
-from pytest_chatresp.stream import looks_like_sse, merge_chunks, parse_sse
 
 # --- settings -----------------------------------------------------------------------------------
 
@@ -982,7 +982,7 @@ def yaml_specials(draw: st.DrawFn) -> Case:
 def _readable(document: dict[str, Any]) -> str | None:
     """The document in the plugin's readable format, when this version writes one."""
     try:
-        from pytest_chatresp.serializer import serialize
+        from pytest_chatresp.cassette.readable import serialize
     except ImportError:
         return None
     try:

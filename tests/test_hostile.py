@@ -22,7 +22,7 @@ import pytest
 import yaml
 from helpers import completion, write_cassette
 
-from pytest_chatresp import cassette as reader
+from pytest_chatresp.cassette import document as reader
 from pytest_chatresp.cassette import load_cassette, read_cassette_bytes
 from pytest_chatresp.cli import main
 from pytest_chatresp.errors import CassetteError, printable

@@ -14,9 +14,8 @@ import yaml
 from helpers import completion, write_cassette
 from openai_server import OpenAIServer
 
-from pytest_chatresp import decoding
-from pytest_chatresp.cassette import load_cassette
-from pytest_chatresp.decoding import UnreadableBody, codings, decode, encode
+from pytest_chatresp.cassette import decoding, load_cassette
+from pytest_chatresp.cassette.decoding import UnreadableBody, codings, decode, encode
 from pytest_chatresp.hygiene.policy import (
     REDACTED,
     Secrets,

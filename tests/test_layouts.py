@@ -18,7 +18,7 @@ from conftest import DATA
 from helpers import completion
 from openai_server import OpenAIServer
 
-from pytest_chatresp import serializer as readable
+from pytest_chatresp.cassette import readable
 
 INI = """\
 [pytest]

@@ -342,7 +342,7 @@ def test_parsed_cassettes_are_kept_in_the_cache_dir_by_content(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    import pytest_chatresp.cassette as reader
+    from pytest_chatresp.cassette import document, loader
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
     path = write_cassette(pytester.path / "cassettes/test_it/test_c.yaml", completion(id="one"))
@@ -350,7 +350,7 @@ def test_parsed_cassettes_are_kept_in_the_cache_dir_by_content(
         test_it="def test_c(chat_completion):\n    print('SERVED', chat_completion.id)\n"
     )
     work: list[str] = []
-    for name in ("read_document", "cassette_from_document"):
+    for reader, name in ((document, "read_document"), (loader, "cassette_from_document")):
         original = getattr(reader, name)
 
         def counting(
@@ -395,7 +395,7 @@ def test_no_cache_dir_without_the_cacheprovider(pytester: pytest.Pytester) -> No
 def test_a_test_that_replays_and_reads_parses_the_file_once(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pytest_chatresp.cassette as reader
+    import pytest_chatresp.cassette.document as reader
 
     write_cassette(pytester.path / "cassettes/test_it/test_both.yaml", completion(id="once"))
     calls: list[str] = []

@@ -2,7 +2,8 @@
 in it.
 
 A document is read as a reader would read it, and more: a body is decoded by its
-``Content-Encoding`` (:mod:`pytest_chatresp.decoding`; one that cannot be decoded is reported),
+``Content-Encoding``
+(:mod:`pytest_chatresp.cassette.decoding`; one that cannot be decoded is reported),
 bytes of unknown coding are tried as gzip, zlib, raw deflate and brotli, a JSON text is parsed
 and its strings read, a server-sent event stream is read event by event and each field joined
 across events (so a key split across two events is found), URL-encoding is undone, runs of
@@ -22,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from pytest_chatresp.decoding import UnreadableBody, codings, decode, plausible_decodings
-from pytest_chatresp.stream import looks_like_sse, parse_sse
+from pytest_chatresp.cassette.decoding import UnreadableBody, codings, decode, plausible_decodings
+from pytest_chatresp.cassette.stream import looks_like_sse, parse_sse
 
 from .policy import (
     BASIC_CREDENTIAL,

@@ -2,7 +2,9 @@
 
 vcrpy stores a JSON body as one escaped string and a stream as one blob, so a re-recorded
 cassette is an unreadable wall in a review. The readable format stays a vcrpy cassette, written
-and read through a serializer registered with vcrpy, but stores:
+and read through a serializer registered with vcrpy (its reading half is
+:func:`pytest_chatresp.cassette.document.read_document`, which writes readable bodies back with
+:func:`to_plain`), but stores:
 
 - a JSON request or response body as structure under ``body: {json: …}``;
 - a server-sent event stream as ``body: {events: [{data: …}, …, {data: '[DONE]'}]}``;
@@ -26,7 +28,6 @@ from .decoding import UnreadableBody, codings, decode
 __all__ = [
     "FORMAT_KEY",
     "FORMAT_VALUE",
-    "deserialize",
     "is_readable",
     "normalized",
     "serialize",
@@ -111,14 +112,6 @@ def _readable_body(text: Any) -> Any:
     stream = _events(text)
     if stream is not None:
         return {"events": stream[1], "format": stream[0]}
-    return None
-
-
-def _header(headers: dict[str, Any], name: str) -> str | None:
-    for key, value in headers.items():
-        if str(key).lower() == name:
-            values = value if isinstance(value, list) else [value]
-            return str(values[0]) if values else None
     return None
 
 
@@ -349,10 +342,3 @@ def serialize(cassette_dict: dict[str, Any]) -> str:
             default_flow_style=False,
         )
     )
-
-
-def deserialize(cassette_string: str) -> Any:
-    """vcrpy serializer: a readable (or plain) YAML cassette, in vcrpy's plain layout."""
-    from .cassette import read_document
-
-    return to_plain(read_document("<cassette>", cassette_string.encode("utf-8")))

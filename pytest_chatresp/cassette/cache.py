@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cassette as _reader
-from .cassette import Cassette, _collector_paused
-from .checks import Rules
-from .files import read_regular, remove_partial_writes, write_private
+from pytest_chatresp.checks import Rules
+from pytest_chatresp.files import read_regular, remove_partial_writes, write_private
+
+from . import document as _document
+from . import loader as _loader
+from .loader import Cassette, collector_paused
 
 __all__ = ["CacheStore", "CassetteCache", "build_identity", "user_key"]
 
@@ -46,7 +48,7 @@ _KEY_NAME = "store.key"
 #: An entry may be this many times its cassette's size (plus a margin) before it is not read.
 _SIZE_FACTOR = 8
 _SIZE_MARGIN = 1 << 16
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # pytest_chatresp/
 _LEGACY_SUFFIXES = (".pickle.v1", ".pickle.v2", ".marshal.v1", ".marshal.v2")
 
 
@@ -155,12 +157,13 @@ def _version(distribution: str) -> str:
 def _source_fingerprint() -> str:
     """The package's own modules (name, size, mtime): an edited checkout is another build."""
     digest = hashlib.sha256()
-    for module in sorted(_PACKAGE.glob("*.py")):
+    for module in sorted(_PACKAGE.rglob("*.py")):
         try:
             info = module.stat()
         except OSError:
             continue
-        digest.update(f"{module.name}:{info.st_size}:{info.st_mtime_ns};".encode())
+        name = module.relative_to(_PACKAGE).as_posix()
+        digest.update(f"{name}:{info.st_size}:{info.st_mtime_ns};".encode())
     return digest.hexdigest()[:16]
 
 
@@ -401,7 +404,7 @@ class CassetteCache:
         try:
             info = resolved.stat()
         except OSError:
-            return _Entry((0, 0, 0), document=_reader.read_document(path), parsed=True)
+            return _Entry((0, 0, 0), document=_document.read_document(path), parsed=True)
         signature = (info.st_mtime_ns, info.st_size, info.st_ino)
         name = str(resolved)
         entry = self._entries.get(name)
@@ -421,12 +424,12 @@ class CassetteCache:
             return entry.document
         digest, data = entry.digest, entry.data
         backing = self.backing if digest is not None and data is not None else None
-        with _collector_paused():
+        with collector_paused():
             document: Any = None
             if backing is not None and digest is not None and data is not None:
                 document = self._stored_document(backing, digest, len(data))
             if document is None:
-                document = _reader.read_document(path, data)
+                document = _document.read_document(path, data)
                 if backing is not None and digest is not None and data is not None:
                     self._keep_document(backing, digest, len(data), document)
         entry.document, entry.parsed, entry.data = document, True, None
@@ -468,7 +471,7 @@ class CassetteCache:
         cassette = entry.cassettes.get(rules)
         if cassette is None:
             document = self._document_of(path, entry)
-            with _collector_paused():
-                cassette = _reader.cassette_from_document(path, document, rules=rules)
+            with collector_paused():
+                cassette = _loader.cassette_from_document(path, document, rules=rules)
             entry.cassettes[rules] = cassette
         return cassette

@@ -1,0 +1,307 @@
+"""A cassette file's bytes and document: what may be read, and how YAML is read safely.
+
+``read_cassette_bytes`` is the one way the package opens a cassette (regular files only, bounded
+in size); ``read_document`` parses it (JSON, or YAML through a safe loader that refuses alias
+bombs) and hands back vcrpy's plain layout, the readable format written back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_chatresp.errors import CassetteError, display_path, show_value
+
+from .readable import ReadableFormatError, to_plain
+
+__all__ = [
+    "MAX_CASSETTE_BYTES",
+    "as_text",
+    "dumps",
+    "interactions_of",
+    "loads",
+    "read_cassette_bytes",
+    "read_document",
+]
+
+_JSON_START = re.compile(rb"\s*[\[{]")
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads``; nesting too deep to decode is reported as ``ValueError`` like bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
+def dumps(document: Any) -> str | None:
+    """A parsed body as JSON text; ``None`` when YAML gave it a cycle or too deep a nesting.
+
+    YAML values JSON has no type for (dates, ``!!binary`` bytes) are written as strings.
+    """
+    try:
+        return json.dumps(document, default=str)
+    except (ValueError, TypeError, RecursionError):  # TypeError: a key that is a date, bytes…
+        return None
+
+
+def as_text(value: Any) -> str:
+    """A header name or value, or an error's message or code, as text, whatever YAML gave."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple | dict | set | frozenset):
+        return show_value(value, 1000)  # bounded: deep nesting, YAML aliases, cycles
+    try:
+        return str(value)
+    except ValueError:  # an integer longer than sys.get_int_max_str_digits()
+        return show_value(value)
+
+
+# --- the document -------------------------------------------------------------------------------
+
+
+def _yaml_loader() -> type[Any]:
+    """A safe YAML loader that also reads the harmless Python tags recorders have written.
+
+    Header names stored as ``!!python/object/apply:multidict...istr`` and similar tags become
+    plain strings; nothing is ever imported or called.
+    """
+    import yaml
+
+    base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc]
+        pass
+
+    def construct_python(loader: Any, _suffix: str, node: Any) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return loader.construct_scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            items = loader.construct_sequence(node, deep=True)
+            return items[0] if len(items) == 1 and isinstance(items[0], str | bytes) else items
+        mapping = loader.construct_mapping(node, deep=True)
+        for key in ("args", "state"):
+            value = mapping.get(key)
+            if isinstance(value, list | tuple) and len(value) == 1:
+                return value[0]
+        return mapping
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", construct_python)
+    return Loader
+
+
+_LOADER: type[Any] | None = None
+
+#: An anchor (``&name``) where YAML allows one. Without anchors there are no aliases, and
+#: merge keys merge each mapping once: the document is no larger than its file.
+_ANCHOR = re.compile(rb"&(?<![^\s\[{,:-]&)[^\s\[\]{},]")  # "&" first: found fast
+
+#: How large a document may grow once its aliases and merge keys are expanded, in characters of
+#: text (roughly its length written out as JSON): this many times its file's size, and at least
+#: ``_EXPANSION_FLOOR``. vcrpy's own anchors repeat a few headers; a 1 KB "billion laughs" file
+#: grows to 10**9 nodes, a 1 MB string referenced 3,000 times to 3 GB.
+_EXPANSION_FACTOR = 8
+_EXPANSION_FLOOR = 8_000_000
+
+
+def _parse_yaml(text: bytes, shown: str) -> Any:
+    global _LOADER  # noqa: PLW0603 - built once, on first use, to keep imports light
+    import yaml
+
+    if _LOADER is None:
+        _LOADER = _yaml_loader()
+    loader = _LOADER(text)
+    try:
+        node = loader.get_single_node()  # the node graph: an alias is one node, shared
+        if node is None:
+            return None
+        if b"&" in text and _ANCHOR.search(text):
+            limit = max(_EXPANSION_FLOOR, _EXPANSION_FACTOR * len(text))
+            if _expanded_size(node, limit) > limit:
+                raise CassetteError.single(
+                    shown,
+                    f"YAML aliases would expand it to more than {limit:,} characters "
+                    "(a 'billion laughs' file?); not read",
+                )
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CassetteError.single(shown, f"not valid YAML{where}: {exc.problem}") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2001-13-45
+        raise CassetteError.single(shown, f"not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: Any, limit: int) -> int:
+    """The size of the document composed as ``root`` once aliases and merge keys are expanded.
+
+    Counted on the node graph, before anything is built: a scalar is its length plus a few
+    characters, a collection the sum of its items (a merge key's mappings included, as a
+    merge copies them). Iterative and linear in the nodes held: a shared node is sized once
+    and counted at each reference; one inside itself (a cycle) counts as one node. Stops once
+    past ``limit``.
+    """
+    import yaml
+
+    scalar, mapping = yaml.ScalarNode, yaml.MappingNode
+    if type(root) is scalar:
+        return len(root.value) + 4
+    sizes: dict[int, int] = {}
+    started: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if not finished and (id(node) in sizes or id(node) in started):
+            continue  # sized already, or one of its own ancestors
+        items = [x for pair in node.value for x in pair] if type(node) is mapping else node.value
+        if finished:
+            size = 2
+            for item in items:
+                size += len(item.value) + 4 if type(item) is scalar else sizes.get(id(item), 1)
+            if size > limit:
+                return size
+            sizes[id(node)] = size
+        else:
+            started.add(id(node))
+            stack.append((node, True))
+            stack.extend((item, False) for item in items if type(item) is not scalar)
+    return sizes.get(id(root), 1)
+
+
+#: The largest cassette file read, in bytes. A recording of a few thousand exchanges is a few
+#: megabytes; beyond this a file is more likely a mistake (or a trap) than a cassette.
+MAX_CASSETTE_BYTES = 256 * 1024 * 1024
+
+
+def read_cassette_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a cassette file; :class:`CassetteError` for anything that is not one.
+
+    The one way the package reads a cassette. A symbolic link is followed to a regular file;
+    a directory, a FIFO (which would block), a device (which would never end) or a socket is
+    refused by name before it is opened, and again on the opened file (opened non-blocking, so
+    a file swapped for a FIFO in between cannot hang the reader). At most
+    :data:`MAX_CASSETTE_BYTES` are read.
+    """
+    shown = display_path(path)
+    try:
+        refused = _not_regular(os.stat(path).st_mode)
+        if refused:
+            raise CassetteError.single(shown, f"{refused}, not a cassette file")
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        if os.path.islink(path):
+            target = os.readlink(path)
+            raise CassetteError.single(
+                shown, f"a symbolic link to {target}, which does not exist"
+            ) from None
+        raise CassetteError.single(shown, "no such cassette file") from None
+    except OSError as exc:
+        raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        refused = _not_regular(info.st_mode)
+        if refused:
+            raise CassetteError.single(shown, f"{refused}, not a cassette file")
+        if info.st_size > MAX_CASSETTE_BYTES:
+            raise CassetteError.single(shown, _too_large(info.st_size))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CASSETTE_BYTES:
+            chunk = os.read(fd, min(max(info.st_size - size, 0) + 65536, 16 * 1024 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_CASSETTE_BYTES:
+            raise CassetteError.single(shown, _too_large(size))
+    except OSError as exc:
+        raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file of this mode is, when it is not a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device"
+    if stat.S_ISSOCK(mode):
+        return "is a socket"
+    return "is not a regular file"
+
+
+def _too_large(size: int) -> str:
+    limit = MAX_CASSETTE_BYTES // (1024 * 1024)
+    return (
+        f"holds more than the {limit} MiB a cassette may hold ({size:,} bytes read); not read: "
+        "split it into several cassettes"
+    )
+
+
+def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> Any:
+    """The parsed cassette file (YAML or JSON), as vcrpy's serializers wrote it."""
+    shown = display_path(path)
+    if data is None:
+        data = read_cassette_bytes(path)
+    try:
+        data.decode("utf-8")  # checked here, parsed from the bytes: no second copy of the text
+    except UnicodeDecodeError as exc:
+        raise CassetteError.single(
+            shown, f"not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"
+        ) from None
+    if not data or data.isspace():
+        raise CassetteError.single(shown, "the file is empty")
+    try:
+        document: Any = None
+        if _JSON_START.match(data):
+            try:
+                document = json.loads(data)
+            except ValueError:
+                if os.fspath(path).endswith(".json"):
+                    raise
+        if document is None:
+            document = _parse_yaml(data, shown)
+    except ValueError as exc:
+        raise CassetteError.single(shown, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CassetteError.single(shown, "nested too deeply to read") from None
+    try:
+        return to_plain(document)
+    except ReadableFormatError as exc:
+        raise CassetteError.single(
+            shown,
+            f"a body in the readable format is malformed ({exc})",
+            index=exc.index,
+            field=exc.field,
+        ) from None
+
+
+# --- requests and responses ---------------------------------------------------------------------
+
+
+def interactions_of(document: Any, shown: str) -> list[Any]:
+    """The ``interactions`` list of a cassette document; ``CassetteError`` if it has none."""
+    if not isinstance(document, Mapping):
+        raise CassetteError.single(
+            shown, f"not a vcrpy cassette: expected a mapping, got {type(document).__name__}"
+        )
+    interactions = document.get("interactions")
+    if not isinstance(interactions, list):
+        raise CassetteError.single(
+            shown, "not a vcrpy cassette: no 'interactions' list", field="interactions"
+        )
+    return interactions

@@ -1,0 +1,125 @@
+"""Cassettes: a file read into exchanges, every chat completion in it validated.
+
+``load_cassette(path)`` reads what vcrpy writes (its YAML and JSON serializers, the older httpx
+layout, pydantic-ai's ``parsed_body`` variant), decodes bodies (``!!binary``, gzip, deflate,
+brotli when installed), merges streamed responses, and validates each chat completion. A file
+that cannot be read raises :class:`CassetteError`; a completion that breaks the contract is
+recorded as violations on its exchange and raised when the completion is asked for.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pytest_chatresp.checks import Rules
+from pytest_chatresp.errors import CassetteError, Violation, display_path
+from pytest_chatresp.models import ChatCompletion
+
+from . import document as _document
+from .document import interactions_of
+from .exchange import Exchange, build_exchange
+
+__all__ = ["Cassette", "cassette_from_document", "collector_paused", "load_cassette"]
+
+
+class Cassette:
+    """A cassette file read into :class:`Exchange` objects, in the file's order."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        exchanges: list[Exchange],
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.exchanges = exchanges
+        #: vcrpy's cassette metadata; ``metadata["chatresp"]`` is the plugin's provenance.
+        self.metadata: dict[str, Any] = metadata or {}
+
+    def __repr__(self) -> str:
+        return f"<Cassette {display_path(self.path)}: {len(self.exchanges)} exchanges>"
+
+    def __len__(self) -> int:
+        return len(self.exchanges)
+
+    def __iter__(self) -> Iterator[Exchange]:
+        return iter(self.exchanges)
+
+    @property
+    def chat_exchanges(self) -> list[Exchange]:
+        """Exchanges with the chat completions endpoint (including errors)."""
+        return [e for e in self.exchanges if e.is_chat]
+
+    @property
+    def errors(self) -> list[Exchange]:
+        """Exchanges the API answered with an error."""
+        return [e for e in self.exchanges if e.error is not None]
+
+    @property
+    def violations(self) -> list[Violation]:
+        return [v for e in self.exchanges for v in e.violations]
+
+    @property
+    def completions(self) -> list[ChatCompletion]:
+        """The completion of every successful chat exchange, in order.
+
+        Raises :class:`CassetteError` listing every violation when any response breaks the
+        contract.
+        """
+        violations = self.violations
+        if violations:
+            raise CassetteError(violations)
+        return [e._completion for e in self.exchanges if e._completion is not None]
+
+
+def cassette_from_document(
+    path: str | os.PathLike[str], document: Any, *, rules: Rules | None = None
+) -> Cassette:
+    """Build a :class:`Cassette` from a parsed cassette document."""
+    shown = display_path(path)
+    interactions = interactions_of(document, shown)
+    exchanges = [
+        build_exchange(shown, index, interaction, rules=rules)
+        for index, interaction in enumerate(interactions)
+    ]
+    metadata = document.get("metadata")
+    return Cassette(path, exchanges, metadata if isinstance(metadata, dict) else None)
+
+
+def load_cassette(
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = False,
+    skip_checks: Iterable[str] = (),
+    rules: Rules | None = None,
+) -> Cassette:
+    """Read a vcrpy cassette file and validate every chat completion in it.
+
+    ``strict`` turns on strict validation; ``skip_checks`` names contract checks to skip
+    (see :data:`pytest_chatresp.checks.CHECKS`); ``rules`` gives both at once.
+
+    Raises :class:`CassetteError` when the file cannot be read as a cassette. Contract
+    violations are raised when :attr:`Cassette.completions` (or an exchange's ``completion``)
+    is read.
+    """
+    rules = rules or Rules(strict=strict, skip_checks=frozenset(skip_checks))
+    with collector_paused():
+        return cassette_from_document(path, _document.read_document(path), rules=rules)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Reading a cassette makes many objects, all alive at the end: the garbage collector's
+    passes over them find nothing to free, and cost as much as the parsing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,0 +1,151 @@
+"""Validating a chat completion, or the chunks of a stream, into an exchange's violations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from pytest_chatresp.checks import Rules
+from pytest_chatresp.errors import Violation, field_path, shorten, violations_from
+from pytest_chatresp.models import ChatCompletionChunk, validate_chunk, validate_completion
+from pytest_chatresp.providers import allowance_for, allowance_works, provider_of, validate_allowing
+
+from .document import loads
+from .stream import SSEEvent, is_chunk, merge_chunks
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+__all__ = ["stream_error", "valid_chunks", "validate_document", "validate_stream"]
+
+
+def stream_error(events: list[SSEEvent]) -> Any:
+    for event in events:
+        try:
+            document = loads(event.data)
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and document.get("error"):
+            return document
+        if event.event == "error":
+            return document if document is not None else event.data
+    return None
+
+
+def valid_chunks(documents: list[dict[str, Any]], strict: bool) -> list[ChatCompletionChunk]:
+    chunks = []
+    for document in documents:
+        try:
+            chunks.append(validate_chunk(document, strict=strict))
+        except ValidationError:
+            continue
+    return chunks
+
+
+def _chunk_field(loc: Any) -> str:
+    """A chunk's field as the completion's: ``choices[0].delta.content`` → ``…message.content``.
+
+    So that one allowance (``choices[].message.content=*``, ``service_tier=on_demand``)
+    accepts a deviation whether it came in a completion or in the chunks of a stream.
+    """
+    return field_path(loc).replace(".delta.", ".message.", 1)
+
+
+def _validate(
+    exchange: Exchange,
+    document: Any,
+    rules: Rules,
+    *,
+    chunk: int | None = None,
+    suffix: str = "",
+) -> Any:
+    """Validate a completion (or, with ``chunk``, the stream event at that position).
+
+    What the user allows is accepted; anything else is recorded as violations, with the line
+    that would accept it when the provider is known and such a line would work.
+    """
+    assert exchange.source is not None
+
+    def validate(data: Any) -> Any:
+        if chunk is None:
+            return validate_completion(data, strict=rules.strict)
+        return validate_chunk(data, strict=rules.strict)
+
+    try:
+        return validate(document)
+    except ValidationError as exc:
+        error = exc
+    errors = error.errors(include_url=False)
+    field_of = field_path if chunk is None else _chunk_field
+    if rules.allow:
+        model = validate_allowing(document, errors, rules.allow, validate, field_of)
+        if model is not None:
+            return model
+    provider = provider_of(exchange.request.uri, document)
+    workable = (
+        set()
+        if provider in (None, "OpenAI")
+        else {field_path(e["loc"]) for e in errors if allowance_works(document, e, validate)}
+    )
+
+    def hint(field: str, value: Any) -> str:
+        if field not in workable:
+            return ""
+        shown = field.replace(".delta.", ".message.", 1)
+        return f" ({provider}; to accept it: chatresp_allow = {allowance_for(shown, value)})"
+
+    exchange.violations.extend(
+        violations_from(
+            error,
+            exchange.source.path,
+            exchange.source.index,
+            strict=rules.strict,
+            prefix="" if chunk is None else f"chunk[{chunk}]",
+            suffix=suffix,
+            hint=hint,
+        )
+    )
+    return None
+
+
+def validate_document(exchange: Exchange, document: Any, rules: Rules) -> None:
+    completion = _validate(exchange, document, rules)
+    if completion is not None:
+        completion._source = exchange.source
+        exchange._completion = completion
+
+
+def validate_stream(exchange: Exchange, documents: list[dict[str, Any]], rules: Rules) -> None:
+    assert exchange.source is not None
+    path, index = exchange.source.path, exchange.source.index
+    for event in exchange.events:
+        try:
+            document = loads(event.data)
+        except ValueError:
+            exchange.violations.append(
+                Violation(
+                    path,
+                    index,
+                    f"chunk[{event.position}]",
+                    f"the event data is not JSON: {shorten(event.data, 60)!r}",
+                )
+            )
+            continue
+        if not is_chunk(document):
+            continue
+        chunk = _validate(exchange, document, rules, chunk=event.position)
+        if chunk is not None:
+            exchange.chunks.append(chunk)
+    if not documents:
+        exchange.violations.append(
+            Violation(path, index, None, "the stream holds no chat.completion.chunk event")
+        )
+        return
+    if exchange.violations:
+        return
+    merged = merge_chunks(documents)
+    completion = _validate(exchange, merged, rules, suffix=" (in the merged stream)")
+    if completion is not None:
+        completion._source = exchange.source
+        exchange._completion = completion
