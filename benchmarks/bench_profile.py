@@ -66,6 +66,7 @@ def _get(owner: Any, name: str) -> Any:
 
 def breakdown(files: run.Files, reps: int) -> dict[str, Any]:
     from pytest_chatresp import cassette, errors
+    from pytest_chatresp.cassette import exchange
     from pytest_chatresp.checks import CHECKS, CheckContext, run_checks
     from pytest_chatresp.models import validate_completion
 
@@ -80,8 +81,8 @@ def breakdown(files: run.Files, reps: int) -> dict[str, Any]:
     documents = [json.loads(b) for b in bodies]
     completions = [validate_completion(d) for d in documents]
     contexts = [CheckContext("bench.yaml", n, json.loads(r)) for n, r in enumerate(request_bodies)]
-    read_headers = _get(cassette, "_headers")
-    looks_like_sse = _get(cassette, "looks_like_sse")
+    read_headers = _get(exchange, "_headers")
+    looks_like_sse = _get(exchange, "looks_like_sse")
 
     def all_headers() -> None:
         for request, response in headers:
@@ -172,8 +173,8 @@ def breakdown(files: run.Files, reps: int) -> dict[str, Any]:
 
 
 def profile(files: run.Files) -> dict[str, str]:
-    from pytest_chatresp.cache import CassetteCache
     from pytest_chatresp.cassette import load_cassette
+    from pytest_chatresp.cassette.cache import CassetteCache
 
     path = files.sizes[1000]
     store = files.root / "profile-store"

@@ -126,8 +126,8 @@ def _warm(small: Path) -> None:
 
 
 def _call(mode: str, path: Path, store: Path) -> Any:
-    from pytest_chatresp.cache import CassetteCache
     from pytest_chatresp.cassette import load_cassette
+    from pytest_chatresp.cassette.cache import CassetteCache
 
     if mode == "load_cassette":
         cassette = load_cassette(path)
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             synth.write_cassette(small, synth.exchanges(3, seed=3))
             print(json.dumps({"bytes": big.stat().st_size}))
         elif kind == "fill":
-            from pytest_chatresp.cache import CassetteCache
+            from pytest_chatresp.cassette.cache import CassetteCache
 
             CassetteCache(Path(args.child[1])).document(Path(args.child[2]))
             print(json.dumps({"filled": True}))

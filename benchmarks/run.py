@@ -228,7 +228,7 @@ def bench_p1(files: Files, cfg: Settings, results: Results) -> None:
 
 
 def bench_p2(files: Files, cfg: Settings, results: Results) -> None:
-    from pytest_chatresp.cache import CassetteCache
+    from pytest_chatresp.cassette.cache import CassetteCache
 
     say("P2 warm load: a fresh CassetteCache(store).load(path), the store already filled")
     path = files.sizes[1000]
@@ -746,7 +746,7 @@ def bench_p5(files: Files, cfg: Settings, results: Results) -> None:
 
 def bench_stream(files: Files, cfg: Settings, results: Results) -> None:
     from pytest_chatresp.cassette import build_exchange
-    from pytest_chatresp.stream import merge_chunks, parse_sse
+    from pytest_chatresp.cassette.stream import merge_chunks, parse_sse
 
     say("S streaming: parse_sse + merge_chunks of a 500-chunk stream vs json.loads of its chunks")
     interaction = _interactions(files.stream)[0]

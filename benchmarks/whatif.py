@@ -49,7 +49,7 @@ def _paused(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def fast_headers(raw: Any) -> dict[str, list[str]]:
-    """``cassette._headers`` with a fast path for ``{str: [str, ...]}``."""
+    """``cassette.exchange._headers`` with a fast path for ``{str: [str, ...]}``."""
     out: dict[str, list[str]] = {}
     if not isinstance(raw, Mapping):
         return out
@@ -165,7 +165,8 @@ def _swap(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
 
 def apply(names: tuple[str, ...] | list[str]) -> list[str]:
     """Apply the named patches in this process; the names applied (unknown ones are skipped)."""
-    from pytest_chatresp import cassette, checks
+    from pytest_chatresp import checks
+    from pytest_chatresp.cassette import document, exchange, loader
 
     try:
         from pytest_chatresp import recording
@@ -174,19 +175,21 @@ def apply(names: tuple[str, ...] | list[str]) -> list[str]:
     applied = []
     for name in names:
         if name == "gc":
-            for function in ("read_document", "cassette_from_document", "load_cassette"):
-                _swap(cassette, function, _paused)
-            from pytest_chatresp.cache import CassetteCache
+            _swap(document, "read_document", _paused)
+            for function in ("cassette_from_document", "load_cassette"):
+                _swap(loader, function, _paused)
+            from pytest_chatresp.cassette.cache import CassetteCache
 
             _swap(CassetteCache, "load", _paused)
         elif name == "headers":
-            _swap(cassette, "_headers", lambda _: fast_headers)
+            _swap(exchange, "_headers", lambda _: fast_headers)
         elif name == "sse":
-            _swap(cassette, "looks_like_sse", _fast_sse)
+            _swap(exchange, "looks_like_sse", _fast_sse)
         elif name == "display":
-            _swap(cassette, "display_path", _memo_display)
+            for module in (document, loader):
+                _swap(module, "display_path", _memo_display)
             if recording is not None:
-                _swap(recording, "display_path", lambda _: _get(cassette, "display_path"))
+                _swap(recording, "display_path", lambda _: _get(document, "display_path"))
         elif name == "validator":
             drop_before_validator()
         elif name == "schema":
@@ -203,10 +206,10 @@ def apply(names: tuple[str, ...] | list[str]) -> list[str]:
 
 def check_equivalence(document: Any) -> None:
     """Raise if a pure patch answers differently from the code it replaces on ``document``."""
-    from pytest_chatresp import cassette
+    from pytest_chatresp.cassette import exchange
 
-    original_sse: Callable[[str], bool] = _get(cassette, "looks_like_sse")
-    original_headers: Callable[[Any], Any] = _get(cassette, "_headers")
+    original_sse: Callable[[str], bool] = _get(exchange, "looks_like_sse")
+    original_headers: Callable[[Any], Any] = _get(exchange, "_headers")
     sse = _fast_sse(original_sse)
     for interaction in document["interactions"]:
         for part in (interaction["request"], interaction["response"]):

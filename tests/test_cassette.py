@@ -15,13 +15,13 @@ from typing import Any
 import brotli
 import pytest
 import yaml
-from pytest_chatresp.cassette.cache import CassetteCache
 from vcr.request import Request as VcrRequest
 from vcr.serialize import serialize as vcr_serialize
 from vcr.serializers import jsonserializer, yamlserializer
 
 from pytest_chatresp import Cassette, CassetteError, ChatCompletion, load_cassette
 from pytest_chatresp.cassette import Exchange
+from pytest_chatresp.cassette.cache import CassetteCache
 from pytest_chatresp.errors import display_path
 from pytest_chatresp.models import Source
 
