@@ -587,7 +587,7 @@ def _record_settings(item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSe
 def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
     from .errors import printable
     from .hygiene.policy import redact_text
-    from .mismatch import explain
+    from .recording.mismatch import explain
 
     return printable(
         explain(
@@ -717,7 +717,7 @@ def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException
     recorder.discard = True
     request = recorder.last_request
     target = request.describe(redact) if request is not None else "the server"
-    from .mismatch import masked
+    from .recording.mismatch import masked
 
     return "\n".join(
         [

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from pytest_chatresp.mismatch import ABSENT, Difference, Parts, closest, differences, masked
-from pytest_chatresp.mismatch import _side_by_side as side_by_side
 from pytest_chatresp.recording import DEFAULT_MATCH_ON
+from pytest_chatresp.recording.mismatch import (
+    ABSENT,
+    Difference,
+    Parts,
+    closest,
+    differences,
+    masked,
+)
+from pytest_chatresp.recording.mismatch import _side_by_side as side_by_side
 
 URI = "http://127.0.0.1:8765/v1/chat/completions"
 

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .hygiene.policy import DEFAULT_QUERY_PARAMETERS, DEFAULT_REQUEST_HEADERS, redact_text
+from pytest_chatresp.hygiene.policy import (
+    DEFAULT_QUERY_PARAMETERS,
+    DEFAULT_REQUEST_HEADERS,
+    redact_text,
+)
 
 __all__ = [
     "ABSENT",

@@ -1,0 +1,139 @@
+"""Every use of vcrpy beyond its documented API, in one place.
+
+The rest of :mod:`pytest_chatresp.recording` uses vcrpy's public API only: ``vcr.VCR`` and its
+options, ``register_matcher``, ``register_serializer``, ``register_persister`` and
+``use_cassette``. What vcrpy offers no public way to do is done here, each use named with what
+it relies on:
+
+- ``vcr.request.Request._from_dict`` and ``Request._to_dict``: a request to and from the dict
+  vcrpy stores (the persister hands vcrpy requests it read itself);
+- ``vcr.serializers.compat.convert_to_bytes``: a stored response's body as the bytes vcrpy
+  replays;
+- ``vcr.serialize.serialize``: a cassette written with vcrpy's own serializers (yaml, json);
+- ``vcr.persisters.filesystem.CassetteNotFoundError``: what a persister raises for a cassette
+  that does not exist yet, so vcrpy starts an empty one;
+- the live cassette's ``data`` (its (request, response) pairs), ``play_counts``,
+  ``write_protected`` and ``filter_request``; and its methods ``play_response``, ``append`` and
+  ``can_play_response_for``, replaced at run time by :func:`instrument` so that every replayed
+  or recorded exchange, and every request it cannot answer, is seen as it happens.
+
+Tested with vcrpy 9.4.2, the newest release below the upper bound in pyproject.toml
+(``vcrpy>=9.4,<10``). Check each use here before raising that bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "cassette_not_found",
+    "filtered",
+    "instrument",
+    "played",
+    "request_as_dict",
+    "request_from_dict",
+    "response_with_bytes",
+    "serialize",
+    "stored",
+    "write_protected",
+]
+
+
+def request_from_dict(request: dict[str, Any]) -> Any:
+    """A vcrpy request from the dict a cassette stores."""
+    from vcr.request import Request
+
+    return Request._from_dict(request)
+
+
+def request_as_dict(request: Any) -> dict[str, Any]:
+    """The dict a cassette stores for a vcrpy request."""
+    as_dict: dict[str, Any] = request._to_dict()
+    return as_dict
+
+
+def response_with_bytes(response: Any) -> Any:
+    """A stored response with its body as the bytes vcrpy replays."""
+    from vcr.serializers import compat
+
+    return compat.convert_to_bytes(response)
+
+
+def serialize(cassette_dict: Any, serializer: Any) -> str:
+    """A cassette's requests and responses written by a vcrpy serializer."""
+    from vcr.serialize import serialize as vcr_serialize
+
+    return str(vcr_serialize(cassette_dict, serializer))
+
+
+def cassette_not_found() -> Exception:
+    """What a persister raises for a cassette not written yet: vcrpy starts an empty one."""
+    from vcr.persisters.filesystem import CassetteNotFoundError
+
+    error: Exception = CassetteNotFoundError()
+    return error
+
+
+def stored(cassette: Any) -> list[tuple[Any, Any]]:
+    """The live cassette's (request, response) pairs, in order."""
+    pairs: list[tuple[Any, Any]] = cassette.data
+    return pairs
+
+
+def played(cassette: Any, index: int) -> bool:
+    """Whether the live cassette has replayed its interaction at ``index``."""
+    return bool(cassette.play_counts[index] > 0)
+
+
+def write_protected(cassette: Any) -> bool:
+    """Whether the live cassette's record mode forbids recording this request."""
+    return bool(cassette.write_protected)
+
+
+def filtered(cassette: Any, request: Any) -> Any:
+    """A request as the live cassette matches it (its filters and hooks applied)."""
+    return cassette.filter_request(request) or request
+
+
+def instrument(
+    cassette: Any,
+    *,
+    replayed: Callable[[int, Any, Any], None],
+    recorded: Callable[[int, Any, Any], None],
+    asking: Callable[[Any], None],
+    unanswered: Callable[[Any], None],
+) -> None:
+    """Replace the live cassette's methods so that each replay (``replayed(index, request,
+    response)``), each interaction recorded (``recorded(index, request, response)``), each
+    request asked about (``asking(request)``, before the cassette looks) and each one it has no
+    answer for (``unanswered(request)``) is seen as it happens."""
+    original_play = cassette.play_response
+    original_append = cassette.append
+    original_can_play = cassette.can_play_response_for
+
+    def play_response(request: Any) -> Any:
+        response = original_play(request)
+        for index, (stored_request, stored_response) in enumerate(cassette.data):
+            if stored_response is response:
+                replayed(index, stored_request, response)
+                break
+        return response
+
+    def append(request: Any, response: Any) -> None:
+        before = len(cassette.data)
+        original_append(request, response)
+        if len(cassette.data) > before:
+            stored_request, stored_response = cassette.data[-1]
+            recorded(len(cassette.data) - 1, stored_request, stored_response)
+
+    def can_play_response_for(request: Any) -> bool:
+        asking(request)
+        answered = bool(original_can_play(request))
+        if not answered:
+            unanswered(request)
+        return answered
+
+    cassette.play_response = play_response
+    cassette.append = append
+    cassette.can_play_response_for = can_play_response_for

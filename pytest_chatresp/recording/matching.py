@@ -1,0 +1,64 @@
+"""How a request is matched to a recording: the body matcher and the default ``match_on``."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from pytest_chatresp.cassette.decoding import UnreadableBody, decode
+
+from . import mismatch
+
+__all__ = ["BODY_MATCHER", "DEFAULT_MATCH_ON", "body", "parts"]
+
+BODY_MATCHER = "chatresp_body"
+DEFAULT_MATCH_ON: tuple[str, ...] = (
+    "method",
+    "scheme",
+    "host",
+    "port",
+    "path",
+    "query",
+    BODY_MATCHER,
+)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _body_data(request: Any) -> Any:
+    body = request.body
+    if not body:
+        return None
+    return _comparable(body if isinstance(body, bytes) else str(body).encode())
+
+
+@functools.lru_cache(maxsize=512)
+def _comparable(raw: bytes) -> Any:
+    """A body as matching compares it; vcrpy compares the same bodies many times a request."""
+    try:
+        raw = decode(raw)  # a gzip-compressed request body is compared decoded
+    except UnreadableBody:
+        return raw
+    try:
+        return _without_nulls(json.loads(raw))
+    except ValueError:
+        return raw
+
+
+def parts(request: Any) -> mismatch.Parts:
+    """A vcrpy request as the mismatch message compares it (the body parsed as matching does)."""
+    return mismatch.Parts(request.method, request.uri, dict(request.headers), _body_data(request))
+
+
+def body(r1: Any, r2: Any) -> None:  # the name vcrpy shows when a request does not match
+    """vcrpy matcher: JSON bodies compared as data (key order, white space and nulls ignored)."""
+    a, b = _body_data(r1), _body_data(r2)
+    if a != b:
+        raise AssertionError("the request bodies differ")
