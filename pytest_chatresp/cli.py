@@ -325,7 +325,7 @@ def _orphans(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
-    from .audit import orphans
+    from .hygiene.audit import orphans
 
     with tempfile.TemporaryDirectory() as scratch:
         listing = Path(scratch, "used.json")
@@ -598,8 +598,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .audit import audit_file
-    from .scrub import ScrubRules
+    from .hygiene.audit import audit_file
+    from .hygiene.scrub import ScrubRules
 
     if args.max_body_kb < 1:
         raise _UsageError("--max-body-kb must be 1 or more")
@@ -643,7 +643,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _scrub(args: argparse.Namespace) -> int:
     from .files import write_atomically
-    from .scrub import ScrubRules, scrub_file
+    from .hygiene.scrub import ScrubRules, scrub_file
 
     files = _collect(args.cassettes, links=True)
     rules = ScrubRules.default(headers=args.header, query_parameters=args.query)

@@ -237,7 +237,6 @@ _EXPECTED = {
 }
 
 _ABSENT = frozenset({"missing", "missing_nullable_key", "union_tag_not_found"})
-_MISSING_NULLABLE = "required field is missing (null is allowed, absent is not)"
 _STRICT_HINT = " (strict mode does not coerce)"
 
 

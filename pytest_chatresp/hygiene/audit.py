@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import display_path
+from pytest_chatresp.errors import display_path
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "Finding", "audit_file", "orphans"]
 
@@ -49,9 +49,10 @@ def _body_size(body: Any) -> int:
 
 def audit_file(path: Path, *, rules: Any, max_body_bytes: int) -> list[Finding]:
     """Everything in one cassette file that should not be there (raises ``CassetteError``)."""
-    from .cassette import load_cassette
-    from .checks import CHECKS
-    from .hygiene.scan import texts_of
+    from pytest_chatresp.cassette import load_cassette
+    from pytest_chatresp.checks import CHECKS
+
+    from .scan import texts_of
     from .scrub import scrub_file
 
     shown = display_path(path)
