@@ -36,6 +36,8 @@ __all__ = [
     "oldest_recording",
     "owner",
     "request_digest",
+    "version_of",
+    "without_nulls",
 ]
 
 METADATA_KEY = "chatresp"
@@ -56,24 +58,29 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def versions() -> dict[str, str]:
-    """Versions of the plugin, vcrpy and the HTTP clients installed."""
+def version_of(distribution: str) -> str | None:
+    """The installed version of a distribution; ``None`` when it is not installed."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found = {}
-    for name in _PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
-def _without_nulls(value: Any) -> Any:
+def versions() -> dict[str, str]:
+    """Versions of the plugin, vcrpy and the HTTP clients installed."""
+    found = {name: version_of(name) for name in _PACKAGES}
+    return {name: found for name, found in found.items() if found is not None}
+
+
+def without_nulls(value: Any) -> Any:
+    """A JSON value with every null member dropped, as matching compares request bodies (a
+    client may send an explicit ``None`` argument as ``null``)."""
     if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in sorted(value.items()) if v is not None}
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
+        return [without_nulls(v) for v in value]
     return value
 
 
@@ -82,7 +89,7 @@ def request_digest(method: str, uri: str, body: Any) -> str:
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
     try:
-        data = _without_nulls(json.loads(body)) if isinstance(body, str) and body else body
+        data = without_nulls(json.loads(body)) if isinstance(body, str) and body else body
     except ValueError:
         data = body
     text = json.dumps([method.upper(), uri, data], sort_keys=True, default=str)

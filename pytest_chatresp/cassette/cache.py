@@ -32,9 +32,11 @@ from typing import Any
 
 from pytest_chatresp.checks import Rules
 from pytest_chatresp.files import read_regular, remove_partial_writes, write_private
+from pytest_chatresp.provenance import version_of
 
 from . import document as _document
 from . import loader as _loader
+from .decoding import decoder_versions
 from .loader import Cassette, collector_paused
 
 __all__ = ["CacheStore", "CassetteCache", "build_identity", "user_key"]
@@ -146,12 +148,7 @@ def _new_private_file(directory: Path) -> tuple[int, str]:
 
 
 def _version(distribution: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "absent"
+    return version_of(distribution) or "absent"
 
 
 def _source_fingerprint() -> str:
@@ -168,11 +165,8 @@ def _source_fingerprint() -> str:
 
 
 def _decoders() -> str:
-    try:
-        import brotli  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return "brotli absent"
-    return f"brotli {getattr(brotli, '__version__', 'present')}"
+    found = decoder_versions()
+    return f"brotli {found['brotli']}" if "brotli" in found else "brotli absent"
 
 
 def build_identity() -> str:

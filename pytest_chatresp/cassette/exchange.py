@@ -27,7 +27,7 @@ from pytest_chatresp.models import (
 
 from .decoding import UnreadableBody, codings, decode
 from .document import as_text, dumps, loads
-from .stream import SSEEvent, is_chunk, looks_like_sse, merge_chunks, parse_sse
+from .stream import SSEEvent, event_json, is_chunk, looks_like_sse, merge_chunks, parse_sse
 from .validation import stream_error, valid_chunks, validate_document, validate_stream
 
 __all__ = ["EXCHANGE_KINDS", "APIErrorInfo", "Exchange", "Request", "build_exchange"]
@@ -265,10 +265,7 @@ class Exchange:
 def _stream_documents(events: list[SSEEvent]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for event in events:
-        try:
-            document = loads(event.data)
-        except ValueError:
-            continue
+        document = event_json(event)
         if is_chunk(document):
             out.append(document)
     return out
@@ -329,24 +326,23 @@ def _raw_body(part: Mapping[str, Any]) -> tuple[Any, bool]:
     return body, False
 
 
+def _text_field(shown: str, index: int, raw: Mapping[str, Any], name: str) -> str:
+    """A request's ``method`` or ``uri``; ``CassetteError`` when it is absent or not text."""
+    value = raw.get(name)
+    if not isinstance(value, str):
+        raise CassetteError.single(
+            shown,
+            "required field is missing" if value is None else "expected a string",
+            index=index,
+            field=f"request.{name}",
+        )
+    return value
+
+
 def _request(shown: str, index: int, raw: Any) -> Request:
     if not isinstance(raw, Mapping):
         raise CassetteError.single(shown, "expected a mapping", index=index, field="request")
-    method, uri = raw.get("method"), raw.get("uri")
-    if not isinstance(method, str):
-        raise CassetteError.single(
-            shown,
-            "required field is missing" if method is None else "expected a string",
-            index=index,
-            field="request.method",
-        )
-    if not isinstance(uri, str):
-        raise CassetteError.single(
-            shown,
-            "required field is missing" if uri is None else "expected a string",
-            index=index,
-            field="request.uri",
-        )
+    method, uri = _text_field(shown, index, raw, "method"), _text_field(shown, index, raw, "uri")
     try:
         urlsplit(uri).port  # noqa: B018 - raises for a bad IPv6 address or port
     except ValueError as exc:

@@ -20,7 +20,7 @@ stays a string.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .decoding import UnreadableBody, codings, decode
@@ -28,9 +28,12 @@ from .decoding import UnreadableBody, codings, decode
 __all__ = [
     "FORMAT_KEY",
     "FORMAT_VALUE",
+    "decompressed",
+    "header_values",
     "is_readable",
     "normalized",
     "serialize",
+    "stored_decoded",
     "to_plain",
 ]
 
@@ -115,9 +118,26 @@ def _readable_body(text: Any) -> Any:
     return None
 
 
-def _drop_header(headers: dict[str, Any], name: str) -> None:
-    for key in [k for k in headers if str(k).lower() == name]:
+def header_values(headers: Any, name: str) -> list[str]:
+    """Every value of the header ``name`` (lower case; any case in ``headers``) of a stored
+    request or response, as text."""
+    if not isinstance(headers, Mapping):
+        return []
+    return [
+        str(item)
+        for key, value in headers.items()
+        if str(key).lower() == name
+        for item in (value if isinstance(value, list | tuple) else [value])
+    ]
+
+
+def stored_decoded(headers: dict[str, Any], text: str) -> None:
+    """Make a stored response's ``headers`` fit its body, now stored decoded as ``text``: its
+    ``Content-Encoding`` dropped, its ``Content-Length`` the length of the text."""
+    for key in [k for k in headers if str(k).lower() == "content-encoding"]:
         del headers[key]
+    for key in [k for k in headers if str(k).lower() == "content-length"]:
+        headers[key] = [str(len(text.encode("utf-8")))]
 
 
 def decompressed(response: Any) -> Any:
@@ -131,18 +151,13 @@ def decompressed(response: Any) -> Any:
     return copy
 
 
-def _listed(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
-
-
 def _decompressed(response: dict[str, Any]) -> None:
     body = response.get("body")
     headers = response.get("headers")
     if not isinstance(body, dict) or not isinstance(headers, dict):
         return
     raw = body.get("string")
-    encoding = [v for k, v in headers.items() if str(k).lower() == "content-encoding"]
-    steps = codings([item for value in encoding for item in _listed(value)])
+    steps = codings(header_values(headers, "content-encoding"))
     if not isinstance(raw, bytes) or not (steps or raw.startswith(b"\x1f\x8b")):
         return
     try:
@@ -150,9 +165,7 @@ def _decompressed(response: dict[str, Any]) -> None:
     except (UnreadableBody, UnicodeDecodeError):
         return  # kept as it was recorded; the reader says what is wrong with it
     body["string"] = text
-    _drop_header(headers, "content-encoding")
-    for key in [k for k in headers if str(k).lower() == "content-length"]:
-        headers[key] = [str(len(text.encode("utf-8")))]
+    stored_decoded(headers, text)
 
 
 def to_readable(document: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SSEEvent", "looks_like_sse", "merge_chunks", "parse_sse"]
+from .document import loads
+
+__all__ = ["SSEEvent", "event_json", "is_chunk", "looks_like_sse", "merge_chunks", "parse_sse"]
 
 _LINE_SPLIT = re.compile(r"\r\n|\r|\n")
 _CHUNK_OBJECT = "chat.completion.chunk"
@@ -35,6 +37,14 @@ class SSEEvent:
     position: int
     event: str | None
     data: str
+
+
+def event_json(event: SSEEvent) -> Any:
+    """An event's data as JSON; ``None`` when it is not JSON (``[DONE]``, text)."""
+    try:
+        return loads(event.data)
+    except ValueError:
+        return None
 
 
 def looks_like_sse(text: str) -> bool:

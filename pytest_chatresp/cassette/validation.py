@@ -12,7 +12,7 @@ from pytest_chatresp.models import ChatCompletionChunk, validate_chunk, validate
 from pytest_chatresp.providers import allowance_for, allowance_works, provider_of, validate_allowing
 
 from .document import loads
-from .stream import SSEEvent, is_chunk, merge_chunks
+from .stream import SSEEvent, event_json, is_chunk, merge_chunks
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -22,10 +22,7 @@ __all__ = ["stream_error", "valid_chunks", "validate_document", "validate_stream
 
 def stream_error(events: list[SSEEvent]) -> Any:
     for event in events:
-        try:
-            document = loads(event.data)
-        except ValueError:
-            document = None
+        document = event_json(event)
         if isinstance(document, dict) and document.get("error"):
             return document
         if event.event == "error":

@@ -15,9 +15,8 @@ from typing import Any
 
 from pytest_chatresp.errors import display_path
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Finding", "audit_file", "orphans"]
+__all__ = ["Finding", "audit_file", "orphans"]
 
-DEFAULT_MAX_BODY_BYTES = 100 * 1024
 _IDS = (
     (re.compile(r"\borg-[A-Za-z0-9]{16,}\b"), "an organisation id (org-…)"),
     (re.compile(r"\bproj_[A-Za-z0-9]{16,}\b"), "a project id (proj_…)"),

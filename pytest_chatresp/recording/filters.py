@@ -7,11 +7,12 @@ the response; :func:`leaks` scans what is about to be written, and the file's te
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pytest_chatresp.cassette import read_document
 from pytest_chatresp.cassette.decoding import UnreadableBody, codings, decode
+from pytest_chatresp.cassette.readable import header_values, stored_decoded
 from pytest_chatresp.errors import CassetteError
 from pytest_chatresp.hygiene.policy import REDACTED, Secrets, redact_text
 from pytest_chatresp.hygiene.scan import find_secrets
@@ -67,17 +68,6 @@ def _replaced_body(body: Any, encoding: Any, secrets: Secrets) -> str | None:
     return None if new == text else new
 
 
-def _header_values(headers: Any, name: str) -> list[str]:
-    if not isinstance(headers, Mapping):
-        return []
-    return [
-        str(item)
-        for key, value in headers.items()
-        if str(key).lower() == name
-        for item in (value if isinstance(value, list | tuple) else [value])
-    ]
-
-
 def learned_replaced_in_request(request: Any, secrets: Secrets) -> None:
     """A request's URI, headers and body with the values scrubbed so far replaced.
 
@@ -92,7 +82,7 @@ def learned_replaced_in_request(request: Any, secrets: Secrets) -> None:
 
     request.uri = replace(request.uri)
     request.headers = {k: replace(str(v)) for k, v in request.headers.items()}
-    encoding = _header_values(request.headers, "content-encoding")
+    encoding = header_values(request.headers, "content-encoding")
     body = _replaced_body(request.body, encoding, secrets)
     if body is not None:
         request.body = body
@@ -110,13 +100,10 @@ def learned_replaced_in_response(response: Any, secrets: Secrets) -> Any:
         headers[key] = [secrets.replace(str(v), learned_only=True) for v in values]
     raw = response.get("body")
     string = raw.get("string") if isinstance(raw, dict) else None
-    body = _replaced_body(string, _header_values(headers, "content-encoding"), secrets)
+    body = _replaced_body(string, header_values(headers, "content-encoding"), secrets)
     if body is not None:
         response["body"] = {**raw, "string": body} if isinstance(raw, dict) else body
-        for key in [k for k in headers if str(k).lower() == "content-encoding"]:
-            del headers[key]
-        for key in [k for k in headers if str(k).lower() == "content-length"]:
-            headers[key] = [str(len(body.encode("utf-8")))]
+        stored_decoded(headers, body)
     response["headers"] = headers
     return response
 

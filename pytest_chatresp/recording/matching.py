@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from pytest_chatresp.cassette.decoding import UnreadableBody, decode
+from pytest_chatresp.provenance import without_nulls
 
 from . import mismatch
 
@@ -24,14 +25,6 @@ DEFAULT_MATCH_ON: tuple[str, ...] = (
 )
 
 
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
 def _body_data(request: Any) -> Any:
     body = request.body
     if not body:
@@ -47,7 +40,7 @@ def _comparable(raw: bytes) -> Any:
     except UnreadableBody:
         return raw
     try:
-        return _without_nulls(json.loads(raw))
+        return without_nulls(json.loads(raw))
     except ValueError:
         return raw
 
