@@ -1186,44 +1186,48 @@ KNOWN_BUGS = [
         "errors.py",
         lambda: yaml_case(cassette(completion(model=[HUGE_HEX]), layout="parsed")),
     ),
-    # cassette.py
+    # cassette/
     KnownBug(
         "uri-invalid-ipv6",
-        "cassette.py",
+        "cassette/exchange.py",
         lambda: yaml_case(cassette(uri="http://[::1/v1/chat/completions")),
     ),
-    KnownBug("status-superscript-digit", "cassette.py", lambda: yaml_case(cassette(status="²"))),
     KnownBug(
-        "status-too-many-digits", "cassette.py", lambda: yaml_case(cassette(status="9" * 5000))
+        "status-superscript-digit", "cassette/exchange.py", lambda: yaml_case(cassette(status="²"))
+    ),
+    KnownBug(
+        "status-too-many-digits",
+        "cassette/exchange.py",
+        lambda: yaml_case(cassette(status="9" * 5000)),
     ),
     KnownBug(
         "status-huge-int-error-text",
-        "cassette.py",
+        "cassette/exchange.py",
         lambda: yaml_case(cassette({"error": "x"}, status=HUGE_HEX)),
     ),
     KnownBug(
         "header-value-huge-int",
-        "cassette.py",
+        "cassette/document.py",
         lambda: yaml_case(cassette(request_headers={"x": HUGE_HEX})),
     ),
     KnownBug(
         "header-value-deep-list",
-        "cassette.py",
+        "cassette/document.py",
         lambda: yaml_case(cassette(request_headers={"x": deep(990)})),
     ),
     KnownBug(
         "error-message-deep-list",
-        "cassette.py",
+        "cassette/document.py",
         lambda: yaml_case(cassette({"error": {"message": deep(990)}}, status=429, layout="parsed")),
     ),
     KnownBug(
         "error-code-huge-int",
-        "cassette.py",
+        "cassette/document.py",
         lambda: yaml_case(cassette({"error": {"code": HUGE_HEX}}, status=429, layout="parsed")),
     ),
     KnownBug(
         "parsed-body-date-key",
-        "cassette.py",
+        "cassette/document.py",
         lambda: yaml_case(cassette({Raw("2020-01-01"): 1}, layout="parsed")),
     ),
     # checks.py
