@@ -73,7 +73,7 @@ class Persister:
             with _locked(Path(cassette_path).parent):
                 self._save(cassette_path, cassette_dict, serializer)
         except BaseException as exc:
-            self._recorder._save_error = exc
+            self._recorder.save_failed(exc)
 
     def _save(self, cassette_path: str, cassette_dict: Any, serializer: Any) -> None:
         path = Path(cassette_path)

@@ -110,6 +110,10 @@ class Recorder:
         #: Interactions the file held when the test started, and the indices replayed.
         self.loaded = 0
 
+    def save_failed(self, error: BaseException) -> None:
+        """Keep what went wrong writing the cassette, raised once vcrpy has closed it."""
+        self._save_error = error
+
     def document(self, path: Path) -> Any:
         return self._documents(path)
 
