@@ -31,6 +31,9 @@ __all__ = [
 _JSON_START = re.compile(rb"\s*[\[{]")
 
 
+# --- values read from a document ----------------------------------------------------------------
+
+
 def loads(text: str | bytes) -> Any:
     """``json.loads``; nesting too deep to decode is reported as ``ValueError`` like bad JSON."""
     try:
@@ -288,9 +291,6 @@ def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> An
             index=exc.index,
             field=exc.field,
         ) from None
-
-
-# --- requests and responses ---------------------------------------------------------------------
 
 
 def interactions_of(document: Any, shown: str) -> list[Any]:

@@ -2,15 +2,13 @@
 in it.
 
 A document is read as a reader would read it, and more: a body is decoded by its
-``Content-Encoding``
-(:mod:`pytest_chatresp.cassette.decoding`; one that cannot be decoded is reported),
-bytes of unknown coding are tried as gzip, zlib, raw deflate and brotli, a JSON text is parsed
-and its strings read, a server-sent event stream is read event by event and each field joined
-across events (so a key split across two events is found), URL-encoding is undone, runs of
-base64 or base64url are decoded, and ``Basic`` credentials are read. Each text is then checked
-against the policy (:mod:`.policy`): known secret values in any of their encoded forms,
-key-shaped strings, ``Basic`` credentials.
-"""
+``Content-Encoding`` (:mod:`pytest_chatresp.cassette.decoding`; one that cannot be decoded is
+reported), bytes of unknown coding are tried as gzip, zlib, raw deflate and brotli, a JSON text
+is parsed and its strings read, a server-sent event stream is read event by event and each field
+joined across events (so a key split across two events is found), URL-encoding is undone, runs
+of base64 or base64url are decoded, and ``Basic`` credentials are read. Each text is then
+checked against the policy (:mod:`.policy`): known secret values in any of their encoded forms,
+key-shaped strings, ``Basic`` credentials."""
 
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
 """Scrubbing secrets out of cassette files already on disk, keeping everything else as it was.
 
 The rules are the recording rules (:mod:`pytest_chatresp.hygiene.policy`): the values of secret
-request and response headers and of secret query parameters become ``REDACTED``, URL userinfo
-is removed, and so is anything shaped like an OpenAI key and the value of any credential
+request and response headers and of secret query parameters become ``REDACTED``, URL userinfo is
+removed, and so is anything shaped like an OpenAI key and the value of any credential
 environment variable, wherever it appears and in any written form, bodies decoded by their
-``Content-Encoding``
-(:mod:`pytest_chatresp.cassette.decoding`). A value found in a secret header, query
-parameter or userinfo is also replaced wherever else it appears. The scrubbed document is then
-scanned (:mod:`pytest_chatresp.hygiene.scan`): what the scan still finds is reported.
+``Content-Encoding`` (:mod:`pytest_chatresp.cassette.decoding`). A value found in a secret
+header, query parameter or userinfo is also replaced wherever else it appears. The scrubbed
+document is then scanned (:mod:`pytest_chatresp.hygiene.scan`): what the scan still finds is
+reported.
 
 The file is never re-serialized: each value that changes is rewritten in place, in the text,
 and only it (an encoded body is decoded, scrubbed and encoded again). The result is parsed
