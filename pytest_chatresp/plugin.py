@@ -926,7 +926,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     target = config.getoption("chatresp_report_json", default=None)
     if target:
-        (report or _report(config)).write_json(Path(config.invocation_params.dir, target))
+        (report or _report(config)).write_json(
+            Path(config.invocation_params.dir, target), root=config.rootpath
+        )
     if report and config.getini("chatresp_unplayed") == "fail" and report.unplayed():
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
