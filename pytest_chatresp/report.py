@@ -35,6 +35,8 @@ __all__ = [
 KINDS = ("read", "replayed", "recorded")
 #: The JSON report's format: bump when its fields change meaning.
 REPORT_FORMAT = 1
+#: More interactions than any cassette holds: a report saying so is not believed.
+_MAX_INTERACTIONS = 1_000_000
 #: A report file larger than this is not read.
 _MAX_REPORT_BYTES = 1 << 30
 _TALLY_COUNTS = (
@@ -507,6 +509,10 @@ def _check_document(document: Any) -> None:
         where = f"played[{path!r}]"
         entry = _fields(value, where, ("interactions", "played"))
         loaded = _count_at(entry["interactions"], f"{where}.interactions")
+        if loaded > _MAX_INTERACTIONS:
+            raise _Malformed(
+                f"{where}.interactions", f"{loaded} interactions: more than a cassette holds"
+            )
         indices = _expect(entry["played"], list, f"{where}.played", "an array of indices")
         for position, index in enumerate(indices):
             if _count_at(index, f"{where}.played[{position}]") >= loaded:

@@ -249,6 +249,11 @@ def test_other_formats_and_malformed_reports_are_refused_by_name() -> None:
     assert refusal(shard(), shard(played={"x.yaml": {"interactions": 2, "played": [2]}})) == (
         "shard2.json: played['x.yaml'].played[0]: interaction 2 of a cassette of 2 interaction(s)"
     )
+    huge = shard(played={"x.yaml": {"interactions": 10**12, "played": []}})
+    assert refusal(huge) == (
+        "shard1.json: played['x.yaml'].interactions: 1000000000000 interactions: more than a "
+        "cassette holds"
+    )
     assert refusal(shard(extra=1)) == "shard1.json: extra: not a field of this report format"
     edited = shard()
     edited["total"]["read"] = 5
