@@ -296,7 +296,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         active.append(f"record mode {mode}")
     if _cli_or_ini(config, "chatresp_check"):
         active.append("checking every cassette")
-    return [f"chatresp: {', '.join(active)}"] if active else []
+    store = _cache(config).header_line() if config.get_verbosity() > 0 else None
+    return ([f"chatresp: {', '.join(active)}"] if active else []) + ([store] if store else [])
 
 
 # --- settings: marker → CLI → ini → default ----------------------------------------------------
@@ -919,6 +920,10 @@ def _report(config: pytest.Config) -> RunReport:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     report = config.stash.get(_REPORT_KEY, None)
+    cache = config.stash.get(_CACHE_KEY, None)
+    if cache is not None:  # the hit rate for the next session's header (pytest -v)
+        worker = getattr(config, "workerinput", {})
+        cache.end_session(worker.get("testrunuid"), worker.get("workerid"))
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: the controller reports
         if report:
@@ -926,7 +931,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     target = config.getoption("chatresp_report_json", default=None)
     if target:
-        (report or _report(config)).write_json(Path(config.invocation_params.dir, target))
+        (report or _report(config)).write_json(
+            Path(config.invocation_params.dir, target), root=config.rootpath
+        )
     if report and config.getini("chatresp_unplayed") == "fail" and report.unplayed():
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
