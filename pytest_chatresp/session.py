@@ -201,7 +201,10 @@ class ChatrespSession:
                 f"more than --chatresp-max-age={limit:g}. Record it again with: "
                 f"pytest --chatresp-record-mode=all {item.nodeid}"
             )
-            warnings.warn(CassetteAgeWarning(message), stacklevel=1)
+            try:
+                warnings.warn(CassetteAgeWarning(message), stacklevel=1)
+            except CassetteAgeWarning:  # made an error by filterwarnings: our message only
+                pytest.fail(message, pytrace=False)
 
 
 _FILTERS = {
