@@ -54,9 +54,12 @@ INI_TYPES: dict[str, str | None] = {
 class SettingError(ValueError):
     """A bad value of a setting: names the setting, the value and what it may be."""
 
-    def __init__(self, where: str, value: object, allowed: str) -> None:
+    def __init__(self, where: str, value: object, allowed: str, *, reason: bool = False) -> None:
         self.where, self.value, self.allowed = where, value, allowed
-        super().__init__(f"{where} = {_shown(value)} is not valid; {allowed}.")
+        if reason:  # ``allowed`` already says what is wrong with the value
+            super().__init__(f"{where}: {allowed}")
+        else:
+            super().__init__(f"{where} = {_shown(value)} is not valid; {allowed}.")
 
 
 def _shown(value: object) -> str:
@@ -330,7 +333,7 @@ def parse(spec: Setting, raw: object, where: str | None = None) -> Any:
         try:
             spec.check(value)
         except ValueError as exc:
-            raise SettingError(where, raw, str(exc)) from None
+            raise SettingError(where, raw, str(exc), reason=True) from None
     return value
 
 
