@@ -40,10 +40,11 @@ UNPLAYED = ("ignore", "warn", "fail")
 
 #: How a value is written: pytest's ini types, plus a number and a choice among names.
 Kind = Literal["string", "bool", "float", "choice", "names", "lines"]
-#: pytest's ini type for each kind (``None``: a string).
+#: pytest's ini type for each kind (``None``: a string; a bool is read here, so that a bad
+#: one is reported like any other bad value).
 INI_TYPES: dict[str, str | None] = {
     "string": None,
-    "bool": "bool",
+    "bool": None,
     "float": None,
     "choice": None,
     "names": "args",
