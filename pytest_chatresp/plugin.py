@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .marker import MARKER, CassetteMarker
-from .session import SESSION_KEY, ChatrespSession, marker_of, session_of
-from .settings import SETTINGS
+from .marker import CassetteMarker
+from .session import SESSION_KEY, ChatrespSession, add_options, marker_of, read_markers, session_of
 
 if TYPE_CHECKING:
     from .cassette import Cassette
@@ -24,50 +23,7 @@ _WORKER_REPORT = "chatresp_report"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("chatresp", "recorded chat completion responses (pytest-chatresp)")
-    for spec in SETTINGS:
-        more = f" (ini {spec.ini_key})" if spec.ini else ""
-        if spec.kind == "bool":
-            group.addoption(
-                spec.option,
-                dest=spec.dest,
-                action="store_true",
-                default=None,
-                help=spec.help + more,
-            )
-        elif spec.kind in ("names", "lines"):
-            how = ", comma-separated" if spec.kind == "names" else ""
-            group.addoption(
-                spec.option,
-                dest=spec.dest,
-                action="append",
-                default=None,
-                metavar=spec.metavar,
-                help=f"{spec.help}{more}; may be repeated{how}.",
-            )
-        else:
-            group.addoption(
-                spec.option,
-                dest=spec.dest,
-                default=None,
-                metavar=spec.metavar,
-                help=spec.help + more,
-            )
-        if spec.ini:
-            parser.addini(
-                spec.ini_key,
-                f"{spec.help} (default: {_default(spec.default)}).",
-                type=spec.ini_type,  # type: ignore[arg-type]
-                default=None,
-            )
-
-
-def _default(value: object) -> str:
-    if isinstance(value, tuple):
-        return " ".join(value) or "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "none" if value is None else str(value)
+    add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -86,21 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    session = session_of(config)
-    settings = session.settings
-    active = []
-    if settings.cassette_dir != "cassettes":
-        active.append(f"cassette dir {session.cassette_dir}")
-    if settings.strict:
-        active.append("strict validation")
-    if settings.skip_checks:
-        active.append(f"checks skipped: {' '.join(settings.skip_checks)}")
-    if settings.allow:
-        active.append(f"allowed: {', '.join(settings.allow)}")
-    if settings.record_mode != "none":
-        active.append(f"record mode {settings.record_mode}")
-    if settings.collect_cassettes:
-        active.append("checking every cassette")
+    active = session_of(config).active_settings()
     return [f"chatresp: {', '.join(active)}"] if active else []
 
 
@@ -227,20 +169,7 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     """Every marker is read here, once, so a bad argument stops the run naming the test."""
-    from .marker import MarkerError
-
-    problems = []
-    for item in items:
-        mark = item.get_closest_marker(MARKER)
-        if mark is not None:
-            try:
-                CassetteMarker.parse(mark.args, mark.kwargs)
-            except MarkerError as exc:
-                problems.append(f"{item.nodeid}: {exc}")
-            else:
-                marker_of(item)
-    if problems:
-        raise pytest.UsageError("\n".join(problems))
+    read_markers(items)
     chatresp = session_of(config)
     if chatresp.settings.collect_cassettes:
         from .checkmode import add_unreached_cassettes
@@ -249,24 +178,10 @@ def pytest_collection_modifyitems(
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    chatresp = session_of(session.config)
-    target = chatresp.settings.list_cassettes
-    if not target:
-        return
-    from .running import FIXTURES
+    if session_of(session.config).settings.list_cassettes:
+        from .running import list_cassettes
 
-    used = set()
-    for item in session.items:
-        if marker_of(item) is None and not set(getattr(item, "fixturenames", ())) & FIXTURES:
-            continue
-        try:
-            used.add(str(chatresp.cassette_path(item).resolve()))
-        except pytest.fail.Exception:
-            continue
-    listing = {"cassette_dir": str(chatresp.cassette_dir.resolve()), "used": sorted(used)}
-    Path(session.config.invocation_params.dir, target).write_text(
-        json.dumps(listing, indent=2) + "\n", encoding="utf-8"
-    )
+        list_cassettes(session)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from .recording import RecordSettings
     from .report import RunReport
 
-__all__ = ["MARKER_KEY", "SESSION_KEY", "ChatrespSession", "session_of"]
+__all__ = [
+    "MARKER_KEY",
+    "SESSION_KEY",
+    "ChatrespSession",
+    "add_options",
+    "marker_of",
+    "read_markers",
+    "session_of",
+]
 
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 #: Longest cassette file stem kept as it is; longer ones are cut and given a hash.
@@ -101,6 +109,24 @@ class ChatrespSession:
     @property
     def has_report(self) -> bool:
         return self._report is not None and bool(self._report)
+
+    def active_settings(self) -> list[str]:
+        """What the report header shows: the settings not at their default."""
+        settings = self.settings
+        active = []
+        if settings.cassette_dir != "cassettes":
+            active.append(f"cassette dir {self.cassette_dir}")
+        if settings.strict:
+            active.append("strict validation")
+        if settings.skip_checks:
+            active.append(f"checks skipped: {' '.join(settings.skip_checks)}")
+        if settings.allow:
+            active.append(f"allowed: {', '.join(settings.allow)}")
+        if settings.record_mode != "none":
+            active.append(f"record mode {settings.record_mode}")
+        if settings.collect_cassettes:
+            active.append("checking every cassette")
+        return active
 
     # --- one test ---------------------------------------------------------------------------
 
@@ -282,3 +308,66 @@ def marker_of(item: pytest.Item) -> CassetteMarker | None:
 
 def session_of(config: pytest.Config) -> ChatrespSession:
     return config.stash[SESSION_KEY]
+
+
+def read_markers(items: list[pytest.Item]) -> None:
+    """Every test's marker, parsed at collection: bad arguments stop the run, naming each test."""
+    problems = []
+    for item in items:
+        mark = item.get_closest_marker(MARKER)
+        if mark is None:
+            continue
+        try:
+            item.stash[MARKER_KEY] = CassetteMarker.parse(mark.args, mark.kwargs)
+        except MarkerError as exc:
+            problems.append(f"{item.nodeid}: {exc}")
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Each setting's option and ini key, under one dest."""
+    group = parser.getgroup("chatresp", "recorded chat completion responses (pytest-chatresp)")
+    for spec in SETTINGS:
+        more = f" (ini {spec.ini_key})" if spec.ini else ""
+        if spec.kind == "bool":
+            group.addoption(
+                spec.option,
+                dest=spec.dest,
+                action="store_true",
+                default=None,
+                help=spec.help + more,
+            )
+        elif spec.kind in ("names", "lines"):
+            how = ", comma-separated" if spec.kind == "names" else ""
+            group.addoption(
+                spec.option,
+                dest=spec.dest,
+                action="append",
+                default=None,
+                metavar=spec.metavar,
+                help=f"{spec.help}{more}; may be repeated{how}.",
+            )
+        else:
+            group.addoption(
+                spec.option,
+                dest=spec.dest,
+                default=None,
+                metavar=spec.metavar,
+                help=spec.help + more,
+            )
+        if spec.ini:
+            parser.addini(
+                spec.ini_key,
+                f"{spec.help} (default: {_default(spec.default)}).",
+                type=spec.ini_type,  # type: ignore[arg-type]
+                default=None,
+            )
+
+
+def _default(value: object) -> str:
+    if isinstance(value, tuple):
+        return " ".join(value) or "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "none" if value is None else str(value)
