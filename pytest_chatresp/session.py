@@ -17,7 +17,7 @@ import pytest
 
 from .errors import display_path
 from .marker import MARKER, CassetteMarker, MarkerError
-from .settings import SETTINGS, Setting, SettingError, Settings, load_settings
+from .settings import BY_NAME, SETTINGS, Setting, SettingError, Settings, load_settings
 
 if TYPE_CHECKING:
     from .cache import CassetteCache
@@ -69,7 +69,7 @@ class ChatrespSession:
             raise pytest.UsageError(str(exc)) from None
         from .checks import Rules
 
-        cli_dir = config.getoption(SETTINGS_BY_DEST["cassette_dir"].dest, default=None)
+        cli_dir = config.getoption(BY_NAME["cassette_dir"].dest, default=None)
         base = config.invocation_params.dir if cli_dir is not None else config.rootpath
         return cls(
             config=config,
@@ -242,8 +242,6 @@ _FILTERS = {
     "filter_query_parameters": "use the ini key chatresp_filter_query_parameters (or "
     "--chatresp-filter-query-parameters)",
 }
-
-SETTINGS_BY_DEST: dict[str, Setting] = {spec.name: spec for spec in SETTINGS}
 
 
 def _rules(empty: Rules, settings: Settings) -> Rules:
