@@ -151,14 +151,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="fail, rather than warn, for cassettes older than --chatresp-max-age.",
     )
-    group.addoption(
-        "--chatresp-list-cassettes",
-        dest="chatresp_list_cassettes",
-        default=None,
-        metavar="PATH",
-        help="write the cassette paths the collected tests use, as JSON (for chatresp check "
-        "--orphans).",
-    )
     parser.addini(
         "chatresp_serializer",
         "format of new cassettes: readable (the default), yaml or json.",
@@ -998,22 +990,6 @@ class CassetteCheckItem(pytest.Item):
         return self.path, 0, f"cassette {_relative(self.config, self.path)}"
 
 
-def _cassette_files(directory: Path) -> list[Path]:
-    from .contract import CONTRACT_SUFFIX
-    from .files import is_partial_write
-
-    if not directory.is_dir():
-        return []
-    return sorted(
-        path
-        for path in directory.rglob("*")
-        if path.suffix in (".yaml", ".yml", ".json")
-        and not path.name.endswith(CONTRACT_SUFFIX)
-        and not is_partial_write(path.name)
-        and not path.is_dir()  # a FIFO or a link to a device is checked, and refused by name
-    )
-
-
 class CassetteCheckFile(pytest.File):
     """A cassette file under the cassette dir, in check mode: one item that validates it."""
 
@@ -1022,17 +998,9 @@ class CassetteCheckFile(pytest.File):
 
 
 def _checked_cassette(config: pytest.Config, path: Path) -> bool:
-    from .contract import CONTRACT_SUFFIX
+    from .discovery import is_cassette
 
-    if not _cli_or_ini(config, "chatresp_check") or path.suffix not in (".yaml", ".yml", ".json"):
-        return False
-    if path.name.endswith(CONTRACT_SUFFIX):
-        return False
-    try:  # a link in the cassette dir is checked, wherever it points
-        Path(path.parent.resolve(), path.name).relative_to(_cassette_dir(config).resolve())
-    except ValueError:
-        return False
-    return True
+    return bool(_cli_or_ini(config, "chatresp_check")) and is_cassette(path, _cassette_dir(config))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -1069,7 +1037,9 @@ def pytest_collection_modifyitems(
     ]
     roots = [p for p in named if p == directory or directory in p.parents] or [directory]
     seen = {item.path for item in items if isinstance(item, CassetteCheckItem)}
-    for path in _cassette_files(_cassette_dir(config)):
+    from .discovery import cassette_files
+
+    for path in cassette_files(_cassette_dir(config)):
         where = Path(path.parent.resolve(), path.name)
         if path in seen or not any(where == root or root in where.parents for root in roots):
             continue
@@ -1080,20 +1050,17 @@ def pytest_collection_modifyitems(
 _FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_contract"})
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    target = session.config.getoption("chatresp_list_cassettes", default=None)
-    if not target:
-        return
-    used = set()
-    for item in session.items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if item.get_closest_marker(_MARKER) is None and not fixtures & _FIXTURES:
-            continue
-        try:
-            used.add(str(_cassette_path(item).resolve()))
-        except pytest.fail.Exception:
-            continue
-    listing = {"cassette_dir": str(_cassette_dir(session.config).resolve()), "used": sorted(used)}
-    Path(session.config.invocation_params.dir, target).write_text(
-        json.dumps(listing, indent=2) + "\n", encoding="utf-8"
-    )
+def cassette_used_by(item: pytest.Item) -> Path | None:
+    """The cassette file a collected test uses, or ``None`` (``chatresp check --orphans``)."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if item.get_closest_marker(_MARKER) is None and not fixtures & _FIXTURES:
+        return None
+    try:
+        return _cassette_path(item)
+    except pytest.fail.Exception:
+        return None
+
+
+def cassette_dir(config: pytest.Config) -> Path:
+    """The run's cassette directory (``chatresp check --orphans``)."""
+    return _cassette_dir(config)
