@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_chatresp.discovery import Found, find
+from pytest_chatresp.errors import display_path
 
 from .output import UsageError
 
@@ -21,15 +22,15 @@ if TYPE_CHECKING:
 
 __all__ = ["ProjectSettings", "cassettes_named", "project_settings", "scrub_rules"]
 
-DEFAULT_CASSETTE_DIR = "cassettes"
-
 
 @dataclass(frozen=True)
 class ProjectSettings:
     """What the subcommands read from the project: where cassettes live and the rules."""
 
-    #: The directory relative settings start from (the ini file's; the working directory).
+    #: The directory relative settings start from: the ini file's, else the working directory.
     rootdir: Path
+    #: The ini file read, if any.
+    inifile: Path | None
     cassette_dir: Path
     strict: bool = False
     allow: tuple[str, ...] = ()
@@ -39,20 +40,50 @@ class ProjectSettings:
     filter_query_parameters: tuple[str, ...] = ()
 
 
+def _start(paths: Sequence[str]) -> Path:
+    """Where pytest would look for the ini: the common ancestor of the paths given that exist
+    (a file's directory), else the working directory."""
+    existing = [Path(os.path.abspath(p)) for p in paths if os.path.lexists(p)]
+    directories = [str(p if p.is_dir() else p.parent) for p in existing]
+    return Path(os.path.commonpath(directories)) if directories else Path(os.getcwd())
+
+
 def _flag(args: argparse.Namespace, name: str) -> tuple[str, ...] | None:
     given = getattr(args, name, None)
     return tuple(given) if given else None
 
 
 def project_settings(args: argparse.Namespace) -> ProjectSettings:
-    """The settings for this run of the command: each flag given, else the default."""
-    rootdir = Path(os.getcwd())
+    """The settings for this run of the command, in the order command line → ini → default.
+
+    The ini is the one pytest would read here (:func:`~pytest_chatresp.settings.read_project_ini`,
+    from the paths given, else the working directory), its ``chatresp_*`` values resolved and
+    checked by the plugin's own rules: a bad value is a usage error naming the key. The command's
+    flags (``--strict``, ``--allow``, ``--skip-checks``) replace the ini's values.
+    """
+    from pytest_chatresp.settings import SettingError, load_settings, read_project_ini
+
+    paths = [*getattr(args, "paths", ()), *getattr(args, "cassettes", ())]
+    try:
+        ini = read_project_ini(_start(paths))
+    except SettingError as exc:  # an ini file that cannot be read: it names the file
+        raise UsageError(str(exc)) from None
+    try:
+        configured = load_settings({}, ini.values)
+    except SettingError as exc:
+        raise UsageError(f"{display_path(ini.path) if ini.path else 'ini'}: {exc}") from None
+    rootdir = ini.rootdir if ini.rootdir is not None else Path(os.getcwd())
+    strict = getattr(args, "strict", None)
     return ProjectSettings(
         rootdir=rootdir,
-        cassette_dir=rootdir / DEFAULT_CASSETTE_DIR,
-        strict=bool(getattr(args, "strict", False)),
-        allow=_flag(args, "allow") or (),
-        skip_checks=_flag(args, "skip_checks") or (),
+        inifile=ini.path,
+        cassette_dir=rootdir / configured.cassette_dir,
+        strict=configured.strict if strict is None else bool(strict),
+        allow=_flag(args, "allow") or configured.allow,
+        skip_checks=_flag(args, "skip_checks") or configured.skip_checks,
+        filter_request_headers=configured.filter_request_headers,
+        filter_response_headers=configured.filter_response_headers,
+        filter_query_parameters=configured.filter_query_parameters,
     )
 
 
@@ -61,8 +92,6 @@ def cassettes_named(
 ) -> Found:
     """The cassette files below ``paths`` (default: the project's cassette dir); a path that
     does not exist is a usage error."""
-    from pytest_chatresp.errors import display_path
-
     arguments = list(paths) or [display_path(settings.cassette_dir)]
     missing = [argument for argument in arguments if not os.path.lexists(argument)]
     if missing:
