@@ -66,12 +66,9 @@ def project_settings(args: argparse.Namespace) -> ProjectSettings:
     paths = [*getattr(args, "paths", ()), *getattr(args, "cassettes", ())]
     try:
         ini = read_project_ini(_start(paths))
-    except SettingError as exc:  # an ini file that cannot be read: it names the file
-        raise UsageError(str(exc)) from None
-    try:
         configured = load_settings({}, ini.values)
-    except SettingError as exc:
-        raise UsageError(f"{display_path(ini.path) if ini.path else 'ini'}: {exc}") from None
+    except SettingError as exc:  # names the key (or the unreadable file), the value, the fix
+        raise UsageError(str(exc)) from None
     rootdir = ini.rootdir if ini.rootdir is not None else Path(os.getcwd())
     strict = getattr(args, "strict", None)
     return ProjectSettings(
