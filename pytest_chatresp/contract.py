@@ -23,7 +23,7 @@ CONTRACT_SUFFIX = ".contract.yaml"
 _DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
 _HEADER = (
     "# The shape of the chat completions of {cassette}.\n"
-    "# Written by pytest-chatresp; change it with --chatresp-update-contracts, never by hand.\n"
+    "# Written by pytest-chatresp; change it with --chatresp-update-shapes, never by hand.\n"
 )
 
 

@@ -1,4 +1,4 @@
-"""Which files are cassettes: the one discovery for ``chatresp`` and ``pytest --chatresp-check``.
+"""Which files are cassettes: one discovery for ``chatresp`` and ``--chatresp-collect-cassettes``.
 
 A cassette file is named ``*.yaml``, ``*.yml`` or ``*.json``, is not a shape contract
 (``*.contract.yaml``) and is not the temporary file of an unfinished write

@@ -26,16 +26,29 @@ __all__ = [
 _MAX_VALUE = 60
 
 
-def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as a user wants to read it: relative to the working directory when below it.
+def display_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
+    """The one way a path is shown in a message: relative to the project's rootdir when below
+    it, else as given. ``root`` defaults to the rootdir pytest would choose from the working
+    directory (the directory of its ini file, else the working directory).
 
     A symbolic link is shown as itself, not as the file it points to.
     """
     text = os.fspath(path)
     try:
-        return _relative_to(text, os.getcwd())
+        return _relative_to(text, os.fspath(root) if root is not None else _rootdir(os.getcwd()))
     except OSError:
         return text
+
+
+@functools.lru_cache(maxsize=64)
+def _rootdir(cwd: str) -> str:
+    from .settings import SettingError, read_project_ini
+
+    try:
+        found = read_project_ini(Path(cwd)).rootdir
+    except SettingError:
+        return cwd
+    return cwd if found is None else str(found)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -119,7 +119,7 @@ class RunReport:
         self.played: dict[str, tuple[int, set[int]]] = {}
         #: Served models that changed when a cassette was recorded again.
         self.model_changes: list[str] = []
-        #: Cassettes checked (``--chatresp-check``) that hold no chat completion: path → kinds.
+        #: Cassettes checked (``--chatresp-collect-cassettes``) that hold no chat completion: path → kinds.
         self.no_completion: dict[str, dict[str, int]] = {}
         #: Cassettes whose age --chatresp-max-age could not tell: no provenance, Date or created.
         self.age_unknown: set[str] = set()

@@ -317,7 +317,7 @@ def test_check_mode_totals_under_xdist(pytester: pytest.Pytester) -> None:
         shutil.copyfile(BEHAVIOURS / name, directory / name)
     write_cassette(directory / "plain.yaml", completion_body())
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--chatresp-check", "-n", "2", "--chatresp-report-json=r.json"
+        "-p", "no:cacheprovider", "--chatresp-collect-cassettes", "-n", "2", "--chatresp-report-json=r.json"
     )
     result.assert_outcomes(passed=1, failed=2)
     total = json.loads((pytester.path / "r.json").read_text())["total"]

@@ -392,13 +392,13 @@ def test_contract_life_cycle(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*cassettes/test_k.contract.yaml: no contract file for this completion.",
-            "*Write it with: pytest --chatresp-update-contracts test_k.py::test_k",
+            "*Write it with: pytest --chatresp-update-shapes test_k.py::test_k",
         ]
     )
     assert not contract.exists()
 
     # Written on request, then passing.
-    result = pytester.runpytest("--chatresp-update-contracts")
+    result = pytester.runpytest("--chatresp-update-shapes")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["contract written: cassettes/test_k.contract.yaml"])
     text = contract.read_text()
@@ -416,13 +416,13 @@ def test_contract_life_cycle(pytester: pytest.Pytester) -> None:
             "*the shape of completion 0 differs from cassettes/test_k.contract.yaml:",
             glob("*choices[0].tool_calls[0].name: 'get_weather' → 'get_time'"),
             "*If the change is intended, update the contract with: "
-            "pytest --chatresp-update-contracts test_k.py::test_k",
+            "pytest --chatresp-update-shapes test_k.py::test_k",
         ]
     )
     assert contract.read_text() == text
 
     # Updated on purpose.
-    pytester.runpytest("--chatresp-update-contracts").assert_outcomes(passed=1)
+    pytester.runpytest("--chatresp-update-shapes").assert_outcomes(passed=1)
     assert "name: get_time" in contract.read_text()
     pytester.runpytest().assert_outcomes(passed=1)
 
@@ -451,7 +451,7 @@ def test_contract_written_by_a_recording_run_and_shows_what_appeared(
 def test_contract_records_json_keys(pytester: pytest.Pytester) -> None:
     write_cassette(pytester.path / "cassettes/test_k.yaml", with_choice(content='{"b": 1, "a": 2}'))
     pytester.makepyfile(test_k=CONTRACT_TEST)
-    pytester.runpytest("--chatresp-update-contracts").assert_outcomes(passed=1)
+    pytester.runpytest("--chatresp-update-shapes").assert_outcomes(passed=1)
     assert "json: [a, b]" in (pytester.path / "cassettes/test_k.contract.yaml").read_text()
 
 
@@ -466,7 +466,7 @@ def test_a_contract_compared_with_something_else(pytester: pytest.Pytester) -> N
             assert chat_contract == {"id": "x"}
         """
     )
-    result = pytester.runpytest("--chatresp-update-contracts")
+    result = pytester.runpytest("--chatresp-update-shapes")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*not a chat completion: * validation error* for ChatCompletion"])
     result.stdout.no_fnmatch_line("*pydantic_core*")

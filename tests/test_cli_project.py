@@ -1,5 +1,5 @@
 """The ``chatresp`` command in a project: it reads the project's ini as pytest does, discovers
-the same cassette files as ``pytest --chatresp-check``, and finds orphans by collecting the tests
+the same cassette files as ``pytest --chatresp-collect-cassettes``, and finds orphans by collecting the tests
 in process, without a plumbing option."""
 
 from __future__ import annotations
@@ -266,11 +266,11 @@ def test_the_command_and_check_mode_discover_the_same_files(
     assert [entry["path"] for entry in json.loads(out)["files"]] == expected
     # pytest's check mode, which walks the tree its own way (it enters linked directories).
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--chatresp-check", "--collect-only", "-q"
+        "-p", "no:cacheprovider", "--chatresp-collect-cassettes", "--collect-only", "-q"
     )
     collected = [line.split("::")[0] for line in result.outlines if "::contract" in line]
     assert sorted(collected) == sorted(expected)
-    checked = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-check")
+    checked = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-collect-cassettes")
     checked.assert_outcomes(passed=6, failed=1)
     checked.stdout.fnmatch_lines(
         ["*cassettes/pipe.yaml: is a FIFO (named pipe), not a cassette file"]
@@ -292,7 +292,7 @@ def test_a_contract_file_or_partial_write_named_directly_is_skipped(tmp_path: Pa
 def test_pytest_has_no_plumbing_option_for_orphans(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
     assert not [line for line in result.outlines if "list-cassettes" in line]
-    assert "--chatresp-check" in result.stdout.str()
+    assert "--chatresp-collect-cassettes" in result.stdout.str()
 
 
 def test_orphans_follow_the_configured_cassette_dir_and_skip_what_discovery_skips(

@@ -2,7 +2,7 @@
 
 Any file in the project tree may come from a stranger's pull request. Each one here gets the
 plugin's own error, naming the file, from every entry point: the fixtures, replay under the
-marker, ``--chatresp-check`` and each ``chatresp`` subcommand. Whatever would hang or exhaust
+marker, ``--chatresp-collect-cassettes`` and each ``chatresp`` subcommand. Whatever would hang or exhaust
 memory if its guard went missing runs in a child process, with a timeout (a guard against a
 hang, not a timing assertion) and, for the bombs, a limit on its address space.
 """
@@ -282,7 +282,7 @@ def test_check_mode_refuses_odd_files_and_bombs(pytester: pytest.Pytester) -> No
     for kind, bomb in BOMBS.items():
         (cassettes / f"{kind}.yaml").write_text(bomb())
     result = pytester.runpytest_subprocess(
-        "--chatresp-check", "-p", "no:cacheprovider", timeout=HANG
+        "--chatresp-collect-cassettes", "-p", "no:cacheprovider", timeout=HANG
     )
     result.assert_outcomes(passed=1, failed=6)
     # The regular files as pytest collects them, then those it does not collect, in order.
@@ -298,7 +298,7 @@ def test_check_mode_refuses_odd_files_and_bombs(pytester: pytest.Pytester) -> No
     )
     # Named on the command line, the cassette dir's odd files are checked all the same.
     named = pytester.runpytest_subprocess(
-        "--chatresp-check", "-p", "no:cacheprovider", "cassettes", timeout=HANG
+        "--chatresp-collect-cassettes", "-p", "no:cacheprovider", "cassettes", timeout=HANG
     )
     named.assert_outcomes(passed=1, failed=6)
     named.stdout.fnmatch_lines([f"cassettes/fifo.yaml: {SPECIAL['fifo'][1]}"])

@@ -1,4 +1,4 @@
-"""Cassettes as test items (--chatresp-check) and the end-of-run report, through pytester."""
+"""Cassettes as test items (--chatresp-collect-cassettes) and the end-of-run report, through pytester."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_check_mode_collects_every_cassette(pytester: pytest.Pytester) -> None:
     write_cassette(cassettes / "broken/bad.yaml", completion(), bad_completion())
     (cassettes / "broken/unreadable.yaml").write_text("interactions: [\n")
     (cassettes / "test_a/test_one.contract.yaml").write_text("- model: gpt-4o\n")
-    result = pytester.runpytest("--chatresp-check", "-v", "-p", "no:randomly")
+    result = pytester.runpytest("--chatresp-collect-cassettes", "-v", "-p", "no:randomly")
     result.assert_outcomes(passed=7, failed=2)
     result.stdout.fnmatch_lines(
         [
@@ -87,7 +87,7 @@ def test_check_mode_from_ini_works_with_k_and_x(pytester: pytest.Pytester) -> No
 def test_check_mode_under_xdist(pytester: pytest.Pytester) -> None:
     cassettes = project(pytester)
     write_cassette(cassettes / "broken/bad.yaml", bad_completion())
-    result = pytester.runpytest_subprocess("--chatresp-check", "-n", "2", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("--chatresp-collect-cassettes", "-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=7, failed=1)
 
 
@@ -162,12 +162,12 @@ def test_report_is_quiet_when_no_cassette_was_used(pytester: pytest.Pytester) ->
 def test_a_failed_cassette_item_runs_again_by_its_id(pytester: pytest.Pytester) -> None:
     cassettes = project(pytester)
     write_cassette(cassettes / "broken/bad.yaml", bad_completion())
-    result = pytester.runpytest("--chatresp-check", "cassettes/broken/bad.yaml::contract")
+    result = pytester.runpytest("--chatresp-collect-cassettes", "cassettes/broken/bad.yaml::contract")
     result.assert_outcomes(failed=1)
-    result = pytester.runpytest("--chatresp-check", "cassettes/test_a")
+    result = pytester.runpytest("--chatresp-collect-cassettes", "cassettes/test_a")
     result.assert_outcomes(passed=2)
     # Test paths elsewhere still get every cassette checked.
-    result = pytester.runpytest("--chatresp-check", "test_a.py")
+    result = pytester.runpytest("--chatresp-collect-cassettes", "test_a.py")
     result.assert_outcomes(passed=5, failed=1)
 
 

@@ -89,11 +89,14 @@ def cassettes_named(
 ) -> Found:
     """The cassette files below ``paths`` (default: the project's cassette dir); a path that
     does not exist is a usage error."""
-    arguments = list(paths) or [display_path(settings.cassette_dir)]
-    missing = [argument for argument in arguments if not os.path.lexists(argument)]
+    if not paths:
+        if not os.path.lexists(settings.cassette_dir):
+            raise UsageError(f"no such file or directory: {display_path(settings.cassette_dir)}")
+        return find([settings.cassette_dir], links=links)
+    missing = [argument for argument in paths if not os.path.lexists(argument)]
     if missing:
         raise UsageError("; ".join(f"no such file or directory: {m}" for m in missing))
-    return find(arguments, links=links)
+    return find(paths, links=links)
 
 
 def _names(values: Iterable[str]) -> frozenset[str]:

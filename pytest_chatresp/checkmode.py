@@ -1,0 +1,118 @@
+"""``--chatresp-collect-cassettes``: every cassette under the cassette dir as a test item."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .discovery import cassette_files, is_cassette
+from .session import ChatrespSession, session_of
+
+__all__ = [
+    "CassetteCheckFailure",
+    "CassetteCheckFile",
+    "CassetteCheckItem",
+    "add_unreached_cassettes",
+    "checked_cassette",
+    "take_bracketed_arguments",
+]
+
+
+class CassetteCheckFailure(Exception):
+    """A cassette checked as a test item breaks the contract."""
+
+
+class CassetteCheckItem(pytest.Item):
+    """Validates every chat completion of one cassette file."""
+
+    def runtest(self) -> None:
+        from .errors import CassetteError
+
+        session = session_of(self.config)
+        try:
+            cassette = session.cache.load(self.path, rules=session.rules)
+        except CassetteError as exc:
+            raise CassetteCheckFailure(str(exc)) from None
+        # Counted before judging: the report's totals are every completion read, as in
+        # ``chatresp check``, valid or not.
+        report = session.report
+        report.add_exchanges(self.nodeid, "read", cassette.exchanges, str(self.path))
+        if not any(e.is_completion for e in cassette.exchanges):
+            kinds: dict[str, int] = {}
+            for exchange in cassette.exchanges:
+                kinds[exchange.kind] = kinds.get(exchange.kind, 0) + 1
+            report.no_completion[session.relative(self.path)] = kinds
+        violations = cassette.violations
+        if violations:
+            raise CassetteCheckFailure(str(CassetteError(violations)))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CassetteCheckFailure):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        # Line 0 (shown as line 1): the cassette as a whole, a location other plugins print.
+        return self.path, 0, f"cassette {session_of(self.config).relative(self.path)}"
+
+
+class CassetteCheckFile(pytest.File):
+    """A cassette file under the cassette dir, in check mode: one item that validates it."""
+
+    def collect(self) -> Iterator[CassetteCheckItem]:
+        yield CassetteCheckItem.from_parent(self, name="contract")
+
+
+def checked_cassette(session: ChatrespSession, path: Path) -> bool:
+    """Whether check mode collects this file: one the discovery lists below the cassette dir."""
+    return session.settings.collect_cassettes and is_cassette(path, session.cassette_dir)
+
+
+def take_bracketed_arguments(session: ChatrespSession) -> None:
+    """A cassette named with ``[`` in its file name (``test_x[a-b].yaml``, a parametrized
+    test's) runs again by its id, which pytest's command line would take for a
+    parametrization: the argument becomes the cassette's directory, and collection keeps that
+    cassette's item only."""
+    config = session.config
+    for position, arg in enumerate(config.args):
+        named = arg.split("::")[0]
+        path = Path(config.invocation_params.dir, named)
+        if "[" in named and path.is_file():
+            config.args[position] = str(path.parent)
+            session.wanted.add(path.resolve())
+
+
+def add_unreached_cassettes(
+    session: ChatrespSession, collector: pytest.Session, items: list[pytest.Item]
+) -> None:
+    """Every cassette is checked, also those below no collected path, unless the command line
+    names paths in the cassette dir: then those only. Files pytest does not collect (a FIFO, a
+    link to a device) are checked too, and fail by name. Cassettes named by a bracketed id
+    keep only their own item in their folder."""
+    config = session.config
+    directory = session.cassette_dir.resolve()
+    named = [
+        Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args
+    ]
+    roots = [p for p in named if p == directory or directory in p.parents] or [directory]
+    seen = {item.path for item in items if isinstance(item, CassetteCheckItem)}
+    for path in cassette_files(session.cassette_dir):
+        where = Path(path.parent.resolve(), path.name)
+        if path in seen or not any(where == root or root in where.parents for root in roots):
+            continue
+        if checked_cassette(session, path):
+            items.extend(CassetteCheckFile.from_parent(collector, path=path).collect())
+    if session.wanted:
+        folders = {path.parent for path in session.wanted}
+        kept: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            path = Path(str(item.path)).resolve()
+            chosen = path in session.wanted or path.parent not in folders
+            (kept if chosen else dropped).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept

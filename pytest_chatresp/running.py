@@ -1,0 +1,279 @@
+"""Around one test: its recorder, its network guard, reading its cassette, and the messages
+when something goes wrong. pytest-facing; plugin.py calls these from its hooks and fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .marker import MARKER
+from .session import marker_of, session_of
+
+if TYPE_CHECKING:
+    from .cassette import Cassette
+    from .network import NetworkGuard
+    from .recording import Recorder
+
+__all__ = ["FIXTURES", "RECORDER_KEY", "guarded_call", "load", "recording"]
+
+FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_contract"})
+RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
+_READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
+#: Credential variables of the SDKs supported, set to a placeholder while a test replays.
+_REPLAY_CREDENTIALS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
+_PLACEHOLDER_KEY = "chatresp-replay-placeholder"
+
+
+def load(item: pytest.Item) -> Cassette:
+    """The test's recorded cassette, every chat completion validated (the fixtures' value)."""
+    from .errors import CassetteError
+
+    session = session_of(item.config)
+    path = session.cassette_path(item)
+    marked = marker_of(item) is not None
+    if not os.path.lexists(path):  # a link to nothing is refused by the reader, by name
+        if not marked:
+            remedy = (
+                f"Record it: mark the test with @pytest.mark.{MARKER} and run "
+                f"pytest --chatresp-record-mode=once {item.nodeid}"
+            )
+        elif session.settings_for(item).record_mode != "none":
+            remedy = (
+                "The chat_completion and chat_completions fixtures read the recorded file, "
+                "before the test runs, so they cannot see what it records now: use "
+                "chat_cassette.completions in a test that records."
+            )
+        else:
+            remedy = f"Record it with: pytest --chatresp-record-mode=once {item.nodeid}"
+        pytest.fail(
+            f"No cassette for {item.nodeid}: {session.relative(path)} does not exist.\n" + remedy,
+            pytrace=False,
+        )
+    try:
+        cassette = session.cache.load(path, rules=session.rules_for(item))
+        cassette.completions  # noqa: B018 - validates every response before the test body
+    except CassetteError as exc:
+        failure = str(exc)
+    else:
+        if not item.stash.get(_READ_KEY, False):
+            item.stash[_READ_KEY] = True
+            report = session.report
+            report.add_exchanges(item.nodeid, "read", cassette.exchanges, str(path))
+            if marked:  # a test that reads uses them all
+                everything = range(len(cassette.exchanges))
+                report.note_played(session.relative(path), len(everything), everything)
+            session.check_age(item, path, cassette.metadata)
+        return cassette
+    pytest.fail(failure, pytrace=False)
+
+
+def recording(item: pytest.Item, vcr_options: dict[str, Any]) -> Iterator[None]:
+    """The marked test's recorder, entered for the test and saved after it."""
+    from .errors import CassetteError
+    from .recording import Recorder
+
+    session = session_of(item.config)
+    from .checks import prepare
+
+    prepare()  # the checks' imports, done here rather than in the code under test's loop
+    settings = session.record_settings(item, vcr_options)
+    recorder = Recorder(session.cassette_path(item), settings, session.cache.document)
+    failure: str | None = None
+    try:
+        recorder.__enter__()
+    except CassetteError as exc:
+        failure = str(exc)
+    if not failure and recorder.loaded:
+        try:
+            session.check_age(item, recorder.path, recorder.previous_metadata)
+        except BaseException:  # the age warning made an error (filterwarnings): unpatch first
+            recorder.__exit__(None, None, None)
+            raise
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    item.stash[RECORDER_KEY] = recorder
+    credentials = pytest.MonkeyPatch()
+    if _replaying(recorder):
+        for name in _REPLAY_CREDENTIALS:  # a client built with no key works in replay
+            if not os.environ.get(name):
+                credentials.setenv(name, _PLACEHOLDER_KEY)
+    try:
+        yield
+    finally:
+        credentials.undo()
+        del item.stash[RECORDER_KEY]
+        report = session.report
+        for kind, exchanges in (("replayed", recorder.replayed), ("recorded", recorder.recorded)):
+            report.add_exchanges(item.nodeid, kind, exchanges, str(recorder.path))
+        shown = session.relative(recorder.path)
+        if recorder.loaded and recorder.settings.mode != "all":
+            played = [e.index for e in recorder.replayed]
+            report.note_played(shown, recorder.loaded, played)
+        try:
+            recorder.__exit__(None, None, None)
+        except CassetteError as exc:
+            failure = str(exc)
+        report.model_changes.extend(f"{shown}: {change}" for change in recorder.model_changes)
+        if failure:
+            pytest.fail(failure, pytrace=False)
+
+
+def _replaying(recorder: Recorder) -> bool:
+    """Whether a marked test only replays: mode none, or once with its cassette there."""
+    mode = recorder.settings.mode
+    return mode == "none" or (mode == "once" and recorder.path.is_file())
+
+
+def guarded_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    """The body of ``pytest_runtest_call``: the test under its network guard and recorder.
+    Interrupts and exits pass through untouched."""
+    recorder = item.stash.get(RECORDER_KEY, None)
+    guard = _network_guard(item, recorder)
+    if guard is None:
+        if recorder is None:
+            return (yield)
+        return (yield from _recorded_call(item, recorder))
+    with guard:
+        try:
+            if recorder is None:
+                result = yield
+            else:
+                result = yield from _recorded_call(item, recorder)
+        except (Exception, pytest.fail.Exception):
+            if guard.blocked:
+                raise pytest.fail.Exception(guard.message("", ""), pytrace=False) from None
+            raise
+    if guard.blocked:  # the code under test swallowed the error: the test fails all the same
+        pytest.fail(guard.message("", ""), pytrace=False)
+    return result
+
+
+def _network_guard(item: pytest.Item, recorder: Recorder | None) -> NetworkGuard | None:
+    """The guard for a test that must not reach the network, or None.
+
+    A test that uses a cassette fixture without the marker may reach no host (loopback
+    included) but those allowed; with the block-network setting, in a replay run, no test may
+    reach a host other than loopback and those allowed. pytest-recording's ``vcr`` tests are
+    left to it.
+    """
+    settings = session_of(item.config).settings
+    fixture = next((f for f in sorted(FIXTURES) if f in getattr(item, "fixturenames", ())), None)
+    unmarked = recorder is None and fixture is not None
+    blocking = (
+        settings.block_network
+        and settings.record_mode == "none"
+        and (recorder is None or recorder.settings.mode == "none")  # a marker may record
+    )
+    if not (unmarked or blocking) or item.get_closest_marker("vcr") is not None:
+        return None
+    from .network import NetworkGuard
+
+    attempts: dict[str, str] = {}  # host:port shown -> the host to allow
+
+    def message(host: str, shown: str) -> str:
+        if shown:
+            attempts.setdefault(shown, host)
+        allow = f"--chatresp-allow-hosts={','.join(dict.fromkeys(attempts.values()))}"
+        hosts = ", ".join(attempts)
+        if unmarked:
+            reason = (
+                f"a test that uses the {fixture} fixture without @pytest.mark.{MARKER} may not "
+                "reach the network"
+            )
+        else:
+            reason = "--chatresp-block-network blocks the network in a replay run"
+        return (
+            f"Network blocked: {item.nodeid} tried to connect to {hosts}, and nothing was sent:\n"
+            f"{reason}. Add @pytest.mark.{MARKER} to replay (or record) its calls, or allow "
+            f"the host with {allow} (ini chatresp_allow_hosts)."
+        )
+
+    return NetworkGuard(list(settings.allow_hosts), loopback=not unmarked, message=message)
+
+
+def _recorded_call(item: pytest.Item, recorder: Recorder) -> Generator[None, Any, Any]:
+    try:
+        result = yield
+    except (Exception, pytest.fail.Exception) as exc:  # an interrupt or an exit passes through
+        failure = _after_call(item, recorder)
+        if failure:
+            # Replaces what the client raised (a connection error, say) with the reason.
+            raise pytest.fail.Exception(failure, pytrace=False) from None
+        failure = _recording_failure(item, recorder, exc)
+        if failure:
+            raise pytest.fail.Exception(failure, pytrace=False) from exc
+        raise
+    failure = _after_call(item, recorder)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    return result
+
+
+def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
+    if recorder.unmatched:
+        return _unmatched_message(item, recorder)
+    marker = marker_of(item)
+    if marker is not None and not marker.expect_violations:
+        violations = recorder.cassette.violations
+        if violations:
+            return "A recorded or replayed chat completion breaks the contract:\n" + "\n".join(
+                str(v) for v in violations
+            )
+    return None
+
+
+def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
+    from .errors import printable
+    from .hygiene.policy import redact_text
+    from .mismatch import explain
+
+    return printable(
+        explain(
+            recorder.unmatched,
+            cassette=session_of(item.config).relative(recorder.path),
+            exists=recorder.path.exists(),
+            mode=recorder.settings.mode,
+            test=item.nodeid,
+            clean=lambda text: redact_text(text, recorder.secrets),
+        )
+    )
+
+
+def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException) -> str | None:
+    """Our message for a recording that could not be made: no key, or no server."""
+    if _replaying(recorder):
+        return None
+    from .hygiene.policy import redact_text
+    from .mismatch import masked
+    from .recording import connection_failure, missing_credentials
+
+    def redact(text: str) -> str:
+        return redact_text(text, recorder.secrets)
+
+    variable = missing_credentials(exc)
+    if variable:
+        return (
+            f"Recording needs a real API key: the client was given none and ${variable} is not "
+            f"set.\nSet it for the recording run: {variable}=... pytest "
+            f"--chatresp-record-mode={recorder.settings.mode} {item.nodeid}\n"
+            "(Replay needs no key: while a test replays, the plugin sets a placeholder.)"
+        )
+    causes = connection_failure(exc)
+    if causes is None:
+        return None
+    recorder.discard = True
+    request = recorder.last_request
+    target = request.describe(redact) if request is not None else "the server"
+    return "\n".join(
+        [
+            f"Recording failed: cannot connect to {masked(target, redact)}",
+            f"test: {item.nodeid}",
+            f"cassette: {session_of(item.config).relative(recorder.path)} (not written), "
+            f"record mode {recorder.settings.mode!r}",
+            "Is the server running, and is the client's base_url right?",
+            *(f"caused by: {masked(cause, redact)}" for cause in causes),
+        ]
+    )

@@ -1,0 +1,281 @@
+"""The run-wide state of the plugin, kept in ``config.stash``: settings, rules, cache, report.
+
+pytest-facing: it reads the ``pytest.Config`` once, turns bad settings into
+``pytest.UsageError``, and answers the fixtures' and hooks' questions about one test (its
+marker, settings, rules and cassette path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .errors import display_path
+from .marker import MARKER, CassetteMarker, MarkerError
+from .settings import SETTINGS, Setting, SettingError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from .cache import CassetteCache
+    from .checks import Rules
+    from .recording import RecordSettings
+    from .report import RunReport
+
+__all__ = ["MARKER_KEY", "SESSION_KEY", "ChatrespSession", "session_of"]
+
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
+#: Longest cassette file stem kept as it is; longer ones are cut and given a hash.
+_LONGEST_NAME = 120
+_KEPT = 100
+
+
+@dataclass
+class ChatrespSession:
+    """What the plugin knows for the whole run (cf. syrupy's session object)."""
+
+    config: pytest.Config
+    settings: Settings
+    rules: Rules
+    #: Where ``chatresp_cassette_dir`` is relative to: the rootdir, or the current directory
+    #: when the command line set it.
+    cassette_dir: Path
+    #: Shape files written this run, shown in the summary.
+    shapes_written: list[str] = field(default_factory=list)
+    #: Check mode: cassette files named on the command line with ``[`` in their name.
+    wanted: set[Path] = field(default_factory=set)
+    _cache: CassetteCache | None = None
+    _report: RunReport | None = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> ChatrespSession:
+        try:
+            settings = load_settings(
+                {spec.name: _cli_value(config, spec) for spec in SETTINGS},
+                {spec.name: _ini_value(config, spec) for spec in SETTINGS if spec.ini},
+            )
+        except SettingError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        from .checks import Rules
+
+        cli_dir = config.getoption(SETTINGS_BY_DEST["cassette_dir"].dest, default=None)
+        base = config.invocation_params.dir if cli_dir is not None else config.rootpath
+        return cls(
+            config=config,
+            settings=settings,
+            rules=_rules(Rules(), settings),
+            cassette_dir=Path(base, settings.cassette_dir),
+        )
+
+    def relative(self, path: Path) -> str:
+        """The one way a path is shown: relative to the rootdir when inside it."""
+        return display_path(path, self.config.rootpath)
+
+    @property
+    def cache(self) -> CassetteCache:
+        """The run's cassette cache, made on first use (it imports the reader)."""
+        if self._cache is None:
+            from .cache import CassetteCache
+
+            pytest_cache = getattr(self.config, "cache", None)  # absent: -p no:cacheprovider
+            store = None
+            if pytest_cache is not None:
+                try:
+                    store = pytest_cache.mkdir("chatresp")
+                except OSError:  # a file planted in its place: no store, the same results
+                    store = None
+            self._cache = CassetteCache(store, project=self.config.rootpath)
+        return self._cache
+
+    @property
+    def report(self) -> RunReport:
+        if self._report is None:
+            from .report import RunReport
+
+            self._report = RunReport()
+        return self._report
+
+    @property
+    def has_report(self) -> bool:
+        return self._report is not None and bool(self._report)
+
+    # --- one test ---------------------------------------------------------------------------
+
+    def settings_for(self, item: pytest.Item) -> Settings:
+        marker = marker_of(item)
+        return self.settings if marker is None else self.settings.with_marker(marker.settings())
+
+    def rules_for(self, item: pytest.Item) -> Rules:
+        marker = marker_of(item)
+        if marker is None or (not marker.allow and not marker.skip_checks):
+            return self.rules
+        from .checks import Rules
+
+        return _rules(Rules(), self.settings_for(item))
+
+    def cassette_path(self, item: pytest.Item) -> Path:
+        marker = marker_of(item)
+        if marker is not None and marker.path is not None:
+            named = Path(self.cassette_dir, marker.path)
+            if named.is_dir():
+                pytest.fail(
+                    f"{item.nodeid}: @pytest.mark.{MARKER}({marker.path!r}) names a directory, "
+                    "not a cassette file",
+                    pytrace=False,
+                )
+            return named
+        base = Path(self.cassette_dir, Path(str(item.path)).stem, cassette_name(item))
+        yaml_path = base.with_name(base.name + ".yaml")
+        json_path = base.with_name(base.name + ".json")
+        if yaml_path.exists():
+            return yaml_path
+        if json_path.exists() or self.settings_for(item).serializer == "json":
+            return json_path
+        return yaml_path
+
+    def record_settings(self, item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSettings:
+        from .recording import (
+            DEFAULT_MATCH_ON,
+            DEFAULT_QUERY_PARAMETERS,
+            DEFAULT_REQUEST_HEADERS,
+            DEFAULT_RESPONSE_HEADERS,
+            RecordSettings,
+        )
+
+        refused = [key for key in ("match_on", *_FILTERS) if key in vcr_options]
+        if refused:
+            pytest.fail(
+                f"{item.nodeid}: the chatresp_vcr_config fixture sets {refused[0]!r}; "
+                f"{_FILTERS.get(refused[0], 'use @pytest.mark.chat_cassette(match_on=[...])')}",
+                pytrace=False,
+            )
+        settings = self.settings_for(item)
+        marker = marker_of(item)
+
+        def lower(names: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(name.lower() for name in names)
+
+        return RecordSettings(
+            mode=settings.record_mode,
+            match_on=(marker.match_on if marker else None) or DEFAULT_MATCH_ON,
+            request_headers=DEFAULT_REQUEST_HEADERS + lower(settings.filter_request_headers),
+            response_headers=DEFAULT_RESPONSE_HEADERS + lower(settings.filter_response_headers),
+            query_parameters=DEFAULT_QUERY_PARAMETERS + lower(settings.filter_query_parameters),
+            rules=self.rules_for(item),
+            serializer=settings.serializer,
+            vcr_options=vcr_options,
+            test=item.nodeid,
+        )
+
+    def check_age(self, item: pytest.Item, path: Path, metadata: Any) -> None:
+        """Warn (``CassetteAgeWarning``) about a cassette older than ``chatresp_max_age``; the
+        warning is an error under ``filterwarnings = error::pytest_chatresp.CassetteAgeWarning``."""
+        limit = self.settings.max_age
+        if limit is None:
+            return
+        import warnings
+        from datetime import UTC, datetime
+
+        from .errors import CassetteAgeWarning, CassetteError
+        from .provenance import inferred_recording, oldest_recording
+
+        shown = self.relative(path)
+        recorded, source = oldest_recording(metadata), ""
+        if recorded is None:  # not recorded by the plugin: what its responses say, if they do
+            try:
+                cassette = self.cache.load(path, rules=self.rules_for(item))
+            except CassetteError:
+                return  # the replay or the fixture reports what is wrong with the file
+            inferred = inferred_recording(cassette.exchanges)
+            if inferred is None:
+                self.report.age_unknown.add(shown)
+                return
+            recorded, source = inferred[0], f", inferred from {inferred[1]}"
+        days = (datetime.now(UTC) - recorded).total_seconds() / 86400
+        if days > limit:
+            message = (
+                f"{shown} was recorded {days:.0f} days ago ({recorded:%Y-%m-%d}{source}), "
+                f"more than --chatresp-max-age={limit:g}. Record it again with: "
+                f"pytest --chatresp-record-mode=all {item.nodeid}"
+            )
+            try:
+                warnings.warn(CassetteAgeWarning(message), stacklevel=1)
+            except CassetteAgeWarning:  # made an error by filterwarnings: our message only
+                pytest.fail(message, pytrace=False)
+
+
+_FILTERS = {
+    "filter_headers": "use the ini keys chatresp_filter_request_headers and "
+    "chatresp_filter_response_headers (or their --chatresp-filter-* options)",
+    "filter_query_parameters": "use the ini key chatresp_filter_query_parameters (or "
+    "--chatresp-filter-query-parameters)",
+}
+
+SETTINGS_BY_DEST: dict[str, Setting] = {spec.name: spec for spec in SETTINGS}
+
+
+def _rules(empty: Rules, settings: Settings) -> Rules:
+    from dataclasses import replace
+
+    from .providers import parse_allowances
+
+    return replace(
+        empty,
+        strict=settings.strict,
+        skip_checks=frozenset(settings.skip_checks),
+        allow=parse_allowances(settings.allow),
+    )
+
+
+def _cli_value(config: pytest.Config, spec: Setting) -> object:
+    value = config.getoption(spec.dest, default=None)
+    if isinstance(value, list) and spec.kind == "names":  # repeated, each comma-separated
+        return [part.strip() for text in value for part in str(text).split(",") if part.strip()]
+    return value
+
+
+def _ini_value(config: pytest.Config, spec: Setting) -> object:
+    try:
+        value = config.getini(spec.ini_key)
+    except ValueError as exc:  # pytest could not read a bool
+        raise SettingError(spec.ini_key, str(exc), spec.describe_allowed()) from None
+    return value if value != [] else None
+
+
+def cassette_name(item: pytest.Item) -> str:
+    """The default cassette file stem of a test: ``Class.test_name[id]``, unsafe characters
+    replaced; a name too long for a file system keeps its start and a stable hash."""
+    name = item.name
+    cls = getattr(item, "cls", None)
+    if cls is not None:
+        name = f"{cls.__name__}.{name}"
+    name = _UNSAFE.sub("_", name)
+    if len(name.encode("utf-8")) <= _LONGEST_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+    kept = name.encode("utf-8")[:_KEPT].decode("utf-8", errors="ignore")
+    return f"{kept}-{digest}"
+
+
+MARKER_KEY: pytest.StashKey[CassetteMarker | None] = pytest.StashKey()
+SESSION_KEY: pytest.StashKey[ChatrespSession] = pytest.StashKey()
+
+
+def marker_of(item: pytest.Item) -> CassetteMarker | None:
+    """The test's marker arguments, parsed once (at collection) and kept in ``item.stash``."""
+    if MARKER_KEY not in item.stash:
+        mark = item.get_closest_marker(MARKER)
+        try:
+            item.stash[MARKER_KEY] = (
+                None if mark is None else CassetteMarker.parse(mark.args, mark.kwargs)
+            )
+        except MarkerError as exc:
+            pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
+    return item.stash[MARKER_KEY]
+
+
+def session_of(config: pytest.Config) -> ChatrespSession:
+    return config.stash[SESSION_KEY]
