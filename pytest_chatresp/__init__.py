@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 # Before assertions.py is imported anywhere, so its asserts are rewritten even when installed
@@ -15,6 +16,11 @@ if "pytest" in sys.modules:
     import pytest
 
     pytest.register_assert_rewrite("pytest_chatresp.assertions")
+
+try:
+    __version__ = version("pytest-chatresp")
+except PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from .assertions import (
@@ -27,6 +33,8 @@ if TYPE_CHECKING:
         assert_usage,
     )
     from .cassette import APIErrorInfo, Cassette, Exchange, Request, load_cassette
+    from .checks import Rules
+    from .contract import ContractSnapshot
     from .errors import CassetteAgeWarning, CassetteError, Violation
     from .models import (
         ChatCompletion,
@@ -49,8 +57,10 @@ __all__ = [
     "ChatCompletionResponse",
     "Choice",
     "CompletionUsage",
+    "ContractSnapshot",
     "Exchange",
     "Request",
+    "Rules",
     "SecretLeakError",
     "Violation",
     "assert_choice",
@@ -74,6 +84,8 @@ _HOMES = {
         "assert_usage",
     ),
     "cassette": ("APIErrorInfo", "Cassette", "Exchange", "Request", "load_cassette"),
+    "checks": ("Rules",),
+    "contract": ("ContractSnapshot",),
     "errors": ("CassetteAgeWarning", "CassetteError", "Violation"),
     "recording": ("SecretLeakError",),
     "models": (

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "RunReport", "TestTally", "drift_fields"]
+__all__ = ["KINDS", "RunReport", "Tally", "drift_fields"]
 
 #: How a test met a completion: read from a cassette by a fixture, replayed, or recorded.
 KINDS = ("read", "replayed", "recorded")
@@ -39,7 +39,7 @@ def drift_fields(model: Any, prefix: str = "") -> list[str]:
 
 
 @dataclass
-class TestTally:
+class Tally:
     """One test's share of the report."""
 
     read: int = 0
@@ -59,7 +59,7 @@ class TestTally:
     def completions(self) -> int:
         return self.read + self.replayed + self.recorded
 
-    def add(self, other: TestTally) -> None:
+    def add(self, other: Tally) -> None:
         self.read += other.read
         self.replayed += other.replayed
         self.recorded += other.recorded
@@ -86,7 +86,7 @@ class TestTally:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TestTally:
+    def from_dict(cls, data: dict[str, Any]) -> Tally:
         return cls(
             read=int(data.get("read", 0)),
             replayed=int(data.get("replayed", 0)),
@@ -113,13 +113,14 @@ class RunReport:
     """Completions seen in a run, per test, plus drift: unknown fields with a count and a place."""
 
     def __init__(self) -> None:
-        self.tests: dict[str, TestTally] = {}
+        self.tests: dict[str, Tally] = {}
         self.drift: dict[str, tuple[int, str]] = {}
         #: Per replayed cassette: how many interactions it held, and which were played.
         self.played: dict[str, tuple[int, set[int]]] = {}
         #: Served models that changed when a cassette was recorded again.
         self.model_changes: list[str] = []
-        #: Cassettes checked (``--chatresp-collect-cassettes``) that hold no chat completion: path → kinds.
+        #: Cassettes checked (``--chatresp-collect-cassettes``) holding no chat completion:
+        #: path → kinds.
         self.no_completion: dict[str, dict[str, int]] = {}
         #: Cassettes whose age --chatresp-max-age could not tell: no provenance, Date or created.
         self.age_unknown: set[str] = set()
@@ -149,7 +150,7 @@ class RunReport:
 
     def add(self, nodeid: str, kind: str, completions: Iterable[Any], where: str) -> None:
         """Count ``completions`` (``ChatCompletion``) met by test ``nodeid`` as ``kind``."""
-        tally = self.tests.setdefault(nodeid, TestTally())
+        tally = self.tests.setdefault(nodeid, Tally())
         for completion in completions:
             setattr(tally, kind, getattr(tally, kind) + 1)
             tally.models[completion.model] += 1
@@ -168,7 +169,7 @@ class RunReport:
     def add_exchanges(self, nodeid: str, kind: str, exchanges: Iterable[Any], where: str) -> None:
         """Count every exchange (``Exchange``) by kind, and every chat completion met as
         ``kind``, valid or not: an invalid one adds the model, tier and tokens it says."""
-        tally = self.tests.setdefault(nodeid, TestTally())
+        tally = self.tests.setdefault(nodeid, Tally())
         valid = []
         for exchange in exchanges:
             tally.kinds[exchange.kind] += 1
@@ -191,8 +192,8 @@ class RunReport:
                 tally.total_tokens += _count(usage.get("total_tokens"))
         self.add(nodeid, kind, valid, where)
 
-    def total(self) -> TestTally:
-        total = TestTally()
+    def total(self) -> Tally:
+        total = Tally()
         for tally in self.tests.values():
             total.add(tally)
         return total
@@ -218,7 +219,7 @@ class RunReport:
     def merge(self, data: dict[str, Any]) -> None:
         """Add a report sent as :meth:`to_dict` (by a pytest-xdist worker)."""
         for nodeid, tally in data.get("tests", {}).items():
-            self.tests.setdefault(nodeid, TestTally()).add(TestTally.from_dict(tally))
+            self.tests.setdefault(nodeid, Tally()).add(Tally.from_dict(tally))
         for path, entry in data.get("drift", {}).items():
             count, example = self.drift.get(path, (0, entry["example"]))
             self.drift[path] = (count + int(entry["count"]), example)
@@ -250,7 +251,7 @@ class RunReport:
                 out.append(f"  {path}: {count} time(s), e.g. in {example}")
         return out + self._hygiene(unplayed)
 
-    def _kinds(self, total: TestTally) -> list[str]:
+    def _kinds(self, total: Tally) -> list[str]:
         """Exchanges other than chat completions, by kind, and checked cassettes with none."""
         out = []
         others = {
@@ -292,7 +293,7 @@ class RunReport:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-def _describe(tally: TestTally) -> str:
+def _describe(tally: Tally) -> str:
     invalid = f"; {tally.invalid} invalid" if tally.invalid else ""
     return (
         f"{tally.completions} chat completions ({tally.read} read, {tally.replayed} replayed, "

@@ -201,9 +201,12 @@ class ChatrespSession:
                 f"more than --chatresp-max-age={limit:g}. Record it again with: "
                 f"pytest --chatresp-record-mode=all {item.nodeid}"
             )
+            made_an_error = False
             try:
                 warnings.warn(CassetteAgeWarning(message), stacklevel=1)
             except CassetteAgeWarning:  # made an error by filterwarnings: our message only
+                made_an_error = True
+            if made_an_error:
                 pytest.fail(message, pytrace=False)
 
 

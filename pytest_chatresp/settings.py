@@ -40,10 +40,11 @@ UNPLAYED = ("ignore", "warn", "fail")
 
 #: How a value is written: pytest's ini types, plus a number and a choice among names.
 Kind = Literal["string", "bool", "float", "choice", "names", "lines"]
-#: pytest's ini type for each kind (``None``: a string).
+#: pytest's ini type for each kind (``None``: a string; a bool is read here, so that a bad
+#: one is reported like any other bad value).
 INI_TYPES: dict[str, str | None] = {
     "string": None,
-    "bool": "bool",
+    "bool": None,
     "float": None,
     "choice": None,
     "names": "args",
@@ -54,9 +55,12 @@ INI_TYPES: dict[str, str | None] = {
 class SettingError(ValueError):
     """A bad value of a setting: names the setting, the value and what it may be."""
 
-    def __init__(self, where: str, value: object, allowed: str) -> None:
+    def __init__(self, where: str, value: object, allowed: str, *, reason: bool = False) -> None:
         self.where, self.value, self.allowed = where, value, allowed
-        super().__init__(f"{where} = {_shown(value)} is not valid; {allowed}.")
+        if reason:  # ``allowed`` already says what is wrong with the value
+            super().__init__(f"{where}: {allowed}")
+        else:
+            super().__init__(f"{where} = {_shown(value)} is not valid; {allowed}.")
 
 
 def _shown(value: object) -> str:
@@ -323,7 +327,7 @@ def parse(spec: Setting, raw: object, where: str | None = None) -> Any:
         try:
             spec.check(value)
         except ValueError as exc:
-            raise SettingError(where, raw, str(exc)) from None
+            raise SettingError(where, raw, str(exc), reason=True) from None
     return value
 
 

@@ -68,7 +68,11 @@ def test_age_inferred_from_created_fails_when_told(pytester: pytest.Pytester) ->
     write(pytester, "test_created", interaction("https://api.openai.com/v1", body, None))
     pytester.makepyfile(test_user="def test_created(chat_completion):\n    pass\n")
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--chatresp-max-age=30", "-W", "error::pytest_chatresp.CassetteAgeWarning"
+        "-p",
+        "no:cacheprovider",
+        "--chatresp-max-age=30",
+        "-W",
+        "error::pytest_chatresp.CassetteAgeWarning",
     )
     result.assert_outcomes(errors=1)  # in the fixture, before the test
     result.stdout.fnmatch_lines(
@@ -107,7 +111,11 @@ def test_replay():
 """
     )
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--chatresp-max-age=30", "-W", "error::pytest_chatresp.CassetteAgeWarning"
+        "-p",
+        "no:cacheprovider",
+        "--chatresp-max-age=30",
+        "-W",
+        "error::pytest_chatresp.CassetteAgeWarning",
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*(2025-04-30, inferred from its Date header)*"])

@@ -225,3 +225,15 @@ def test_every_public_name_is_importable_from_the_package() -> None:
     assert sorted(pytest_chatresp._WHERE) == sorted(pytest_chatresp.__all__)
     for name in pytest_chatresp.__all__:
         assert getattr(pytest_chatresp, name) is not None
+
+
+def test_the_version_and_the_annotation_types_are_public() -> None:
+    from importlib.metadata import version
+
+    import pytest_chatresp
+    from pytest_chatresp.checks import Rules
+    from pytest_chatresp.contract import ContractSnapshot
+
+    assert pytest_chatresp.__version__ == version("pytest-chatresp")
+    assert pytest_chatresp.Rules is Rules
+    assert pytest_chatresp.ContractSnapshot is ContractSnapshot

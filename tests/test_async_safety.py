@@ -215,6 +215,8 @@ def test_check_items_have_a_line_and_bracketed_ids_run_again(pytester: pytest.Py
         ]
     )
     nodeid = "cassettes/test_models/test_name_suggestion[openai-chat].yaml::contract"
-    result = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-collect-cassettes", "-v", nodeid)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--chatresp-collect-cassettes", "-v", nodeid
+    )
     result.assert_outcomes(passed=1, deselected=2)
     result.stdout.fnmatch_lines([nodeid.replace("[", "[[]") + " PASSED*"])

@@ -297,15 +297,15 @@ def test_bad_marker_allowances_say_what_is_known(pytester: pytest.Pytester) -> N
     shutil.copyfile(BEHAVIOURS / "writer_without_done.yaml", directory / "writer.yaml")
     pytester.makepyfile(test_c=BAD_MARKERS)
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, errors=2)
-    result.stdout.fnmatch_lines(
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
         [
-            "test_c.py::test_bad_allow: allow= in @pytest.mark.chat_cassette: 'stream:nope' is no "
-            "known check behaviour (known: usage-sum:reasoning, stream:finish-twice, "
-            "stream:no-done, tool-args:empty, created:milliseconds)",
-            "test_c.py::test_bad_skip: skip_checks= in @pytest.mark.chat_cassette names unknown "
-            "checks: streams; the checks are: usage-sum choice-index choice-count tool-args "
-            "json-output tool-schema stream created.",
+            "ERROR: test_c.py::test_bad_allow: @pytest.mark.chat_cassette(allow=*): "
+            "'stream:nope' is no known check behaviour (known: usage-sum:reasoning, "
+            "stream:finish-twice, stream:no-done, tool-args:empty, created:milliseconds)",
+            "test_c.py::test_bad_skip: @pytest.mark.chat_cassette(skip_checks=*): use one of: "
+            "usage-sum, choice-index, choice-count, tool-args, json-output, tool-schema, "
+            "stream, created",
         ]
     )
 
@@ -317,7 +317,12 @@ def test_check_mode_totals_under_xdist(pytester: pytest.Pytester) -> None:
         shutil.copyfile(BEHAVIOURS / name, directory / name)
     write_cassette(directory / "plain.yaml", completion_body())
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--chatresp-collect-cassettes", "-n", "2", "--chatresp-report-json=r.json"
+        "-p",
+        "no:cacheprovider",
+        "--chatresp-collect-cassettes",
+        "-n",
+        "2",
+        "--chatresp-report-json=r.json",
     )
     result.assert_outcomes(passed=1, failed=2)
     total = json.loads((pytester.path / "r.json").read_text())["total"]

@@ -280,7 +280,10 @@ def test_unknown_check_name_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*chatresp_skip_checks names unknown checks: tool-arguments; the checks are: usage-sum *"]
+        [
+            "ERROR: chatresp_skip_checks = 'tool-arguments' is not valid; use one of: "
+            "usage-sum, choice-index, *"
+        ]
     )
 
 

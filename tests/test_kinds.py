@@ -155,7 +155,10 @@ def test_check_mode_counts_every_completion_like_chatresp_check(
     )
     cassette(directory / "responses_only.yaml", interaction("/responses", RESPONSE))
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--chatresp-collect-cassettes", "--chatresp-report-json=report.json"
+        "-p",
+        "no:cacheprovider",
+        "--chatresp-collect-cassettes",
+        "--chatresp-report-json=report.json",
     )
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(

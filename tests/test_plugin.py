@@ -136,10 +136,11 @@ def test_bad_marker_argument(pytester: pytest.Pytester) -> None:
         """
     )
     result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
         [
-            "test_it.py::test_bad: @pytest.mark.chat_cassette takes a cassette path (a string), got 42"
+            "ERROR: test_it.py::test_bad: @pytest.mark.chat_cassette(path=42): the cassette "
+            "path must be a non-empty string"
         ]
     )
 
@@ -235,8 +236,8 @@ def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            "*chatresp_record_mode = 'sometimes' is not a record mode; "
-            "use one of: none, once, new_episodes, all.*"
+            "ERROR: chatresp_record_mode = 'sometimes' is not valid; "
+            "use one of: none, once, new_episodes, all."
         ]
     )
 
@@ -247,13 +248,27 @@ def test_help_and_markers(pytester: pytest.Pytester) -> None:
         [
             "*recorded chat completion responses (pytest-chatresp)*",
             "*--chatresp-cassette-dir=DIR*",
+            "*--chatresp-record-mode=MODE*",
             "*--chatresp-strict*",
-            "*--chatresp-record-mode=*",
-            "*chatresp_cassette_dir*",
+            "*--chatresp-collect-cassettes*",
+            "*--chatresp-update-shapes*",
         ]
     )
+    from pytest_chatresp.settings import SETTINGS
+
+    for spec in SETTINGS:  # every setting has its option, and its ini key where it has one
+        result.stdout.fnmatch_lines([f"*{spec.option}*"])
+        if spec.ini:
+            result.stdout.fnmatch_lines([f"*{spec.ini_key} (*"])
+    for gone in ("chatresp_match_on", "chatresp_validate", "max-age-fail", "chatresp_check "):
+        result.stdout.no_fnmatch_line(f"*{gone}*")
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.chat_cassette(path=None, *"])
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.chat_cassette(path=None, *, record_mode=None, serializer=None, "
+            "match_on=None, allow=None, skip_checks=None, expect_violations=False): *"
+        ]
+    )
 
 
 def test_inert_for_tests_that_do_not_use_it(pytester: pytest.Pytester) -> None:

@@ -60,3 +60,25 @@ def test_every_option_and_ini_key_is_documented(pytester: pytest.Pytester) -> No
     assert names, "the help lists the plugin's options"
     missing = sorted(name for name in names if f"`{name}" not in README)
     assert not missing, f"not in the README: {missing}"
+
+
+def settings_table() -> list[list[str]]:
+    start = README.index("| command line | ini | marker | default | meaning |")
+    rows = []
+    for line in README[start:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_settings_table_is_every_setting() -> None:
+    from pytest_chatresp.settings import SETTINGS
+
+    table = {row[0].strip("`").split("=")[0]: row for row in settings_table()}
+    declared = {spec.option: spec for spec in SETTINGS}
+    assert sorted(table) == sorted(declared)
+    for option, spec in declared.items():
+        row = table[option]
+        assert row[1] == (f"`{spec.ini_key}`" if spec.ini else ""), option
+        assert (row[2] != "") == spec.marker, option

@@ -72,11 +72,11 @@ def test_check_mode_collects_every_cassette(pytester: pytest.Pytester) -> None:
     result.stdout.no_fnmatch_line("*Traceback*")
 
 
-def test_check_mode_from_ini_works_with_k_and_x(pytester: pytest.Pytester) -> None:
+def test_check_mode_from_addopts_works_with_k_and_x(pytester: pytest.Pytester) -> None:
     cassettes = project(pytester)
     write_cassette(cassettes / "broken/bad.yaml", bad_completion())
     write_cassette(cassettes / "broken/worse.yaml", bad_completion())
-    pytester.makeini("[pytest]\nchatresp_check = true\n")
+    pytester.makeini("[pytest]\naddopts = --chatresp-collect-cassettes\n")
     result = pytester.runpytest("-k", "test_two")
     result.assert_outcomes(passed=2, deselected=7)
     result = pytester.runpytest("-x", "-k", "broken")
@@ -87,7 +87,9 @@ def test_check_mode_from_ini_works_with_k_and_x(pytester: pytest.Pytester) -> No
 def test_check_mode_under_xdist(pytester: pytest.Pytester) -> None:
     cassettes = project(pytester)
     write_cassette(cassettes / "broken/bad.yaml", bad_completion())
-    result = pytester.runpytest_subprocess("--chatresp-collect-cassettes", "-n", "2", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--chatresp-collect-cassettes", "-n", "2", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=7, failed=1)
 
 
@@ -162,7 +164,9 @@ def test_report_is_quiet_when_no_cassette_was_used(pytester: pytest.Pytester) ->
 def test_a_failed_cassette_item_runs_again_by_its_id(pytester: pytest.Pytester) -> None:
     cassettes = project(pytester)
     write_cassette(cassettes / "broken/bad.yaml", bad_completion())
-    result = pytester.runpytest("--chatresp-collect-cassettes", "cassettes/broken/bad.yaml::contract")
+    result = pytester.runpytest(
+        "--chatresp-collect-cassettes", "cassettes/broken/bad.yaml::contract"
+    )
     result.assert_outcomes(failed=1)
     result = pytester.runpytest("--chatresp-collect-cassettes", "cassettes/test_a")
     result.assert_outcomes(passed=2)
