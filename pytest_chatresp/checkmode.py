@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from .discovery import cassette_files, is_cassette
 from .session import ChatrespSession, session_of
 
 __all__ = [
@@ -18,8 +19,6 @@ __all__ = [
     "checked_cassette",
     "take_bracketed_arguments",
 ]
-
-_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class CassetteCheckFailure(Exception):
@@ -67,35 +66,9 @@ class CassetteCheckFile(pytest.File):
         yield CassetteCheckItem.from_parent(self, name="contract")
 
 
-def _cassette_files(directory: Path) -> list[Path]:
-    from .contract import CONTRACT_SUFFIX
-    from .files import is_partial_write
-
-    if not directory.is_dir():
-        return []
-    return sorted(
-        path
-        for path in directory.rglob("*")
-        if path.suffix in _SUFFIXES
-        and not path.name.endswith(CONTRACT_SUFFIX)
-        and not is_partial_write(path.name)
-        and not path.is_dir()  # a FIFO or a link to a device is checked, and refused by name
-    )
-
-
 def checked_cassette(session: ChatrespSession, path: Path) -> bool:
-    """Whether check mode collects this file: a cassette below the cassette dir."""
-    from .contract import CONTRACT_SUFFIX
-
-    if not session.settings.collect_cassettes or path.suffix not in _SUFFIXES:
-        return False
-    if path.name.endswith(CONTRACT_SUFFIX):
-        return False
-    try:  # a link in the cassette dir is checked, wherever it points
-        Path(path.parent.resolve(), path.name).relative_to(session.cassette_dir.resolve())
-    except ValueError:
-        return False
-    return True
+    """Whether check mode collects this file: one the discovery lists below the cassette dir."""
+    return session.settings.collect_cassettes and is_cassette(path, session.cassette_dir)
 
 
 def take_bracketed_arguments(session: ChatrespSession) -> None:
@@ -126,7 +99,7 @@ def add_unreached_cassettes(
     ]
     roots = [p for p in named if p == directory or directory in p.parents] or [directory]
     seen = {item.path for item in items if isinstance(item, CassetteCheckItem)}
-    for path in _cassette_files(session.cassette_dir):
+    for path in cassette_files(session.cassette_dir):
         where = Path(path.parent.resolve(), path.name)
         if path in seen or not any(where == root or root in where.parents for root in roots):
             continue

@@ -179,11 +179,21 @@ def pytest_collection_modifyitems(
         add_unreached_cassettes(chatresp, session, items)
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    if session_of(session.config).settings.list_cassettes:
-        from .running import list_cassettes
+def cassette_used_by(item: pytest.Item) -> Path | None:
+    """The cassette file a collected test uses, or ``None`` (``chatresp check --orphans``)."""
+    from .running import FIXTURES
 
-        list_cassettes(session)
+    if marker_of(item) is None and not set(getattr(item, "fixturenames", ())) & FIXTURES:
+        return None
+    try:
+        return session_of(item.config).cassette_path(item)
+    except pytest.fail.Exception:
+        return None
+
+
+def cassette_dir(config: pytest.Config) -> Path:
+    """The run's cassette directory (``chatresp check --orphans``)."""
+    return session_of(config).cassette_dir
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .network import NetworkGuard
     from .recording import Recorder
 
-__all__ = ["FIXTURES", "RECORDER_KEY", "guarded_call", "list_cassettes", "load", "recording"]
+__all__ = ["FIXTURES", "RECORDER_KEY", "guarded_call", "load", "recording"]
 
 FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_contract"})
 RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
@@ -276,24 +276,4 @@ def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException
             "Is the server running, and is the client's base_url right?",
             *(f"caused by: {masked(cause, redact)}" for cause in causes),
         ]
-    )
-
-
-def list_cassettes(session: pytest.Session) -> None:
-    """``--chatresp-list-cassettes``: the cassettes the collected tests use, as JSON."""
-    import json
-    from pathlib import Path
-
-    chatresp = session_of(session.config)
-    used = set()
-    for item in session.items:
-        if marker_of(item) is None and not set(getattr(item, "fixturenames", ())) & FIXTURES:
-            continue
-        try:
-            used.add(str(chatresp.cassette_path(item).resolve()))
-        except pytest.fail.Exception:
-            continue
-    listing = {"cassette_dir": str(chatresp.cassette_dir.resolve()), "used": sorted(used)}
-    Path(session.config.invocation_params.dir, str(chatresp.settings.list_cassettes)).write_text(
-        json.dumps(listing, indent=2) + "\n", encoding="utf-8"
     )

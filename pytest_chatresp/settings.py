@@ -250,13 +250,6 @@ class Settings:
         ini=False,
         metavar="PATH",
     )
-    list_cassettes: str | None = setting(
-        None,
-        "string",
-        "write the cassette paths the collected tests use, as JSON (for chatresp check --orphans)",
-        ini=False,
-        metavar="PATH",
-    )
 
     def with_marker(self, marker: Mapping[str, Any]) -> Settings:
         """These settings with a test's marker arguments on top (those the marker may set)."""

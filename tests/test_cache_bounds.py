@@ -12,7 +12,7 @@ import pytest
 from helpers import completion, write_cassette
 
 from pytest_chatresp.cassette.cache import CacheStore, clear_store, describe_store
-from pytest_chatresp.cli_cache import add_parser
+from pytest_chatresp.cli.cache import add_parser
 
 POSIX = pytest.mark.skipif(os.name == "nt", reason="symlinks")
 DAY = 86_400.0

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helpers import completion, write_cassette
 
-from pytest_chatresp.cli_report import add_parser
+from pytest_chatresp.cli.report import add_parser
 from pytest_chatresp.errors import CassetteError
 from pytest_chatresp.report import REPORT_FORMAT, merge_reports, read_report
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import CassetteError, display_path, printable
+from pytest_chatresp.errors import CassetteError, display_path, printable
 
 __all__ = ["add_parser", "run"]
 
@@ -50,7 +50,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Merge ``args.reports``; print the summary; write ``args.json``. The exit status."""
-    from .report import merge_reports, read_report
+    from pytest_chatresp.report import merge_reports, read_report
 
     paths = [Path(name) for name in args.reports]
     try:

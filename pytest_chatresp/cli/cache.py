@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import display_path, printable
+from pytest_chatresp.errors import display_path, printable
 
 __all__ = ["add_parser", "run"]
 
@@ -46,7 +46,13 @@ def _day(timestamp: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Show or clear the store under ``args.cache_dir``. The exit status."""
-    from .cassette.cache import MAX_AGE_DAYS, MAX_BYTES, MAX_ENTRIES, clear_store, describe_store
+    from pytest_chatresp.cassette.cache import (
+        MAX_AGE_DAYS,
+        MAX_BYTES,
+        MAX_ENTRIES,
+        clear_store,
+        describe_store,
+    )
 
     directory = Path(args.cache_dir, "d", "chatresp")
     shown = display_path(directory)

@@ -1,0 +1,88 @@
+"""``chatresp check --orphans``: cassette files under the cassette dir that no collected test uses.
+
+The tests are collected here, in this process (``pytest --collect-only``), with a small plugin
+that asks the chatresp plugin which cassette each collected test uses: nothing is written, no
+option of pytest's command line is involved. The only module of the command that imports pytest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_chatresp.discovery import cassette_files
+from pytest_chatresp.errors import display_path
+
+from .output import EXIT_FAILED, EXIT_OK, PROG, err, out
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = ["run_orphans"]
+
+_SHOWN_OUTPUT = 4000
+#: pytest's exit statuses for a collection that went through (``pytest.ExitCode``).
+_COLLECTED = (0, 5)
+
+
+class _Collector:
+    """A pytest plugin object: the cassette dir and the cassettes of the collected tests."""
+
+    def __init__(self) -> None:
+        self.cassette_dir: Path | None = None
+        self.used: set[Path] = set()
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from pytest_chatresp.plugin import cassette_dir, cassette_used_by
+
+        self.cassette_dir = cassette_dir(session.config).resolve()
+        for item in session.items:
+            path = cassette_used_by(item)
+            if path is not None:
+                self.used.add(path.resolve())
+
+
+@dataclass(frozen=True)
+class _Collection:
+    status: int
+    output: str
+    cassette_dir: Path | None
+    used: set[Path]
+
+
+def _collect_tests(test_paths: Sequence[str]) -> _Collection:
+    """The cassette dir and the cassette files the tests below ``test_paths`` use, as pytest
+    collects them here, with pytest's exit status and output (kept from the terminal)."""
+    import pytest
+
+    collector = _Collector()
+    arguments = ["--collect-only", "-q", "-p", "no:cacheprovider", *test_paths]
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        status = pytest.main(arguments, plugins=[collector])
+    return _Collection(int(status), captured.getvalue(), collector.cassette_dir, collector.used)
+
+
+def run_orphans(test_paths: Sequence[str]) -> int:
+    from pytest_chatresp.hygiene.audit import orphans
+
+    collection = _collect_tests(test_paths)
+    directory = collection.cassette_dir
+    # A module that fails to import hides its tests' cassettes: no verdict then.
+    if collection.status not in _COLLECTED or directory is None:
+        err(f"{PROG}: pytest could not collect the tests (exit {collection.status}):")
+        err(collection.output[-_SHOWN_OUTPUT:].rstrip())
+        return EXIT_FAILED
+    files = cassette_files(directory)
+    found = orphans(directory, collection.used, files)
+    for path in found:
+        out(f"orphan: {display_path(path)}")
+    out(
+        f"{len(found)} orphan{'' if len(found) == 1 else 's'} of {len(files)} cassette files "
+        f"in {display_path(directory)} ({len(collection.used)} used by the collected tests)"
+    )
+    return EXIT_FAILED if found else EXIT_OK
