@@ -85,6 +85,8 @@ class _Reply:
     payload: Any = None
     events: tuple[str, ...] | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()
+    #: ``(content type, body bytes)`` sent as they are (the leak forms that need exact bytes)
+    raw: tuple[str, bytes] | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -741,6 +743,15 @@ class _Handler(BaseHTTPRequestHandler):
         if encoding is not None:
             self._send_encoded(reply, encoding)
             return
+        if reply.raw is not None:
+            content_type, content = reply.raw
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(content)
+            self.wfile.flush()
+            return
         if reply.events is not None:
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
             self.send_header("Cache-Control", "no-cache")
@@ -765,7 +776,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_encoded(self, reply: _Reply, encoding: str) -> None:
         """The whole body (a stream too) compressed as ``x-local-encoding`` asks."""
-        if reply.events is not None:
+        if reply.raw is not None:
+            content_type, content = reply.raw
+        elif reply.events is not None:
             content = "".join(f"data: {event}\n\n" for event in reply.events).encode()
             content_type = "text/event-stream; charset=utf-8"
         else:
@@ -791,6 +804,28 @@ class _Handler(BaseHTTPRequestHandler):
 # content holds it so encoded), ``401`` (an error that repeats it), or, for a streamed request,
 # ``split:content``, ``split:refusal``, ``split:reasoning_content`` (the value cut in two
 # events of that delta field) or ``split:arguments`` (in a tool call's argument fragments).
+# Forms written with JSON escapes (every character of the value as ``\uXXXX``): ``escaped``
+# (the content of a JSON body), ``bom`` (the same body after a UTF-8 byte order mark),
+# ``utf-16`` (the same body in UTF-16 with its byte order mark), ``ndjson`` (an
+# ``application/x-ndjson`` body, the value in its second line), and for a streamed request
+# ``single:content``, ``single:refusal``, ``single:reasoning_content`` or ``single:arguments``
+# (the whole value in ONE event of that delta field). ``hex`` puts the value's UTF-8 bytes in
+# hex into the content.
+
+
+def _escaped(value: str) -> str:
+    """``value`` as a JSON string's inside, every character ``\\uXXXX``."""
+    return "".join(f"\\u{ord(c):04x}" for c in value)
+
+
+def _with_escaped(payload: Any, place: str, value: str) -> str:
+    """``payload`` as JSON text, with the string ``place`` in it replaced by ``value``
+    JSON-escaped character by character."""
+    text = _dumps(payload)
+    marker = _dumps(place)
+    if text.count(marker) != 1:
+        raise ValueError(f"openai_server bug: {place!r} is not once in the payload")
+    return text.replace(marker, f'"{_escaped(value)}"')
 
 
 def _compressed(content: bytes, encoding: str) -> tuple[str, bytes]:
@@ -843,11 +878,16 @@ def _leaking(reply: _Reply, headers: dict[str, str], target: str) -> _Reply:
         )
     if form.startswith("split:"):
         return _split(reply, form[len("split:") :], value)
+    if form.startswith("single:"):
+        return _single(reply, form[len("single:") :], value)
+    if form in ("escaped", "bom", "utf-16", "ndjson"):
+        return _escaped_body(reply, form, value)
     encoded = {
         "plain": value,
         "base64": base64.b64encode(f"token={value}".encode()).decode(),
         "base64url": base64.urlsafe_b64encode(f"token={value}".encode()).decode().rstrip("="),
         "url": quote(value, safe=""),
+        "hex": value.encode().hex(),
     }[form]
     payload = json.loads(_dumps(reply.payload))
     payload["choices"][0]["message"]["content"] = f"Your credential: {encoded}"
@@ -886,6 +926,72 @@ def _split(reply: _Reply, field: str, value: str) -> _Reply:
             for choice in chunk["choices"]:
                 choice["finish_reason"] = "tool_calls"
     events = (*(_dumps(c) for c in [first, *leaked, *tail]), done)
+    return _Reply(reply.status, None, events, reply.extra_headers)
+
+
+def _escaped_body(reply: _Reply, form: str, value: str) -> _Reply:
+    if reply.events is not None or reply.payload is None:
+        raise ValueError(f"x-local-leak: {form} needs a request that is not streamed")
+    payload = json.loads(_dumps(reply.payload))
+    place = "\x00credential\x00"
+    if form == "ndjson":
+        # The answer as two documents, one a line; the value is in the second.
+        first = {"object": "chat.completion.prelude", "id": payload["id"]}
+        payload["choices"][0]["message"]["content"] = place
+        text = _dumps(first) + "\n" + _with_escaped(payload, place, value) + "\n"
+        return _Reply(
+            reply.status,
+            extra_headers=reply.extra_headers,
+            raw=("application/x-ndjson", text.encode()),
+        )
+    payload["choices"][0]["message"]["content"] = place
+    text = _with_escaped(payload, place, value)
+    if form == "bom":
+        content = b"\xef\xbb\xbf" + text.encode()
+    elif form == "utf-16":
+        content = text.encode("utf-16")  # with its byte order mark
+    else:
+        content = text.encode()
+    return _Reply(
+        reply.status, extra_headers=reply.extra_headers, raw=("application/json", content)
+    )
+
+
+def _single(reply: _Reply, field: str, value: str) -> _Reply:
+    """The whole value in ONE event of ``field``, written with JSON escapes."""
+    if reply.events is None:
+        raise ValueError("x-local-leak: single:… needs a streamed request")
+    chunks = [json.loads(event) for event in reply.events[:-1]]
+    done = reply.events[-1]
+    first, *rest = chunks
+    template = next(c for c in rest if c["choices"] and "finish_reason" in c["choices"][0])
+    chunk = json.loads(json.dumps(template))
+    choice = chunk["choices"][0]
+    choice["finish_reason"] = None
+    place = "\x00credential\x00"
+    if field == "arguments":
+        # The arguments are JSON text inside a JSON string: escaped once, decoded once.
+        call = {
+            "index": 0,
+            "id": "call_leak",
+            "type": "function",
+            "function": {"name": "remember", "arguments": place},
+        }
+        choice["delta"] = {"tool_calls": [call]}
+        text = _with_escaped(chunk, place, '{"key": "' + value + '"}')
+    else:
+        choice["delta"] = {field: place}
+        text = _with_escaped(chunk, place, f"key={value}.")
+    tail = [c for c in rest if not c["choices"] or c["choices"][0].get("finish_reason")]
+    if field == "arguments":
+        for later in tail:
+            for item in later["choices"]:
+                item["finish_reason"] = "tool_calls"
+    # The first event has no such field (as many servers send it): only one event holds it.
+    first = json.loads(json.dumps(first))
+    for item in first["choices"]:
+        item["delta"].pop(field, None)
+    events = (_dumps(first), text, *(_dumps(c) for c in tail), done)
     return _Reply(reply.status, None, events, reply.extra_headers)
 
 

@@ -205,6 +205,110 @@ def test_the_scan_finds_what_a_reader_would() -> None:
     ]
 
 
+KEY = "sk-proj-FAKE0scan0key0ABCDEFGHIJ0123456789"
+KNOWN = Secrets({KEY: "$OPENAI_API_KEY"})
+FOUND = ["the value of $OPENAI_API_KEY", "a string shaped like an OpenAI API key (sk-…)"]
+
+
+def _escaped(value: str) -> str:
+    """``value`` as the inside of a JSON string, every character ``\\uXXXX``."""
+    return "".join(f"\\u{ord(c):04x}" for c in value)
+
+
+def _chunk(delta: dict[str, object]) -> str:
+    return json.dumps(
+        {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("delta", "inner", "path"),
+    [
+        ({"content": "X"}, KEY, "delta.content"),
+        ({"refusal": "X"}, KEY, "delta.refusal"),
+        ({"reasoning_content": "X"}, KEY, "delta.reasoning_content"),
+        (
+            {"tool_calls": [{"index": 0, "function": {"arguments": "X"}}]},
+            '{"k": "' + KEY + '"}',
+            "delta.tool_calls.[0].function.arguments",
+        ),
+    ],
+    ids=["content", "refusal", "reasoning_content", "arguments"],
+)
+def test_the_scan_reads_each_stream_event_as_json(
+    delta: dict[str, object], inner: str, path: str
+) -> None:
+    """A field that one event holds whole, written with JSON escapes (the first event has
+    no such field, as many servers send it)."""
+    event = _chunk(delta).replace('"X"', f'"{_escaped(inner)}"')
+    body = f"data: {_chunk({'role': 'assistant'})}\n\ndata: {event}\n\ndata: [DONE]\n\n"
+    assert KEY not in body
+    response = {"headers": {"content-type": ["text/event-stream"]}, "body": {"string": body}}
+    where = f"responses.[0].body.string.choices.[0].{path}"
+    assert find_secrets({"responses": [response]}, KNOWN) == [(where, kind) for kind in FOUND]
+
+
+ESCAPED = json.dumps({"choices": [{"message": {"content": "X"}}]}).replace(
+    '"X"', f'"{_escaped(KEY)}"'
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "\ufeff" + ESCAPED,
+        b"\xef\xbb\xbf" + ESCAPED.encode(),
+        ESCAPED.encode("utf-16"),
+        ESCAPED.encode("utf-16-le"),
+        ESCAPED.encode("utf-16-be"),
+        ESCAPED.encode("utf-32"),
+        ESCAPED.encode("utf-32-le"),
+        '{"object": "prelude"}\n' + ESCAPED + "\n",
+        '{"object": "prelude"}\r\n\r\n' + ESCAPED,
+        '\x1e{"object": "prelude"}\n\x1e' + ESCAPED + "\n",
+        '{"object": "prelude"}' + ESCAPED,
+        '["prelude"]\nnot json\n' + ESCAPED,
+    ],
+    ids=[
+        "bom-text",
+        "bom-bytes",
+        "utf-16",
+        "utf-16-le",
+        "utf-16-be",
+        "utf-32",
+        "utf-32-le",
+        "ndjson",
+        "ndjson-crlf-blank",
+        "json-seq",
+        "concatenated",
+        "a-line-not-json",
+    ],
+)
+def test_the_scan_parses_what_json_loads_of_bytes_would(body: str | bytes) -> None:
+    """A reader's ``json.loads(bytes)`` (httpx's ``.json()``) reads a byte order mark, UTF-16
+    and UTF-32; newline-delimited JSON is read a line at a time."""
+    found = find_secrets({"responses": [{"body": {"string": body}}]}, KNOWN)
+    assert found == [
+        ("responses.[0].body.string.choices.[0].message.content", kind) for kind in FOUND
+    ]
+
+
+def test_a_body_of_json_documents_without_a_secret_is_clean() -> None:
+    body = "\ufeff" + json.dumps(completion()) + "\n" + json.dumps({"x": "\\u0061"}) + "\n"
+    assert find_secrets({"body": body, "utf16": body.encode("utf-16")}, KNOWN) == []
+
+
+@pytest.mark.parametrize("upper", [False, True], ids=["lower", "upper"])
+def test_the_scan_and_scrub_read_a_known_value_in_hex(upper: bool) -> None:
+    token = "FAKE-hex-token-0123456789"
+    known = Secrets({token: "$MY_SERVICE_TOKEN"})
+    written = token.encode().hex()
+    written = written.upper() if upper else written
+    text = f"dump 00ff{written}00ff"
+    assert find_secrets({"content": text}, known) == [("content", "the value of $MY_SERVICE_TOKEN")]
+    assert known.replace(text) == f"dump 00ff{REDACTED}00ff"
+
+
 # --- the replay message -------------------------------------------------------------------------
 
 

@@ -140,14 +140,15 @@ def credentials_in(value: str) -> list[str]:
 
 @functools.lru_cache(maxsize=256)
 def encoded_forms(value: str) -> tuple[str, ...]:
-    """How ``value`` may be written inside other text: as is, URL-encoded, JSON-escaped, and
-    its base64 and base64url forms at each of the three byte alignments (so that it is found
-    inside a longer encoded string too)."""
+    """How ``value`` may be written inside other text: as is, URL-encoded, JSON-escaped, its
+    UTF-8 bytes in hex (lower and upper case), and its base64 and base64url forms at each of
+    the three byte alignments (so that it is found inside a longer encoded string too)."""
     import json
 
     forms = [value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]]
     raw = value.encode("utf-8")
     if len(raw) >= MIN_SECRET_LENGTH:
+        forms.extend([raw.hex(), raw.hex().upper()])
         for offset in range(3):
             encoded = base64.b64encode(b"\x00" * offset + raw).decode("ascii")
             start = -(-8 * offset // 6)

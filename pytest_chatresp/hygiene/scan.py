@@ -3,12 +3,17 @@ in it.
 
 A document is read as a reader would read it, and more: a body is decoded by its
 ``Content-Encoding`` (:mod:`pytest_chatresp.cassette.decoding`; one that cannot be decoded is
-reported), bytes of unknown coding are tried as gzip, zlib, raw deflate and brotli, a JSON text
-is parsed and its strings read, a server-sent event stream is read event by event and each field
-joined across events (so a key split across two events is found), URL-encoding is undone, runs
-of base64 or base64url are decoded, and ``Basic`` credentials are read. Each text is then
-checked against the policy (:mod:`.policy`): known secret values in any of their encoded forms,
-key-shaped strings, ``Basic`` credentials."""
+reported),
+bytes of unknown coding are tried as gzip, zlib, raw deflate and brotli, bytes are read as
+UTF-8 and as the UTF-16 or UTF-32 that ``json.loads`` would detect, a JSON text is parsed and
+its strings read (with or without a byte order mark, and each document of newline-delimited
+JSON), a server-sent event stream is read event by event (each event's data as a text of its
+own, JSON parsed) and each field joined across events (so a key split across two events is
+found), URL-encoding is undone, runs of base64 or base64url are decoded, and ``Basic``
+credentials are read. Each text is then checked
+against the policy (:mod:`.policy`): known secret values in any of their encoded forms,
+key-shaped strings, ``Basic`` credentials.
+"""
 
 from __future__ import annotations
 
@@ -84,7 +89,8 @@ class _Reading:
 
     def data(self, raw: bytes, where: str, depth: int) -> None:
         for decoded in plausible_decodings(raw):
-            self.text(decoded.decode("utf-8", "replace"), where, depth)
+            for text in _as_texts(decoded):
+                self.text(text, where, depth)
 
     def text(self, text: str, where: str, depth: int) -> None:
         if (where, text) in self._seen:
@@ -96,18 +102,13 @@ class _Reading:
         deeper = depth + 1
         if "%" in text:  # URL-encoded: a query string, a form body
             self.text(unquote_plus(text), where, deeper)
-        stripped = text.lstrip()
-        if stripped[:1] in ("{", "["):
+        documents = _json_documents(text)
+        for document in documents:
             try:
-                document = json.loads(text)
-            except (ValueError, RecursionError):
-                pass
-            else:
-                try:
-                    self.value(document, where, deeper)
-                except RecursionError:
-                    self.unreadable.append((where, "nested too deeply to read"))
-        elif looks_like_sse(text):
+                self.value(document, where, deeper)
+            except RecursionError:
+                self.unreadable.append((where, "nested too deeply to read"))
+        if not documents and looks_like_sse(text):
             self._stream(text, where, deeper)
         for match in BASIC_CREDENTIAL.finditer(text):
             pair = basic_credentials(match.group(1))
@@ -120,10 +121,13 @@ class _Reading:
                 self.data(raw, where, deeper)
 
     def _stream(self, text: str, where: str, depth: int) -> None:
-        """Each field of the events joined across events, and the events' data joined."""
+        """Each event's data, each field of the events joined across events, and the events'
+        data joined."""
         events, _ = parse_sse(text)
         joined: dict[str, list[str]] = {}
         for event in events:
+            # One event's data as a reader parses it: a key \u-escaped in one event is found.
+            self.text(event.data, where, depth)
             joined.setdefault("", []).append(event.data)
             try:
                 document = json.loads(event.data)
@@ -134,6 +138,53 @@ class _Reading:
         for pieces in joined.values():
             if len(pieces) > 1:
                 self.text("".join(pieces), where, depth)
+
+
+def _as_texts(raw: bytes) -> list[str]:
+    """``raw`` as UTF-8 (errors replaced), and as the UTF-16 or UTF-32 ``json.loads`` would
+    read it in (by its byte order mark, or by the zero bytes of its first characters)."""
+    texts = [raw.decode("utf-8", "replace")]
+    guess = json.detect_encoding(raw)
+    if guess not in ("utf-8", "utf-8-sig"):
+        texts.append(raw.decode(guess, "replace"))
+    return texts
+
+
+_JSON_START = ("{", "[", '"')
+_BYTE_ORDER_MARK = "\ufeff"
+#: Separators a reader skips between JSON documents (JSON text sequences start each with RS).
+_BETWEEN_DOCUMENTS = " \t\r\n\x1e"
+
+
+def _json_documents(text: str) -> list[Any]:
+    """The JSON documents a reader could parse out of ``text``: the whole text, with or
+    without a byte order mark (as ``json.loads`` of bytes and ``httpx``'s ``.json()`` read
+    it); else each document of newline-delimited or concatenated JSON (NDJSON, JSON Lines,
+    JSON text sequences). Parsing stops at the first line that is not JSON; the cost is
+    linear in the text.
+    """
+    body = text.lstrip(_BETWEEN_DOCUMENTS + _BYTE_ORDER_MARK)
+    if body[:1] not in _JSON_START:
+        return []
+    try:
+        return [json.loads(body)]
+    except (ValueError, RecursionError):
+        pass
+    decoder = json.JSONDecoder()
+    documents: list[Any] = []
+    for line in body.split("\n"):
+        position = 0
+        while True:
+            while position < len(line) and line[position] in _BETWEEN_DOCUMENTS:
+                position += 1
+            if position >= len(line) or line[position] not in _JSON_START:
+                break
+            try:
+                document, position = decoder.raw_decode(line, position)
+            except (ValueError, RecursionError):
+                break
+            documents.append(document)
+    return documents
 
 
 def _content_codings(part: Mapping[Any, Any]) -> tuple[str, ...]:
