@@ -1,4 +1,5 @@
-"""``--chatresp-collect-cassettes``: every cassette under the cassette dir as a test item."""
+"""``--chatresp-collect-cassettes``: every cassette under the cassette dir, and in each
+``cassettes/`` folder beside a test module (pytest-recording's layout), as a test item."""
 
 from __future__ import annotations
 
@@ -68,7 +69,9 @@ class CassetteCheckFile(pytest.File):
 
 def checked_cassette(session: ChatrespSession, path: Path) -> bool:
     """Whether check mode collects this file: one the discovery lists below the cassette dir."""
-    return session.settings.collect_cassettes and is_cassette(path, session.cassette_dir)
+    return session.settings.collect_cassettes and any(
+        is_cassette(path, root) for root in session.cassette_roots
+    )
 
 
 def take_bracketed_arguments(session: ChatrespSession) -> None:
@@ -93,18 +96,20 @@ def add_unreached_cassettes(
     link to a device) are checked too, and fail by name. Cassettes named by a bracketed id
     keep only their own item in their folder."""
     config = session.config
-    directory = session.cassette_dir.resolve()
+    directories = [directory.resolve() for directory in session.cassette_roots]
     named = [
         Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args
     ]
-    roots = [p for p in named if p == directory or directory in p.parents] or [directory]
+    roots = [p for p in named if any(p == d or d in p.parents for d in directories)] or directories
     seen = {item.path for item in items if isinstance(item, CassetteCheckItem)}
-    for path in cassette_files(session.cassette_dir):
-        where = Path(path.parent.resolve(), path.name)
-        if path in seen or not any(where == root or root in where.parents for root in roots):
-            continue
-        if checked_cassette(session, path):
-            items.extend(CassetteCheckFile.from_parent(collector, path=path).collect())
+    for directory in session.cassette_roots:
+        for path in cassette_files(directory):
+            where = Path(path.parent.resolve(), path.name)
+            if path in seen or not any(where == root or root in where.parents for root in roots):
+                continue
+            seen.add(path)
+            if checked_cassette(session, path):
+                items.extend(CassetteCheckFile.from_parent(collector, path=path).collect())
     if session.wanted:
         folders = {path.parent for path in session.wanted}
         kept: list[pytest.Item] = []

@@ -29,14 +29,20 @@ from .files import is_partial_write
 
 __all__ = [
     "CASSETTE_SUFFIXES",
+    "MODULE_CASSETTES",
     "Found",
     "cassette_files",
+    "cassette_roots",
     "find",
     "is_cassette",
     "is_cassette_name",
+    "module_cassette_dirs",
 ]
 
 CASSETTE_SUFFIXES = (".yaml", ".yml", ".json")
+#: The folder beside a test module that holds its cassettes in pytest-recording's layout
+#: (``<test file's dir>/cassettes/<module>/<test>.yaml``).
+MODULE_CASSETTES = "cassettes"
 #: A shape contract beside its cassette (``contract.CONTRACT_SUFFIX``), never a cassette.
 _CONTRACT_SUFFIX = ".contract.yaml"
 
@@ -80,6 +86,47 @@ def cassette_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return list(_walk(directory, []))
+
+
+#: Directories that hold no test modules of the project's (besides dot directories).
+_NOT_TESTS = frozenset({"__pycache__", "node_modules", "venv", "build", "dist", "site-packages"})
+
+
+def _is_test_module(name: str) -> bool:
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+def module_cassette_dirs(rootdir: Path) -> list[Path]:
+    """Every ``cassettes/`` folder beside a test module (``test_*.py`` or ``*_test.py``) below
+    ``rootdir``, pytest-recording's layout, in order. Dot directories, virtual environments
+    and links to directories are not entered, as in :func:`find`."""
+    found: list[Path] = []
+    for directory, subdirectories, names in os.walk(rootdir, followlinks=False):
+        here = Path(directory)
+        if (here / "pyvenv.cfg").exists():
+            subdirectories[:] = []
+            continue
+        subdirectories[:] = sorted(
+            d
+            for d in subdirectories
+            if not _skipped_directory(d) and d not in _NOT_TESTS and not d.endswith(".egg-info")
+        )
+        if MODULE_CASSETTES in subdirectories and any(_is_test_module(n) for n in names):
+            found.append(here / MODULE_CASSETTES)
+            subdirectories.remove(MODULE_CASSETTES)  # its files are cassettes, not tests
+    return found
+
+
+def cassette_roots(cassette_dir: Path, rootdir: Path) -> list[Path]:
+    """Where a project's cassettes are: the cassette dir, then each ``cassettes/`` folder beside
+    a test module (:func:`module_cassette_dirs`) that is not inside it; each once."""
+    roots = [cassette_dir]
+    inside = Path(os.path.abspath(cassette_dir))
+    for folder in module_cassette_dirs(rootdir):
+        absolute = Path(os.path.abspath(folder))
+        if absolute != inside and inside not in absolute.parents:
+            roots.append(folder)
+    return roots
 
 
 def _key(path: Path) -> str:

@@ -182,7 +182,10 @@ def pytest_collection_modifyitems(
 def cassette_used_by(item: pytest.Item) -> Path | None:
     """The cassette file a collected test uses, or ``None`` (``chatresp check --orphans``)."""
     from .running import FIXTURES
+    from .session import VCR_MARKER, recording_layout_path
 
+    if item.get_closest_marker(VCR_MARKER) is not None:  # pytest-recording's default cassette
+        return session_of(item.config).existing(recording_layout_path(item))
     if marker_of(item) is None and not set(getattr(item, "fixturenames", ())) & FIXTURES:
         return None
     try:
@@ -194,6 +197,11 @@ def cassette_used_by(item: pytest.Item) -> Path | None:
 def cassette_dir(config: pytest.Config) -> Path:
     """The run's cassette directory (``chatresp check --orphans``)."""
     return session_of(config).cassette_dir
+
+
+def cassette_roots(config: pytest.Config) -> list[Path]:
+    """Every folder of the run's cassettes (``chatresp check --orphans``)."""
+    return session_of(config).cassette_roots
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

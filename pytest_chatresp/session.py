@@ -8,6 +8,7 @@ marker, settings, rules and cassette path).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .discovery import MODULE_CASSETTES
 from .errors import display_path
 from .marker import MARKER, CassetteMarker, MarkerError
 from .settings import BY_NAME, SETTINGS, Setting, SettingError, Settings, load_settings
@@ -56,6 +58,7 @@ class ChatrespSession:
     #: Check mode: cassette files named on the command line with ``[`` in their name.
     wanted: set[Path] = field(default_factory=set)
     _cache: CassetteCache | None = None
+    _roots: list[Path] | None = None
     _report: RunReport | None = None
 
     @classmethod
@@ -77,6 +80,16 @@ class ChatrespSession:
             rules=_rules(Rules(), settings),
             cassette_dir=Path(base, settings.cassette_dir),
         )
+
+    @property
+    def cassette_roots(self) -> list[Path]:
+        """The cassette dir and every ``cassettes/`` folder beside a test module below the
+        rootdir (pytest-recording's layout): where check mode and ``--orphans`` look."""
+        if self._roots is None:
+            from .discovery import cassette_roots
+
+            self._roots = cassette_roots(self.cassette_dir, self.config.rootpath)
+        return self._roots
 
     def relative(self, path: Path) -> str:
         """The one way a path is shown: relative to the rootdir when inside it."""
@@ -122,6 +135,8 @@ class ChatrespSession:
         active = []
         if settings.cassette_dir != "cassettes":
             active.append(f"cassette dir {self.cassette_dir}")
+        if settings.cassette_layout != "chatresp":
+            active.append(f"cassette layout {settings.cassette_layout}")
         if settings.strict:
             active.append("strict validation")
         if settings.skip_checks:
@@ -159,14 +174,24 @@ class ChatrespSession:
                     pytrace=False,
                 )
             return named
-        base = Path(self.cassette_dir, Path(str(item.path)).stem, cassette_name(item))
-        yaml_path = base.with_name(base.name + ".yaml")
-        json_path = base.with_name(base.name + ".json")
-        if yaml_path.exists():
-            return yaml_path
-        if json_path.exists() or self.settings_for(item).serializer == "json":
-            return json_path
-        return yaml_path
+        ours = self.existing(Path(self.cassette_dir, _module(item), cassette_name(item)))
+        theirs = self.existing(recording_layout_path(item))
+        first, second = (ours, theirs)
+        if self.settings.cassette_layout == "pytest-recording":
+            first, second = theirs, ours
+        for path in (first, second):
+            if _present(path):
+                return path
+        if self.settings_for(item).serializer == "json":
+            return first.with_suffix(".json")
+        return first
+
+    @staticmethod
+    def existing(stem: Path) -> Path:
+        """The cassette of this stem: its ``.yaml`` file unless only the ``.json`` one exists."""
+        yaml_path = stem.with_name(stem.name + ".yaml")
+        json_path = stem.with_name(stem.name + ".json")
+        return json_path if _present(json_path) and not _present(yaml_path) else yaml_path
 
     def record_settings(self, item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSettings:
         from .recording import (
@@ -278,6 +303,35 @@ def _ini_value(config: pytest.Config, spec: Setting) -> object:
     return value if value != [] else None
 
 
+def _present(path: Path) -> bool:
+    """Whether something is at ``path``; a name too long for the file system names nothing."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _module(item: pytest.Item) -> str:
+    return Path(str(item.path)).stem
+
+
+#: Characters pytest-recording replaces with ``-`` in a default cassette name.
+_RECORDING_UNSAFE = re.compile(r"[<>?%*:|\"'/\\]")
+
+
+def recording_layout_path(item: pytest.Item) -> Path:
+    """pytest-recording's default cassette of a test, without its suffix:
+    ``<test file's dir>/cassettes/<module>/<Class.>test_name``."""
+    name = item.name
+    cls = getattr(item, "cls", None)
+    if cls is not None:
+        name = f"{cls.__name__}.{name}"
+    test_file = Path(str(item.path))
+    return Path(
+        test_file.parent, MODULE_CASSETTES, test_file.stem, _RECORDING_UNSAFE.sub("-", name)
+    )
+
+
 def cassette_name(item: pytest.Item) -> str:
     """The default cassette file stem of a test: ``Class.test_name[id]``, unsafe characters
     replaced; a name too long for a file system keeps its start and a stable hash."""
@@ -321,12 +375,32 @@ def read_markers(items: list[pytest.Item]) -> None:
         mark = item.get_closest_marker(MARKER)
         if mark is None:
             continue
+        if item.get_closest_marker(VCR_MARKER) is not None:
+            problems.append(both_markers(item.nodeid))
+            continue
         try:
             item.stash[MARKER_KEY] = CassetteMarker.parse(mark.args, mark.kwargs)
         except MarkerError as exc:
             problems.append(f"{item.nodeid}: {exc}")
     if problems:
         raise pytest.UsageError("\n".join(problems))
+
+
+#: pytest-recording's marker.
+VCR_MARKER = "vcr"
+
+
+def both_markers(nodeid: str) -> str:
+    """Why a test may not carry both markers: pytest-recording would serve its calls."""
+    return (
+        f"{nodeid}: has both @pytest.mark.{VCR_MARKER} (pytest-recording) and "
+        f"@pytest.mark.{MARKER}. pytest-recording would replay and record its calls, writing "
+        "its cassette without this plugin's scrubbing (an API key would reach the file), and "
+        f"chat_cassette would see no call and validate nothing. Remove @pytest.mark.{VCR_MARKER} "
+        f"to record, scrub and validate with @pytest.mark.{MARKER} (it reads pytest-recording's "
+        f"cassette where it is), or remove @pytest.mark.{MARKER} to leave the test to "
+        "pytest-recording."
+    )
 
 
 def add_options(parser: pytest.Parser) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "LAYOUTS",
     "RECORD_MODES",
     "SERIALIZERS",
     "SETTINGS",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
+LAYOUTS = ("chatresp", "pytest-recording")
 SERIALIZERS = ("readable", "yaml", "json")
 UNPLAYED = ("ignore", "warn", "fail")
 
@@ -158,6 +160,16 @@ class Settings:
         "directory of the cassettes (ini: relative to the rootdir; command line: to the "
         "current directory)",
         metavar="DIR",
+    )
+    cassette_layout: str = setting(
+        "chatresp",
+        "choice",
+        "where a test's cassette is found and a new one recorded: chatresp "
+        "(<cassette dir>/<module>/<test>.yaml) or pytest-recording "
+        "(<test file's dir>/cassettes/<module>/<test>.yaml); an existing cassette in the "
+        "other layout is read when there is none in this one",
+        choices=LAYOUTS,
+        metavar="LAYOUT",
     )
     record_mode: str = setting(
         "none",

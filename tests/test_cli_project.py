@@ -314,16 +314,18 @@ def test_orphans_follow_the_configured_cassette_dir_and_skip_what_discovery_skip
     )
     done = chatresp(root, "check", "--orphans")
     assert (done.returncode, done.stderr) == (1, ""), done.stdout
+    # cassettes/ beside test_it.py is that module's folder in pytest-recording's layout
     assert done.stdout.splitlines() == [
         "orphan: recordings/test_it/test_gone.yaml",
-        "1 orphan of 2 cassette files in recordings (2 used by the collected tests)",
+        "orphan: cassettes/test_it/test_elsewhere.yaml",
+        "2 orphans of 3 cassette files in recordings, cassettes (2 used by the collected tests)",
     ]
     assert not list(root.glob("*.json"))  # nothing written beside the project
     # Test paths narrow the collection: then test_used's cassette is an orphan too.
     (root / "test_other.py").write_text("def test_other(chat_cassette):\n    pass\n")
     done = chatresp(root, "check", "--orphans", "test_other.py")
     assert done.stdout.splitlines()[-1] == (
-        "2 orphans of 2 cassette files in recordings (1 used by the collected tests)"
+        "3 orphans of 3 cassette files in recordings, cassettes (1 used by the collected tests)"
     )
 
 

@@ -34,12 +34,14 @@ class _Collector:
 
     def __init__(self) -> None:
         self.cassette_dir: Path | None = None
+        self.roots: list[Path] = []
         self.used: set[Path] = set()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from pytest_chatresp.plugin import cassette_dir, cassette_used_by
+        from pytest_chatresp.plugin import cassette_dir, cassette_roots, cassette_used_by
 
         self.cassette_dir = cassette_dir(session.config).resolve()
+        self.roots = cassette_roots(session.config)
         for item in session.items:
             path = cassette_used_by(item)
             if path is not None:
@@ -51,6 +53,7 @@ class _Collection:
     status: int
     output: str
     cassette_dir: Path | None
+    roots: list[Path]
     used: set[Path]
 
 
@@ -64,7 +67,9 @@ def _collect_tests(test_paths: Sequence[str]) -> _Collection:
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
         status = pytest.main(arguments, plugins=[collector])
-    return _Collection(int(status), captured.getvalue(), collector.cassette_dir, collector.used)
+    return _Collection(
+        int(status), captured.getvalue(), collector.cassette_dir, collector.roots, collector.used
+    )
 
 
 def run_orphans(test_paths: Sequence[str]) -> int:
@@ -77,12 +82,18 @@ def run_orphans(test_paths: Sequence[str]) -> int:
         err(f"{PROG}: pytest could not collect the tests (exit {collection.status}):")
         err(collection.output[-_SHOWN_OUTPUT:].rstrip())
         return EXIT_FAILED
-    files = cassette_files(directory)
-    found = orphans(directory, collection.used, files)
+    files: list[Path] = []
+    found: list[Path] = []
+    for root in collection.roots:
+        below = cassette_files(root)
+        files.extend(below)
+        found.extend(orphans(root, collection.used, below))
     for path in found:
         out(f"orphan: {display_path(path)}")
+    where = ", ".join(display_path(root) for root in collection.roots if root.is_dir())
     out(
         f"{len(found)} orphan{'' if len(found) == 1 else 's'} of {len(files)} cassette files "
-        f"in {display_path(directory)} ({len(collection.used)} used by the collected tests)"
+        f"in {where or display_path(directory)} ({len(collection.used)} used by the collected "
+        "tests)"
     )
     return EXIT_FAILED if found else EXIT_OK

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_chatresp.discovery import Found, find
+from pytest_chatresp.discovery import Found, cassette_roots, find
 from pytest_chatresp.errors import display_path
 
 from .output import UsageError
@@ -87,12 +87,18 @@ def project_settings(args: argparse.Namespace) -> ProjectSettings:
 def cassettes_named(
     paths: Sequence[str], settings: ProjectSettings, *, links: bool = False
 ) -> Found:
-    """The cassette files below ``paths`` (default: the project's cassette dir); a path that
-    does not exist is a usage error."""
+    """The cassette files below ``paths`` (default: the project's cassette dir and each
+    ``cassettes/`` folder beside a test module, pytest-recording's layout); a path that does
+    not exist is a usage error."""
     if not paths:
-        if not os.path.lexists(settings.cassette_dir):
+        roots = [
+            root
+            for root in cassette_roots(settings.cassette_dir, settings.rootdir)
+            if os.path.lexists(root)
+        ]
+        if not roots:
             raise UsageError(f"no such file or directory: {display_path(settings.cassette_dir)}")
-        return find([settings.cassette_dir], links=links)
+        return find(roots, links=links)
     missing = [argument for argument in paths if not os.path.lexists(argument)]
     if missing:
         raise UsageError("; ".join(f"no such file or directory: {m}" for m in missing))
