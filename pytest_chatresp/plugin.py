@@ -65,7 +65,11 @@ def _chatresp_recording(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     from .running import recording
 
-    yield from recording(item, request.getfixturevalue("chatresp_vcr_config"))
+    try:  # pytest-recording's: the project's vcrpy options, under ours
+        project = request.getfixturevalue("vcr_config")
+    except pytest.FixtureLookupError:
+        project = {}
+    yield from recording(item, request.getfixturevalue("chatresp_vcr_config"), project)
 
 
 @pytest.fixture

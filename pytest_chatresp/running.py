@@ -70,8 +70,11 @@ def load(item: pytest.Item) -> Cassette:
     pytest.fail(failure, pytrace=False)
 
 
-def recording(item: pytest.Item, vcr_options: dict[str, Any]) -> Iterator[None]:
-    """The marked test's recorder, entered for the test and saved after it."""
+def recording(
+    item: pytest.Item, vcr_options: dict[str, Any], project: Any = None
+) -> Iterator[None]:
+    """The marked test's recorder, entered for the test and saved after it. ``project`` is the
+    project's ``vcr_config`` fixture (pytest-recording's), applied under ``vcr_options``."""
     from .errors import CassetteError
     from .recording import Recorder
 
@@ -79,7 +82,7 @@ def recording(item: pytest.Item, vcr_options: dict[str, Any]) -> Iterator[None]:
     from .checks import prepare
 
     prepare()  # the checks' imports, done here rather than in the code under test's loop
-    settings = session.record_settings(item, vcr_options)
+    settings = session.record_settings(item, vcr_options, project)
     recorder = Recorder(session.cassette_path(item), settings, session.cache.document)
     failure: str | None = None
     try:
@@ -119,6 +122,24 @@ def recording(item: pytest.Item, vcr_options: dict[str, Any]) -> Iterator[None]:
         report.model_changes.extend(f"{shown}: {change}" for change in recorder.model_changes)
         if failure:
             pytest.fail(failure, pytrace=False)
+
+
+def _pytest_recording_block(item: pytest.Item, exc: BaseException) -> str | None:
+    """pytest-recording's option or marker, when its network block is what ``exc`` comes from."""
+    if item.get_closest_marker("block_network") is not None:
+        blocker = "@pytest.mark.block_network"
+    elif item.config.getoption("block_network", default=False) is True:
+        blocker = "--block-network"
+    else:
+        return None
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, RuntimeError) and str(cause).startswith("Network is disabled"):
+            return blocker
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _replaying(recorder: Recorder) -> bool:
@@ -253,6 +274,26 @@ def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException
     def redact(text: str) -> str:
         return redact_text(text, recorder.secrets)
 
+    blocker = _pytest_recording_block(item, exc)
+    if blocker:
+        recorder.discard = True
+        return "\n".join(
+            [
+                f"Recording failed: pytest-recording's {blocker} blocked the connection, and "
+                "nothing was sent",
+                f"test: {item.nodeid}",
+                f"cassette: {session_of(item.config).relative(recorder.path)} (not written), "
+                f"record mode {recorder.settings.mode!r}",
+                (
+                    "Drop --block-network for the recording run: pytest "
+                    f"--chatresp-record-mode={recorder.settings.mode} {item.nodeid}"
+                    if blocker.startswith("--")
+                    else "Remove @pytest.mark.block_network from the test to record it"
+                ),
+                "(--chatresp-block-network blocks the network in replay runs only, so marked "
+                "tests can record.)",
+            ]
+        )
     variable = missing_credentials(exc)
     if variable:
         return (

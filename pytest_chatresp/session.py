@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -193,7 +194,9 @@ class ChatrespSession:
         json_path = stem.with_name(stem.name + ".json")
         return json_path if _present(json_path) and not _present(yaml_path) else yaml_path
 
-    def record_settings(self, item: pytest.Item, vcr_options: dict[str, Any]) -> RecordSettings:
+    def record_settings(
+        self, item: pytest.Item, vcr_options: dict[str, Any], project: Any = None
+    ) -> RecordSettings:
         from .recording import (
             DEFAULT_MATCH_ON,
             DEFAULT_QUERY_PARAMETERS,
@@ -209,6 +212,14 @@ class ChatrespSession:
                 f"{_FILTERS.get(refused[0], 'use @pytest.mark.chat_cassette(match_on=[...])')}",
                 pytrace=False,
             )
+        if project:
+            if not isinstance(project, Mapping):
+                pytest.fail(
+                    f"{item.nodeid}: the vcr_config fixture returns {type(project).__name__}, "
+                    "not a dict of vcrpy options",
+                    pytrace=False,
+                )
+            vcr_options = under_project_options(project, vcr_options)
         settings = self.settings_for(item)
         marker = marker_of(item)
 
@@ -265,6 +276,42 @@ class ChatrespSession:
                 made_an_error = True
             if made_an_error:
                 pytest.fail(message, pytrace=False)
+
+
+#: Options of the project's ``vcr_config`` the plugin sets itself: where the cassette is, its
+#: format, the record mode (``--chatresp-record-mode``) and the matching (the marker's
+#: ``match_on``), so that one test's cassette behaves the same in every project.
+OWN_VCR_OPTIONS = frozenset(
+    {
+        "cassette_library_dir",
+        "path_transformer",
+        "func_path_generator",
+        "record_mode",
+        "serializer",
+        "persister",
+        "match_on",
+    }
+)
+_HOOKS = ("before_record_request", "before_record_response")
+
+
+def under_project_options(project: Mapping[str, Any], ours: Mapping[str, Any]) -> dict[str, Any]:
+    """The project's ``vcr_config`` with ``chatresp_vcr_config`` on top: the plugin's own
+    options (:data:`OWN_VCR_OPTIONS`) left out, both hooks kept (the project's first), both
+    header and query filters kept; for any other option ``chatresp_vcr_config`` wins."""
+    merged = {key: value for key, value in project.items() if key not in OWN_VCR_OPTIONS}
+    for key, value in ours.items():
+        if key in _HOOKS and merged.get(key) is not None and value is not None:
+            merged[key] = [*_as_list(merged[key]), *_as_list(value)]
+        elif key in _FILTERS and key in merged:
+            merged[key] = [*merged[key], *value]
+        else:
+            merged[key] = value
+    return merged
+
+
+def _as_list(hooks: Any) -> list[Any]:
+    return list(hooks) if isinstance(hooks, list | tuple) else [hooks]
 
 
 _FILTERS = {

@@ -245,3 +245,87 @@ def test_the_command_sees_the_same_cassettes(tmp_path: Path) -> None:
         "1 orphan of 3 cassette files in cassettes, tests/cassettes, tests/unit/cassettes "
         "(2 used by the collected tests)",
     ]
+
+
+def test_the_projects_vcr_config_applies_under_our_scrubbing(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    place(
+        pytester.path / "tests/conftest.py",
+        """
+import pytest
+
+
+def mark(request):
+    request.headers["X-Seen-By"] = "project-hook"
+    return request
+
+
+@pytest.fixture
+def vcr_config():
+    return {
+        "filter_headers": [("x-team-token", "TEAM-REDACTED")],
+        "before_record_request": mark,
+        "record_mode": "all",
+        "match_on": ["method"],
+    }
+""",
+    )
+    place(
+        pytester.path / "tests/test_app.py",
+        SDK_TEST.replace(
+            "max_retries=0,", "max_retries=0, default_headers={'X-Team-Token': 'team-secret-1'},"
+        ),
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-record-mode=once")
+    result.assert_outcomes(passed=1)
+    written = (pytester.path / "cassettes/test_app/test_weather.yaml").read_text()
+    assert "TEAM-REDACTED" in written
+    assert "team-secret-1" not in written
+    assert "project-hook" in written
+    assert "sk-FAKE" not in written, "our scrubbing still applies"
+    # record_mode and match_on are the plugin's: the replay matches on the body, offline
+    replay = pytester.runpytest("-p", "no:cacheprovider")
+    replay.assert_outcomes(passed=1)
+    assert openai_server.request_count == 1
+
+
+@pytest.mark.parametrize(
+    ("how", "remedy"),
+    [
+        (
+            "--block-network",
+            "Drop --block-network for the recording run: pytest "
+            "--chatresp-record-mode=once tests/test_app.py::test_weather",
+        ),
+        ("mark", "Remove @pytest.mark.block_network from the test to record it"),
+    ],
+)
+def test_pytest_recordings_network_block_says_what_to_drop(
+    pytester: pytest.Pytester, openai_server: OpenAIServer, how: str, remedy: str
+) -> None:
+    source = SDK_TEST
+    args = ["-p", "no:cacheprovider", "--chatresp-record-mode=once"]
+    if how == "mark":
+        source = source.replace(
+            "@pytest.mark.chat_cassette", "@pytest.mark.block_network\n@pytest.mark.chat_cassette"
+        )
+    else:
+        args.append(how)
+    place(pytester.path / "tests/test_app.py", source)
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(failed=1)
+    blocker = "--block-network" if how != "mark" else "@pytest.mark.block_network"
+    result.stdout.fnmatch_lines(
+        [
+            f"*Recording failed: pytest-recording's {blocker} blocked the connection, and "
+            "nothing was sent",
+            "test: tests/test_app.py::test_weather",
+            "cassette: cassettes/test_app/test_weather.yaml (not written), record mode 'once'",
+            remedy,
+            "(--chatresp-block-network blocks the network in replay runs only, so marked tests "
+            "can record.)",
+        ]
+    )
+    assert openai_server.request_count == 0
+    assert not (pytester.path / "cassettes").exists()
