@@ -429,6 +429,12 @@ def read_markers(items: list[pytest.Item]) -> None:
             item.stash[MARKER_KEY] = CassetteMarker.parse(mark.args, mark.kwargs)
         except MarkerError as exc:
             problems.append(f"{item.nodeid}: {exc}")
+    if not problems and any(item.stash.get(MARKER_KEY, None) for item in items):
+        from .recording import _vcrpy
+
+        problem = _vcrpy.vcrpy_problem(_vcrpy.installed_vcrpy())
+        if problem:
+            problems.append(problem)
     if problems:
         raise pytest.UsageError("\n".join(problems))
 

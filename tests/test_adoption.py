@@ -329,3 +329,56 @@ def test_pytest_recordings_network_block_says_what_to_drop(
     )
     assert openai_server.request_count == 0
     assert not (pytester.path / "cassettes").exists()
+
+
+FAKED_VCRPY = """
+import pytest_chatresp.recording._vcrpy as vcrpy_uses
+
+
+def pytest_configure(config):
+    real = vcrpy_uses.installed_vcrpy
+    vcrpy_uses.installed_vcrpy = lambda: {version!r}
+    config.add_cleanup(lambda: setattr(vcrpy_uses, "installed_vcrpy", real))
+"""
+
+
+@pytest.mark.parametrize("version", ["8.2.1", "9.3.9"])
+def test_an_older_vcrpy_is_a_start_up_error_saying_why(
+    pytester: pytest.Pytester, version: str
+) -> None:
+    pytester.makeconftest(FAKED_VCRPY.format(version=version))
+    pytester.makepyfile(
+        test_app="import pytest\n\n@pytest.mark.chat_cassette\ndef test_x():\n    pass\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: @pytest.mark.chat_cassette needs vcrpy 9.4 or newer; vcrpy {version} is "
+            "installed. The openai SDK sends its requests through httpx2, whose transports vcrpy "
+            "patches from 9.4 on: with an older vcrpy the SDK's calls would reach the network "
+            "unrecorded, and replay would not answer them. Install a supported one: pip install "
+            "'vcrpy>=9.4,<10'. Tests that only read cassettes*"
+        ]
+    )
+
+
+def test_an_older_vcrpy_leaves_reading_tests_alone(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAKED_VCRPY.format(version="8.2.1"))
+    place(
+        pytester.path / "cassettes/test_app/test_read.yaml",
+        recorded_by_pytest_recording("https://api.openai.com/v1"),
+    )
+    pytester.makepyfile(test_app="def test_read(chat_completion):\n    pass\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("installed", "problem"),
+    [("9.4.0", False), ("9.4.2", False), ("10.0", False), ("9.3.9", True), ("8.2.1", True)],
+)
+def test_the_lowest_vcrpy(installed: str, problem: bool) -> None:
+    from pytest_chatresp.recording._vcrpy import vcrpy_problem
+
+    assert (vcrpy_problem(installed) is not None) == problem
+    assert "not installed" in (vcrpy_problem(None) or "")

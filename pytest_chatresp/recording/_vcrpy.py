@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "LOWEST_VCRPY",
     "cassette_not_found",
     "filtered",
     "instrument",
@@ -38,6 +39,46 @@ __all__ = [
     "stored",
     "write_protected",
 ]
+
+
+#: The lowest vcrpy recording and replay work with (``vcrpy>=9.4,<10`` in pyproject.toml).
+LOWEST_VCRPY = (9, 4)
+
+
+def installed_vcrpy() -> str | None:
+    """The installed vcrpy's version (from its metadata: vcrpy is not imported), or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vcrpy")
+    except PackageNotFoundError:
+        return None
+
+
+def vcrpy_problem(installed: str | None) -> str | None:
+    """Why marked tests cannot run with this vcrpy version, or None when they can."""
+    import re
+
+    lowest = ".".join(map(str, LOWEST_VCRPY))
+    remedy = f"Install a supported one: pip install 'vcrpy>={lowest},<10'"
+    if installed is None:
+        return (
+            "@pytest.mark.chat_cassette records and replays through vcrpy, which is not "
+            f"installed. {remedy}"
+        )
+    parts = re.match(r"(\d+)(?:\.(\d+))?", installed)
+    found = (int(parts.group(1)), int(parts.group(2) or 0)) if parts else (0, 0)
+    if found >= LOWEST_VCRPY:
+        return None
+    return (
+        f"@pytest.mark.chat_cassette needs vcrpy {lowest} or newer; vcrpy {installed} is "
+        "installed. The openai SDK sends its requests through httpx2, whose transports vcrpy "
+        f"patches from {lowest} on: with an older vcrpy the SDK's calls would reach the network "
+        "unrecorded, and replay would not answer them. "
+        f"{remedy}. Tests that only read cassettes (the chat_completion, chat_completions and "
+        "chat_cassette fixtures without the marker), --chatresp-collect-cassettes and the "
+        "chatresp command do not use vcrpy."
+    )
 
 
 def request_from_dict(request: dict[str, Any]) -> Any:
