@@ -351,5 +351,9 @@ def violations_from(
     return out
 
 
+class SharedCassetteWarning(UserWarning):
+    """Tests of different files whose default cassette is the same file."""
+
+
 class CassetteAgeWarning(UserWarning):
     """A cassette recorded longer ago than ``--chatresp-max-age`` allows."""

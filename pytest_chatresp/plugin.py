@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .marker import CassetteMarker
-from .session import SESSION_KEY, ChatrespSession, add_options, marker_of, read_markers, session_of
+from .session import (
+    SESSION_KEY,
+    ChatrespSession,
+    add_options,
+    marker_of,
+    read_markers,
+    session_of,
+    warn_shared_defaults,
+)
 
 if TYPE_CHECKING:
     from .cassette import Cassette
@@ -176,6 +184,9 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Every marker is read here, once, so a bad argument stops the run naming the test."""
     read_markers(items)
+    from .running import FIXTURES
+
+    warn_shared_defaults(items, FIXTURES)
     chatresp = session_of(config)
     if chatresp.settings.collect_cassettes:
         from .checkmode import add_unreached_cassettes

@@ -36,6 +36,7 @@ __all__ = [
     "marker_of",
     "read_markers",
     "session_of",
+    "warn_shared_defaults",
 ]
 
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
@@ -437,6 +438,48 @@ def read_markers(items: list[pytest.Item]) -> None:
             problems.append(problem)
     if problems:
         raise pytest.UsageError("\n".join(problems))
+
+
+def warn_shared_defaults(items: list[pytest.Item], fixtures: frozenset[str]) -> None:
+    """Warn (:class:`~pytest_chatresp.errors.SharedCassetteWarning`) where tests of different
+    files (``tests/unit/test_x.py`` and ``tests/integration/test_x.py``) have the same default
+    cassette: the chatresp layout names it by the module's file name only."""
+    owners: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        marker = item.stash.get(MARKER_KEY, None)
+        if marker is not None and marker.path is not None:
+            continue  # a cassette named on purpose may be shared
+        if marker is None and not set(getattr(item, "fixturenames", ())) & fixtures:
+            continue
+        session = session_of(item.config)
+        try:
+            path = session.cassette_path(item)
+        except pytest.fail.Exception:
+            continue
+        owners.setdefault(path, []).append(item)
+    import warnings
+
+    from .errors import SharedCassetteWarning
+
+    for path, tests in owners.items():
+        files = dict.fromkeys(Path(str(item.path)) for item in tests)
+        if len(files) < 2:
+            continue
+        first, *others = tests
+        other = next(item for item in others if Path(str(item.path)) != Path(str(first.path)))
+        session = session_of(first.config)
+        folder = session.relative(Path(str(other.path)).parent)
+        suggested = Path(folder, Path(str(other.path)).stem, path.name).as_posix()
+        warnings.warn(
+            SharedCassetteWarning(
+                f"{session.relative(path)} is the default cassette of both {first.nodeid} and "
+                f"{other.nodeid}: test files of the same name in different folders share it, and "
+                "each would replay and record the other's calls. Give one its own cassette with "
+                f"@pytest.mark.{MARKER}({suggested!r}), or set chatresp_cassette_layout = "
+                "pytest-recording, which keeps cassettes beside each test file."
+            ),
+            stacklevel=1,
+        )
 
 
 #: pytest-recording's marker.

@@ -382,3 +382,37 @@ def test_the_lowest_vcrpy(installed: str, problem: bool) -> None:
 
     assert (vcrpy_problem(installed) is not None) == problem
     assert "not installed" in (vcrpy_problem(None) or "")
+
+
+def test_same_named_test_files_sharing_a_default_cassette_are_warned_about(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    for folder in ("unit", "integration"):
+        place(pytester.path / f"tests/{folder}/__init__.py", "")
+        place(pytester.path / f"tests/{folder}/test_dup.py", SDK_TEST)
+    place(pytester.path / "tests/__init__.py", "")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-record-mode=once")
+    result.stdout.fnmatch_lines(
+        [
+            "*SharedCassetteWarning: cassettes/test_dup/test_weather.yaml is the default cassette "
+            "of both tests/integration/test_dup.py::test_weather and "
+            "tests/unit/test_dup.py::test_weather: test files of the same name in different "
+            "folders share it, and each would replay and record the other's calls. Give one its "
+            "own cassette with @pytest.mark.chat_cassette('tests/unit/test_dup/test_weather.yaml'), "
+            "or set chatresp_cassette_layout = pytest-recording, which keeps cassettes beside each "
+            "test file."
+        ]
+    )
+    # pytest-recording's layout keeps them apart: no warning, two cassettes
+    for path in pytester.path.rglob("*.yaml"):
+        path.unlink()
+    apart = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--chatresp-record-mode=once",
+        "--chatresp-cassette-layout=pytest-recording",
+    )
+    apart.assert_outcomes(passed=2)
+    apart.stdout.no_fnmatch_line("*SharedCassetteWarning*")
+    assert (pytester.path / "tests/unit/cassettes/test_dup/test_weather.yaml").is_file()
+    assert (pytester.path / "tests/integration/cassettes/test_dup/test_weather.yaml").is_file()
