@@ -48,8 +48,15 @@ def load(item: pytest.Item) -> Cassette:
             )
         else:
             remedy = f"Record it with: pytest --chatresp-record-mode=once {item.nodeid}"
+        marker = marker_of(item)
+        also = ""
+        if marker is None or marker.path is None:
+            other = session.default_paths(item)[1]
+            if other != path:
+                also = f" (nor {session.relative(other)}, in the other cassette layout)"
         pytest.fail(
-            f"No cassette for {item.nodeid}: {session.relative(path)} does not exist.\n" + remedy,
+            f"No cassette for {item.nodeid}: {session.relative(path)} does not exist{also}.\n"
+            + remedy,
             pytrace=False,
         )
     try:

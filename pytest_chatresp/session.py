@@ -176,17 +176,21 @@ class ChatrespSession:
                     pytrace=False,
                 )
             return named
-        ours = self.existing(Path(self.cassette_dir, _module(item), cassette_name(item)))
-        theirs = self.existing(recording_layout_path(item))
-        first, second = (ours, theirs)
-        if self.settings.cassette_layout == "pytest-recording":
-            first, second = theirs, ours
+        first, second = self.default_paths(item)
         for path in (first, second):
             if _present(path):
                 return path
         if self.settings_for(item).serializer == "json":
             return first.with_suffix(".json")
         return first
+
+    def default_paths(self, item: pytest.Item) -> tuple[Path, Path]:
+        """A test's default cassette in the configured layout, then in the other one."""
+        ours = self.existing(Path(self.cassette_dir, _module(item), cassette_name(item)))
+        theirs = self.existing(recording_layout_path(item))
+        if self.settings.cassette_layout == "pytest-recording":
+            return theirs, ours
+        return ours, theirs
 
     @staticmethod
     def existing(stem: Path) -> Path:

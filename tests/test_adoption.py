@@ -416,3 +416,16 @@ def test_same_named_test_files_sharing_a_default_cassette_are_warned_about(
     apart.stdout.no_fnmatch_line("*SharedCassetteWarning*")
     assert (pytester.path / "tests/unit/cassettes/test_dup/test_weather.yaml").is_file()
     assert (pytester.path / "tests/integration/cassettes/test_dup/test_weather.yaml").is_file()
+
+
+def test_a_missing_cassette_names_both_places_looked_at(pytester: pytest.Pytester) -> None:
+    place(pytester.path / "tests/test_app.py", "def test_gone(chat_completion):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "No cassette for tests/test_app.py::test_gone: cassettes/test_app/test_gone.yaml does "
+            "not exist (nor tests/cassettes/test_app/test_gone.yaml, in the other cassette "
+            "layout).",
+        ]
+    )

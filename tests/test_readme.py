@@ -82,3 +82,33 @@ def test_the_settings_table_is_every_setting() -> None:
         row = table[option]
         assert row[1] == (f"`{spec.ini_key}`" if spec.ini else ""), option
         assert (row[2] != "") == spec.marker, option
+
+
+def migration_files() -> dict[str, str]:
+    """The migration guide's example: each file after its ``<!-- migration: PATH -->`` comment."""
+    found = re.findall(r"<!-- migration: (\S+) -->\n```[a-z]+\n(.*?)```", README, flags=re.S)
+    return dict(found)
+
+
+def test_the_migration_example_replays_pytest_recordings_cassette(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = migration_files()
+    assert sorted(files) == [
+        "tests/cassettes/test_weather/test_forecast.yaml",
+        "tests/conftest.py",
+        "tests/test_weather.py",
+    ]
+    for name, text in files.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-block-network")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["total: 1 chat completions (0 read, 1 replayed, 0 recorded)*"])
+    checked = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-collect-cassettes", "-v")
+    checked.stdout.fnmatch_lines(
+        ["tests/cassettes/test_weather/test_forecast.yaml::contract PASSED*"]
+    )
