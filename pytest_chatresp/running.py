@@ -76,6 +76,10 @@ def recording(item: pytest.Item, vcr_options: dict[str, Any]) -> Iterator[None]:
     from .recording import Recorder
 
     session = session_of(item.config)
+    if session.settings.verify:
+        from .verify import before_test
+
+        before_test(item)  # skips the test once a spending limit is reached
     from .checks import prepare
 
     prepare()  # the checks' imports, done here rather than in the code under test's loop
@@ -117,6 +121,10 @@ def recording(item: pytest.Item, vcr_options: dict[str, Any]) -> Iterator[None]:
         except CassetteError as exc:
             failure = str(exc)
         report.model_changes.extend(f"{shown}: {change}" for change in recorder.model_changes)
+        if recorder.settings.verify:
+            from .verify import after_test
+
+            after_test(item, recorder)
         if failure:
             pytest.fail(failure, pytrace=False)
 
