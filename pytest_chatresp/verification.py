@@ -170,19 +170,18 @@ class VerifyReport:
         ]
         for nodeid in sorted(self.tests):
             found = self.tests[nodeid]
-            served = found.served_model if served_model else []
+            served = [
+                line if served_model else f"(not counted) {line}" for line in found.served_model
+            ]
             shown = [
                 *found.changes,
                 *served,
                 *(f"new violation: {v}" for v in found.violations),
                 *found.unmatched,
             ]
-            if not shown:
-                continue
-            out.append(f"drift in {nodeid} ({found.cassette}):")
-            out.extend(f"  {line}" for line in shown)
-            if not served_model and found.served_model:
-                out.extend(f"  (not counted) {line}" for line in found.served_model)
+            if shown:
+                out.append(f"drift in {nodeid} ({found.cassette}):")
+                out.extend(f"  {line}" for line in shown)
         if self.stopped:
             out.append("verification stopped: " + "; ".join(sorted(set(self.stopped))))
         if self.skipped:
