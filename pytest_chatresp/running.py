@@ -227,9 +227,12 @@ def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
     if marker is not None and not marker.expect_violations:
         violations = recorder.cassette.violations
         if violations:
-            return "A recorded or replayed chat completion breaks the contract:\n" + "\n".join(
-                str(v) for v in violations
+            what = (
+                "A live answer (--chatresp-verify)"
+                if recorder.settings.verify
+                else ("A recorded or replayed chat completion")
             )
+            return f"{what} breaks the contract:\n" + "\n".join(str(v) for v in violations)
     return None
 
 

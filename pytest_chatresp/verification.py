@@ -79,9 +79,7 @@ def compare(cassette: str, pairs: Iterable[tuple[Any, Any]]) -> TestVerification
     for position, (live, recorded) in enumerate(pairs):
         found.requests += 1
         completion = live._completion
-        usage = getattr(completion, "usage", None)
-        if usage is not None:
-            found.tokens += usage.total_tokens
+        found.tokens += _tokens(live)
         if recorded is None:
             found.unmatched.append(
                 f"interaction {position}: {live.request.method} {live.request.path} "
@@ -113,9 +111,25 @@ def compare(cassette: str, pairs: Iterable[tuple[Any, Any]]) -> TestVerification
     return found
 
 
+def _tokens(exchange: Any) -> int:
+    """The total tokens an answer says it used, valid or not (0 when it says nothing)."""
+    completion = exchange._completion
+    if completion is not None:
+        return int(completion.usage.total_tokens) if completion.usage is not None else 0
+    document = exchange.merged if exchange.streamed else exchange.json
+    usage = document.get("usage") if isinstance(document, dict) else None
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else 0
+
+
 def _violation(violation: Any) -> str:
     """A violation as compared across files: its field and message, not its place."""
     return f"{violation.field}: {violation.message}" if violation.field else violation.message
+
+
+def _new_violation(line: str) -> str:
+    where, _, text = line.partition(": ")
+    return f"{where}: new violation: {text}"
 
 
 @dataclass
@@ -176,7 +190,7 @@ class VerifyReport:
             shown = [
                 *found.changes,
                 *served,
-                *(f"new violation: {v}" for v in found.violations),
+                *(_new_violation(v) for v in found.violations),
                 *found.unmatched,
             ]
             if shown:

@@ -275,7 +275,9 @@ class Recorder:
             self._add(index, request, response, self.replayed)
 
         def recorded(index: int, request: Any, response: Any) -> None:
-            exchange = self._add(index, request, response, self.recorded)
+            # Verify mode: the live exchanges are counted apart from those loaded from the file.
+            position = index - self.loaded if self.settings.verify else index
+            exchange = self._add(position, request, response, self.recorded)
             self._recorded_now[id(response)] = exchange
             if self.settings.verify:
                 self.counterparts.add(cassette, request, exchange)
