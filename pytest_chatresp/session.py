@@ -132,6 +132,10 @@ class ChatrespSession:
             active.append(f"record mode {settings.record_mode}")
         if settings.collect_cassettes:
             active.append("checking every cassette")
+        if settings.verify:
+            from .verify import header
+
+            active.append(header(settings))
         return active
 
     # --- one test ---------------------------------------------------------------------------

@@ -80,8 +80,10 @@ def test_no_drift_passes_and_sends_every_request(
     assert openai_server.request_count == 3
     result.stdout.fnmatch_lines(
         [
+            "chatresp: verifying against the live service (no limit on requests or tokens; "
+            "nothing written)",
             "verified 3 test(s) against the live service: 3 request(s), * token(s); "
-            "0 drifted, 0 not verified"
+            "0 drifted, 0 not verified",
         ]
     )
     result.stdout.no_fnmatch_line("drift in *")
@@ -186,6 +188,9 @@ def test_the_request_limit_stops_verifying(
     result.assert_outcomes(passed=1, skipped=2)
     assert result.ret == pytest.ExitCode.OK
     assert openai_server.request_count == 1
+    result.stdout.fnmatch_lines(
+        ["chatresp: verifying against the live service (at most 1 requests; nothing written)"]
+    )
     reason = "--chatresp-verify-max-requests=1 reached (1 live request(s) sent)"
     result.stdout.fnmatch_lines(
         [
@@ -301,3 +306,13 @@ def test_a_contract_is_compared_with_the_live_answer_and_never_written(
     result.stdout.fnmatch_lines(["*service_tier: 'default' → 'flex'*"])
     result.stdout.no_fnmatch_line("contract written*")
     assert _hashes(pytester.path / "cassettes") == before
+
+
+def test_the_limits_are_read_from_the_ini_file(
+    pytester: pytest.Pytester, openai_server: OpenAIServer, recorded: dict[str, str]
+) -> None:
+    pytester.makeini("[pytest]\nchatresp_verify_max_requests = 2\n")
+    result = pytester.runpytest("--chatresp-verify")
+    result.assert_outcomes(passed=2, skipped=1)
+    assert openai_server.request_count == 2
+    result.stdout.fnmatch_lines(["  test_live.py::test_third"])
