@@ -316,3 +316,16 @@ def test_the_limits_are_read_from_the_ini_file(
     result.assert_outcomes(passed=2, skipped=1)
     assert openai_server.request_count == 2
     result.stdout.fnmatch_lines(["  test_live.py::test_third"])
+
+
+def test_the_vcr_config_fixture_cannot_turn_verifying_into_replaying(
+    pytester: pytest.Pytester, openai_server: OpenAIServer, recorded: dict[str, str]
+) -> None:
+    pytester.makeconftest(
+        "import pytest\n\n\n@pytest.fixture\ndef chatresp_vcr_config():\n"
+        "    return {'record_mode': 'none'}\n"
+    )
+    result = pytester.runpytest("--chatresp-verify", "-k", "weather")
+    result.assert_outcomes(passed=1, deselected=2)
+    assert openai_server.request_count == 1
+    assert _hashes(pytester.path / "cassettes") == recorded
