@@ -329,3 +329,26 @@ def test_the_vcr_config_fixture_cannot_turn_verifying_into_replaying(
     result.assert_outcomes(passed=1, deselected=2)
     assert openai_server.request_count == 1
     assert _hashes(pytester.path / "cassettes") == recorded
+
+
+def test_the_verify_section_is_checked_and_merged_by_chatresp_report() -> None:
+    from pytest_chatresp.errors import CassetteError
+    from pytest_chatresp.report import RunReport, merge_reports
+    from pytest_chatresp.verification import TestVerification
+
+    shards = []
+    for nodeid, tokens in (("t.py::test_a", 6), ("t.py::test_b", 9)):
+        report = RunReport()
+        report.verify.tests[nodeid] = TestVerification(
+            "cassettes/t/x.yaml",
+            requests=1,
+            tokens=tokens,
+            changes=["interaction 0: usage: True → False"],
+        )
+        shards.append(report.to_dict())
+    merged = merge_reports(shards).to_dict()["verify"]
+    assert (merged["requests"], merged["tokens"]) == (2, 15)
+    assert sorted(merged["tests"]) == ["t.py::test_a", "t.py::test_b"]
+    shards[1]["verify"]["tests"]["t.py::test_b"]["tokens"] = "many"
+    with pytest.raises(CassetteError, match=r"verify\.tests\['t\.py::test_b'\]\.tokens"):
+        merge_reports(shards, ["one.json", "two.json"])
