@@ -227,11 +227,9 @@ def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
     if marker is not None and not marker.expect_violations:
         violations = recorder.cassette.violations
         if violations:
-            what = (
-                "A live answer (--chatresp-verify)"
-                if recorder.settings.verify
-                else ("A recorded or replayed chat completion")
-            )
+            what = "A recorded or replayed chat completion"
+            if recorder.settings.verify:
+                what = "A live answer (--chatresp-verify)"
             return f"{what} breaks the contract:\n" + "\n".join(str(v) for v in violations)
     return None
 
