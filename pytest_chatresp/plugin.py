@@ -43,6 +43,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "to chatresp_allow and chatresp_skip_checks for this test.",
     )
     session = config.stash[SESSION_KEY] = ChatrespSession.from_config(config)
+    if session.settings.verify:
+        from .verify import check_start
+
+        check_start(session)
     if session.settings.collect_cassettes:
         from .checkmode import take_bracketed_arguments
 
@@ -126,11 +130,12 @@ def chat_contract(request: pytest.FixtureRequest) -> Iterator[ContractSnapshot]:
 
     item = request.node
     session = session_of(item.config)
+    verifying = session.settings.verify  # compares the live answer, writes nothing
     try:
         snapshot = ContractSnapshot(
             session.cassette_path(item),
-            may_write=session.settings_for(item).record_mode != "none",
-            update=session.settings.update_shapes,
+            may_write=session.settings_for(item).record_mode != "none" and not verifying,
+            update=session.settings.update_shapes and not verifying,
             remedy=f"pytest --chatresp-update-shapes {item.nodeid}",
         )
     except CassetteError as exc:
@@ -234,6 +239,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         )
     if chatresp.has_report and chatresp.settings.unplayed == "fail" and chatresp.report.unplayed():
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if chatresp.settings.verify:
+        from .verify import drifted
+
+        if drifted(chatresp):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -253,6 +263,8 @@ def pytest_terminal_summary(
         if chatresp.has_report
         else []
     )
+    if chatresp.settings.verify:
+        lines += chatresp.report.verify.lines(chatresp.settings.verify_served_model)
     if not chatresp.shapes_written and not lines:
         return
     from .errors import printable

@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import CassetteError, display_path
 from .files import read_regular
+from .verification import TestVerification, VerifyReport
 
 __all__ = [
     "KINDS",
@@ -177,10 +178,13 @@ class RunReport:
         self.cassettes: dict[str, str | None] = {}
         #: The version of the plugin that wrote the reports merged here (default: this one).
         self.plugin: str | None = None
+        #: What a verify run (``--chatresp-verify``) found; empty in other runs.
+        self.verify = VerifyReport()
 
     def __bool__(self) -> bool:
         return (
-            any(t.completions or t.kinds for t in self.tests.values())
+            bool(self.verify)
+            or any(t.completions or t.kinds for t in self.tests.values())
             or bool(self.model_changes)
             or bool(self.unplayed())
             or bool(self.no_completion)
@@ -280,7 +284,7 @@ class RunReport:
             "no_completion": dict(sorted(self.no_completion.items())),
             "age_unknown": sorted(self.age_unknown),
             "cassettes": dict(sorted(self.cassettes.items())),
-        }
+        } | ({"verify": self.verify.to_dict()} if self.verify else {})
 
     def merge(self, data: dict[str, Any]) -> None:
         """Add a report sent as :meth:`to_dict` (by a pytest-xdist worker)."""
@@ -298,6 +302,7 @@ class RunReport:
         self.no_completion.update(data.get("no_completion", {}))
         self.age_unknown.update(data.get("age_unknown", []))
         self.cassettes.update(data.get("cassettes", {}))
+        self.verify.merge(data.get("verify", {}))
 
     def lines(self, *, verbose: bool = False, unplayed: bool = True) -> list[str]:
         """The terminal summary section."""
@@ -495,8 +500,11 @@ def _check_document(document: Any) -> None:
             "no_completion",
             "age_unknown",
             "cassettes",
+            *(("verify",) if "verify" in document else ()),
         ),
     )
+    if "verify" in document:
+        _check_verify(document["verify"])
     _expect(document["plugin"], str, "plugin", "a string")
     _check_tally(document["total"], "total")
     for nodeid, tally in _object(document["tests"], "tests").items():
@@ -533,6 +541,24 @@ def _check_document(document: Any) -> None:
             _expect(identity, str, f"cassettes[{path!r}]", "a string or null")
     if _sum_of(document["tests"].values()) != document["total"]:
         raise _Malformed("total", "does not add up to the tests' figures: the file was edited")
+
+
+def _check_verify(section: Any) -> None:
+    fields = ("requests", "tokens", "tests", "not_verified", "stopped")
+    verify = _fields(section, "verify", fields)
+    _count_at(verify["requests"], "verify.requests")
+    _count_at(verify["tokens"], "verify.tokens")
+    for nodeid, entry in _object(verify["tests"], "verify.tests").items():
+        where = f"verify.tests[{nodeid!r}]"
+        test = _fields(entry, where, tuple(TestVerification(cassette="").to_dict()))
+        _expect(test["cassette"], str, f"{where}.cassette", "a string")
+        _count_at(test["requests"], f"{where}.requests")
+        _count_at(test["tokens"], f"{where}.tokens")
+        for key in ("changes", "served_model", "violations", "unmatched"):
+            _strings(test[key], f"{where}.{key}")
+    for nodeid, reason in _object(verify["not_verified"], "verify.not_verified").items():
+        _expect(reason, str, f"verify.not_verified[{nodeid!r}]", "a string")
+    _strings(verify["stopped"], "verify.stopped")
 
 
 def check_report(document: Any, name: str) -> None:

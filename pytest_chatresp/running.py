@@ -86,6 +86,10 @@ def recording(
     from .recording import Recorder
 
     session = session_of(item.config)
+    if session.settings.verify:
+        from .verify import before_test
+
+        before_test(item)  # skips the test once a spending limit is reached
     from .checks import prepare
 
     prepare()  # the checks' imports, done here rather than in the code under test's loop
@@ -127,6 +131,10 @@ def recording(
         except CassetteError as exc:
             failure = str(exc)
         report.model_changes.extend(f"{shown}: {change}" for change in recorder.model_changes)
+        if recorder.settings.verify:
+            from .verify import after_test
+
+            after_test(item, recorder)
         if failure:
             pytest.fail(failure, pytrace=False)
 
@@ -247,9 +255,10 @@ def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
     if marker is not None and not marker.expect_violations:
         violations = recorder.cassette.violations
         if violations:
-            return "A recorded or replayed chat completion breaks the contract:\n" + "\n".join(
-                str(v) for v in violations
-            )
+            what = "A recorded or replayed chat completion"
+            if recorder.settings.verify:
+                what = "A live answer (--chatresp-verify)"
+            return f"{what} breaks the contract:\n" + "\n".join(str(v) for v in violations)
     return None
 
 

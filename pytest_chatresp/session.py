@@ -149,6 +149,10 @@ class ChatrespSession:
             active.append(f"record mode {settings.record_mode}")
         if settings.collect_cassettes:
             active.append("checking every cassette")
+        if settings.verify:
+            from .verify import header
+
+            active.append(header(settings))
         return active
 
     # --- one test ---------------------------------------------------------------------------
@@ -232,7 +236,8 @@ class ChatrespSession:
             return tuple(name.lower() for name in names)
 
         return RecordSettings(
-            mode=settings.record_mode,
+            mode="all" if settings.verify else settings.record_mode,
+            verify=settings.verify,
             match_on=(marker.match_on if marker else None) or DEFAULT_MATCH_ON,
             request_headers=DEFAULT_REQUEST_HEADERS + lower(settings.filter_request_headers),
             response_headers=DEFAULT_RESPONSE_HEADERS + lower(settings.filter_response_headers),

@@ -41,13 +41,14 @@ SERIALIZERS = ("readable", "yaml", "json")
 UNPLAYED = ("ignore", "warn", "fail")
 
 #: How a value is written: pytest's ini types, plus a number and a choice among names.
-Kind = Literal["string", "bool", "float", "choice", "names", "lines"]
+Kind = Literal["string", "bool", "float", "count", "choice", "names", "lines"]
 #: pytest's ini type for each kind (``None``: a string; a bool is read here, so that a bad
 #: one is reported like any other bad value).
 INI_TYPES: dict[str, str | None] = {
     "string": None,
     "bool": None,
     "float": None,
+    "count": None,
     "choice": None,
     "names": "args",
     "lines": "linelist",
@@ -118,6 +119,7 @@ class Setting:
         return {
             "bool": "use true or false",
             "float": "use a number of days",
+            "count": "use a whole number, 0 or more",
             "string": "use a string",
             "names": "use names separated by spaces",
             "lines": "use one value per line",
@@ -262,6 +264,31 @@ class Settings:
         ini=False,
         metavar="PATH",
     )
+    verify: bool = setting(
+        False,
+        "bool",
+        "send every request of the marked tests to the live service (a real API key needed) "
+        "and report how the answers differ from the recordings; nothing is written",
+        ini=False,
+    )
+    verify_max_requests: int | None = setting(
+        None,
+        "count",
+        "with --chatresp-verify: skip the marked tests left once N live requests were sent",
+        metavar="N",
+    )
+    verify_max_tokens: int | None = setting(
+        None,
+        "count",
+        "with --chatresp-verify: skip the marked tests left once the live answers used N tokens",
+        metavar="N",
+    )
+    verify_served_model: bool = setting(
+        True,
+        "bool",
+        "with --chatresp-verify: a change of served model alone (gpt-4o-2024-08-06 → "
+        "gpt-4o-2024-11-20) counts as drift and fails the run",
+    )
 
     def with_marker(self, marker: Mapping[str, Any]) -> Settings:
         """These settings with a test's marker arguments on top (those the marker may set)."""
@@ -323,6 +350,11 @@ def parse(spec: Setting, raw: object, where: str | None = None) -> Any:
             value = float(str(raw).strip()) if str(raw).strip() else None
         except ValueError:
             raise SettingError(where, raw, spec.describe_allowed()) from None
+    elif spec.kind == "count":
+        text = str(raw).strip()
+        if text and not (text.isascii() and text.isdigit()):
+            raise SettingError(where, raw, spec.describe_allowed())
+        value = int(text) if text else None
     elif spec.kind in ("names", "lines"):
         value = _strings(spec, where, raw)
         allowed = spec.allowed()

@@ -28,7 +28,7 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -719,6 +719,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if "x-local-leak" in headers and reply.status < 400:
             reply = _leaking(reply, headers, self.path)
+        if "x-local-shape" in headers and reply.status < 400:
+            reply = _reshaped(reply, headers["x-local-shape"])
         try:
             self._send(reply, request_id, gzip_ok=gzip_ok, encoding=headers.get("x-local-encoding"))
         except (BrokenPipeError, ConnectionResetError):
@@ -860,6 +862,26 @@ def _credential(source: str, headers: dict[str, str], target: str) -> str:
     if scheme.lower() == "basic":
         return base64.b64decode(credential).decode().partition(":")[2]
     return value
+
+
+def _reshaped(reply: _Reply, spec: str) -> _Reply:
+    """A completion with fields changed, as a service changes its answers over time.
+
+    ``x-local-shape: finish_reason=length;service_tier=flex;model=m-2025-01-01`` sets those
+    top-level or first-choice fields; ``usage=none`` drops the usage. Other replies pass."""
+    payload = reply.payload
+    if not isinstance(payload, dict) or payload.get("object") != "chat.completion":
+        return reply
+    payload = json.loads(json.dumps(payload))
+    for part in filter(None, spec.split(";")):
+        name, _, value = part.partition("=")
+        if name == "finish_reason":
+            payload["choices"][0]["finish_reason"] = value
+        elif name == "usage" and value == "none":
+            payload.pop("usage", None)
+        else:
+            payload[name] = value
+    return replace(reply, payload=payload)
 
 
 def _leaking(reply: _Reply, headers: dict[str, str], target: str) -> _Reply:

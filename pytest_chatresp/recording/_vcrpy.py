@@ -12,6 +12,8 @@ it relies on:
 - ``vcr.serialize.serialize``: a cassette written with vcrpy's own serializers (yaml, json);
 - ``vcr.persisters.filesystem.CassetteNotFoundError``: what a persister raises for a cassette
   that does not exist yet, so vcrpy starts an empty one;
+- ``vcr.matchers.requests_match`` and the live cassette's ``_match_on``: whether a recorded
+  request matches one sent, as replay would decide (``--chatresp-verify``);
 - the live cassette's ``data`` (its (request, response) pairs), ``play_counts``,
   ``write_protected`` and ``filter_request``; and its methods ``play_response``, ``append`` and
   ``can_play_response_for``, replaced at run time by :func:`instrument` so that every replayed
@@ -31,6 +33,7 @@ __all__ = [
     "cassette_not_found",
     "filtered",
     "instrument",
+    "matching",
     "played",
     "request_as_dict",
     "request_from_dict",
@@ -135,6 +138,19 @@ def write_protected(cassette: Any) -> bool:
 def filtered(cassette: Any, request: Any) -> Any:
     """A request as the live cassette matches it (its filters and hooks applied)."""
     return cassette.filter_request(request) or request
+
+
+def matching(cassette: Any, request: Any, count: int) -> list[int]:
+    """The indices, among the first ``count`` stored interactions, whose request matches
+    ``request`` (already filtered) by the cassette's ``match_on``."""
+    from vcr.matchers import requests_match
+
+    pairs = stored(cassette)[:count]
+    return [
+        index
+        for index, (recorded, _) in enumerate(pairs)
+        if requests_match(request, recorded, cassette._match_on)
+    ]
 
 
 def instrument(

@@ -32,6 +32,7 @@ from .filters import header_filter, learned_replaced_in_request, scrub_headers
 from .matching import BODY_MATCHER, DEFAULT_MATCH_ON, body, parts
 from .mismatch import Unmatched
 from .persister import READABLE, Persister, ReadableSerializer, vcr_interactions
+from .verify import Counterparts, ReadOnlyPersister
 
 __all__ = ["RecordSettings", "Recorder"]
 
@@ -53,6 +54,8 @@ class RecordSettings:
     #: The format of new cassettes: readable, yaml or json.
     serializer: str = "readable"
     vcr_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Verify mode: every request is sent live, compared with its recording, never written.
+    verify: bool = False
 
 
 def _chain(first: Any, last: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -109,6 +112,8 @@ class Recorder:
         self.model_changes: list[str] = []
         #: Interactions the file held when the test started, and the indices replayed.
         self.loaded = 0
+        #: In verify mode, each live exchange and the recording it would have replayed.
+        self.counterparts = Counterparts(self)
 
     def save_failed(self, error: BaseException) -> None:
         """Keep what went wrong writing the cassette, raised once vcrpy has closed it."""
@@ -216,12 +221,14 @@ class Recorder:
             if key in user:
                 options[key] = [*options[key], *user.pop(key)]
         options.update(user)
+        if settings.verify:  # every request live, whatever the chatresp_vcr_config fixture says
+            options["record_mode"] = "all"
         # The header filters run in replay-only mode too: what they take out is replaced in the
         # request's body and URI as well, on recording and on replay alike.
         recorder = vcr.VCR(**options)
         recorder.register_matcher(BODY_MATCHER, body)
         recorder.register_serializer(READABLE, ReadableSerializer)
-        recorder.register_persister(Persister(self))
+        recorder.register_persister((ReadOnlyPersister if settings.verify else Persister)(self))
         return recorder
 
     def _scrub_request(self, request: Any) -> Any:
@@ -270,7 +277,12 @@ class Recorder:
             self._add(index, request, response, self.replayed)
 
         def recorded(index: int, request: Any, response: Any) -> None:
-            self._recorded_now[id(response)] = self._add(index, request, response, self.recorded)
+            # Verify mode: the live exchanges are counted apart from those loaded from the file.
+            position = index - self.loaded if self.settings.verify else index
+            exchange = self._add(position, request, response, self.recorded)
+            self._recorded_now[id(response)] = exchange
+            if self.settings.verify:
+                self.counterparts.add(cassette, request, exchange)
 
         def asking(request: Any) -> None:
             self._last = (cassette, request)
