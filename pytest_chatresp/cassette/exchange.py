@@ -43,6 +43,22 @@ def _headers(raw: Any) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if not isinstance(raw, Mapping):
         return out
+    if type(raw) is dict:
+        # What vcrpy writes: lower-case text names, each a list of text values. Checked and
+        # copied in one pass; anything else (other types, names differing by case, nulls)
+        # takes the general path below.
+        for name, value in raw.items():
+            if (
+                type(name) is not str
+                or type(value) is not list
+                or not name.islower()
+                or not all(type(v) is str for v in value)
+            ):
+                break
+            out[name] = value.copy()
+        else:
+            return out
+        out = {}
     for name, value in raw.items():
         values = value if isinstance(value, list | tuple) else [value]
         out.setdefault(as_text(name).lower(), []).extend(
