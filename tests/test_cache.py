@@ -551,6 +551,9 @@ def test_a_warm_session_takes_the_verdict_and_builds_only_what_is_asked_for(
     assert builds == ["good.yaml"]  # the completions asked for, built from the same bytes
     assert cassettes[good].exchanges[0].completion is cassettes[good].completions[0]
     assert cassettes[good].metadata == load_cassette(good).metadata
+    built = cassettes[bad].exchanges  # the checks' findings taken from the verdict
+    assert [str(v) for v in built[0].violations] == cold[bad][1]
+    assert [str(v) for v in cassettes[bad].violations] == cold[bad][1]
 
 
 def test_a_forged_verdict_is_not_taken(tmp_path: Path, builds: list[str]) -> None:

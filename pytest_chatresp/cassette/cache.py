@@ -777,8 +777,9 @@ class CassetteCache:
         entry.cassettes[rules] = cassette
         return cassette
 
-    def _build(self, path: Path, entry: _Entry, rules: Rules) -> Cassette:
-        return _loader.cassette_from_document(path, self._document_of(path, entry), rules=rules)
+    def _build(self, path: Path, entry: _Entry, rules: Rules, verdict: list[Violation]) -> Cassette:
+        document = self._document_of(path, entry)
+        return _loader.cassette_from_document(path, document, rules=rules, verdict=verdict)
 
     def _stored_verdict(self, path: Path, entry: _Entry, rules: Rules) -> Cassette | None:
         backing, digest, data = self.backing, entry.digest, entry.data
@@ -793,7 +794,9 @@ class CassetteCache:
         backing.hits += 1
         entry.served = True
         count, violations = verdict
-        return Cassette.deferred(path, lambda: self._build(path, entry, rules), count, violations)
+        return Cassette.deferred(
+            path, lambda: self._build(path, entry, rules, violations), count, violations
+        )
 
     def _keep_verdict(self, path: Path, entry: _Entry, rules: Rules, cassette: Cassette) -> None:
         backing, digest = self.backing, entry.digest

@@ -126,13 +126,31 @@ class Cassette:
 
 
 def cassette_from_document(
-    path: str | os.PathLike[str], document: Any, *, rules: Rules | None = None
+    path: str | os.PathLike[str],
+    document: Any,
+    *,
+    rules: Rules | None = None,
+    verdict: list[Violation] | None = None,
 ) -> Cassette:
-    """Build a :class:`Cassette` from a parsed cassette document."""
+    """Build a :class:`Cassette` from a parsed cassette document.
+
+    ``verdict`` is every violation a judgement of the same document under the same ``rules``
+    found (from the cache's tagged store): the contract checks of well-typed completions are
+    then not run again.
+    """
     shown = display_path(path)
     interactions = interactions_of(document, shown)
+    found: dict[int | None, list[Violation]] = {}
+    for violation in verdict or ():
+        found.setdefault(violation.index, []).append(violation)
     exchanges = [
-        build_exchange(shown, index, interaction, rules=rules)
+        build_exchange(
+            shown,
+            index,
+            interaction,
+            rules=rules,
+            checked=None if verdict is None else found.get(index, []),
+        )
         for index, interaction in enumerate(interactions)
     ]
     metadata = document.get("metadata")
