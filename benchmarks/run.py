@@ -236,29 +236,50 @@ def bench_p2(files: Files, cfg: Settings, results: Results) -> None:
     shutil.rmtree(store, ignore_errors=True)
     CassetteCache(store).load(path)  # the "first session" fills the store
     kept = sorted(store.glob("*.json"))
+
+    def fixture() -> object:  # what the chat_completions fixture and the report ask of it
+        cassette = CassetteCache(store).load(path)
+        cassette.completions  # noqa: B018
+        return [e.kind for e in cassette.exchanges]
+
     ours, theirs = compare(
         lambda: CassetteCache(store).load(path), _vcr_deserialize(path), cfg.reps_large
     )
+    used, theirs_used = compare(fixture, _vcr_deserialize(path), cfg.reps_large)
     documents = [_once(lambda: CassetteCache(store).document(path)) for _ in range(cfg.reps_large)]
     speedup = statistics.median(theirs) / statistics.median(ours)
+    used_speedup = statistics.median(theirs_used) / statistics.median(used)
     say(
-        f"  1000 exchanges: ours {median_ms(ours):.2f} ms (of which the stored document "
-        f"{median_ms(documents):.2f} ms)  vcrpy {median_ms(theirs):.2f} ms  "
-        f"speed-up {speedup:.2f}x"
+        f"  1000 exchanges: load {median_ms(ours):.2f} ms (the stored verdict)  "
+        f"vcrpy {median_ms(theirs):.2f} ms  speed-up {speedup:.2f}x"
+    )
+    say(
+        f"  load + .completions + every exchange's kind {median_ms(used):.2f} ms  "
+        f"vcrpy {median_ms(theirs_used):.2f} ms  speed-up {used_speedup:.2f}x; "
+        f"the stored document alone {median_ms(documents):.2f} ms"
     )
     results.sections["P2"] = {
         "store_files": [p.name for p in kept],
         "store_bytes": sum(p.stat().st_size for p in kept),
         "ours_ms": ms(ours),
+        "ours_used_ms": ms(used),
         "document_only_ms": ms(documents),
         "vcrpy_ms": ms(theirs),
+        "vcrpy_used_ms": ms(theirs_used),
         "speedup": speedup,
+        "used_speedup": used_speedup,
     }
     results.row(
         "P2 warm load speed-up over vcrpy",
         speedup,
-        at_least=10,
+        at_least=30,
         detail=f"{median_ms(ours):.1f} vs {median_ms(theirs):.1f} ms",
+    )
+    results.row(
+        "P2 warm load, completions and exchanges used",
+        used_speedup,
+        at_least=30,
+        detail=f"{median_ms(used):.1f} vs {median_ms(theirs_used):.1f} ms",
     )
 
 
@@ -586,13 +607,13 @@ def bench_p4(files: Files, cfg: Settings, results: Results) -> None:
     results.row(
         f"P4 suite ({tests} tests) vs pytest-recording",
         ratio,
-        at_most=1.1,
+        at_most=1.0,
         detail=f"{ours_ms:.0f} vs {theirs_ms:.0f} ms wall; cpu ratio {cpu_ratio:.3f}",
     )
     results.row(
         f"P4 suite ({tests} tests), our cache on",
         cached_ratio,
-        at_most=1.1,
+        at_most=1.0,
         detail=f"{cached_ms:.0f} vs {theirs_ms:.0f} ms wall",
     )
 

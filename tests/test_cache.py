@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import marshal
 import os
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 from helpers import completion, write_cassette
 
+from pytest_chatresp.cassette import Cassette, load_cassette
 from pytest_chatresp.cassette.cache import CacheStore, CassetteCache, build_identity, user_key
+from pytest_chatresp.checks import Rules
 from pytest_chatresp.cli import main
-from pytest_chatresp.errors import CassetteError
+from pytest_chatresp.errors import CassetteError, display_path
 from pytest_chatresp.files import is_partial_write, read_regular, write_atomically
 
 POSIX = pytest.mark.skipif(os.name == "nt", reason="POSIX file modes, FIFOs and symlinks")
@@ -131,7 +134,7 @@ def test_a_planted_store_gives_the_results_of_a_cold_run(
     pytester.runpytest("-s").assert_outcomes(passed=2)
     store = pytester.path / ".pytest_cache/d/chatresp"
     entries = sorted(p for p in store.iterdir() if p.is_file())
-    assert len(entries) == 2, entries
+    assert len(entries) == 4, entries  # each cassette's document and verdict
     key_file = user_cache / "pytest-chatresp/store.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     marker = tmp_path / "ran"
@@ -206,7 +209,7 @@ def test_a_new_plugin_version_does_not_use_what_an_older_one_kept(
     )
     pytester.runpytest().assert_outcomes(passed=1)
     assert counting_parses == ["test_b.yaml", "test_b.yaml"]  # parsed again under the new version
-    assert len(list((pytester.path / ".pytest_cache/d/chatresp").iterdir())) == 2
+    assert len(list((pytester.path / ".pytest_cache/d/chatresp").iterdir())) == 4
 
 
 def test_a_change_of_rules_gives_a_new_verdict_from_a_warm_store(
@@ -274,7 +277,7 @@ def test_a_document_json_cannot_hold_is_parsed_each_session(tmp_path: Path) -> N
     cache = CassetteCache(tmp_path / "store", key=b"k" * 32)
     assert cache.document(path)["recorded_at"] == datetime.date(2026, 1, 2)
     assert cache.load(path).completions[0].choices[0].message.content == "dated"
-    assert list((tmp_path / "store").glob("*.json")) == []
+    assert list((tmp_path / "store").glob("*.document.json")) == []
 
 
 @POSIX
@@ -477,3 +480,141 @@ def test_a_fifo_cassette_is_not_read_by_the_cache(
     with pytest.raises(CassetteError, match="not a regular file"):
         CassetteCache(tmp_path / "store", key=b"k" * 32).load(fifo)
     assert handed == [None]  # the cache did not open the FIFO itself: the reader decides
+
+
+# --- verdicts -------------------------------------------------------------------------------------
+
+
+def _miscounted(where: Path) -> Path:
+    """A cassette whose usage does not add up: one violation of the ``usage-sum`` check."""
+    body = _answer("miscounted")
+    body["usage"] = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 99}
+    return write_cassette(where / "miscounted.yaml", body)
+
+
+def _verdict_path(store: Path, key: bytes, cassette: Path, rules: Rules) -> Path:
+    from pytest_chatresp.cassette.cache import _verdict_key
+
+    digest = hashlib.sha256(cassette.read_bytes()).hexdigest()
+    name = _verdict_key(digest, display_path(cassette), rules)
+    return CacheStore(store, key, build_identity()).path_of("verdict", name)
+
+
+def _outcome(cassette: Cassette) -> tuple[int, list[str], list[dict[str, object]] | str]:
+    """What a test sees of a cassette: its size, its violations, its completions or error."""
+    violations = [str(v) for v in cassette.violations]
+    try:
+        completions: list[dict[str, object]] | str = [c.model_dump() for c in cassette.completions]
+    except CassetteError as exc:
+        completions = str(exc)
+    return len(cassette), violations, completions
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the cassettes whose exchanges were built from their document."""
+    from pytest_chatresp.cassette import loader
+
+    built: list[str] = []
+    original = loader.cassette_from_document
+
+    def counting(path: object, document: object, **options: object) -> Cassette:
+        built.append(Path(str(path)).name)
+        return original(path, document, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "cassette_from_document", counting)
+    return built
+
+
+def test_a_warm_session_takes_the_verdict_and_builds_only_what_is_asked_for(
+    tmp_path: Path, builds: list[str]
+) -> None:
+    good = write_cassette(tmp_path / "good.yaml", _answer("good"))
+    bad = _miscounted(tmp_path)
+    cold = {path: _outcome(load_cassette(path)) for path in (good, bad)}
+    store, key = tmp_path / "store", b"k" * 32
+    for path in (good, bad):
+        CassetteCache(store, key=key).load(path)
+    assert len(list(store.glob("*.verdict.json"))) == 2
+    builds.clear()
+
+    warm = CassetteCache(store, key=key)
+    cassettes = {path: warm.load(path) for path in (good, bad)}
+    assert builds == []  # the verdicts alone
+    assert [len(c) for c in cassettes.values()] == [1, 1]
+    assert [str(v) for v in cassettes[bad].violations] == cold[bad][1]
+    assert "usage-sum" in cold[bad][1][0]
+    with pytest.raises(CassetteError, match="usage-sum"):
+        cassettes[bad].completions  # noqa: B018 - raised from the verdict
+    assert builds == []
+    assert {path: _outcome(c) for path, c in cassettes.items()} == cold
+    assert builds == ["good.yaml"]  # the completions asked for, built from the same bytes
+    assert cassettes[good].exchanges[0].completion is cassettes[good].completions[0]
+    assert cassettes[good].metadata == load_cassette(good).metadata
+    built = cassettes[bad].exchanges  # the checks' findings taken from the verdict
+    assert [str(v) for v in built[0].violations] == cold[bad][1]
+    assert [str(v) for v in cassettes[bad].violations] == cold[bad][1]
+
+
+def test_a_forged_verdict_is_not_taken(tmp_path: Path, builds: list[str]) -> None:
+    bad = _miscounted(tmp_path)
+    cold = _outcome(load_cassette(bad))
+    store, key = tmp_path / "store", b"k" * 32
+    CassetteCache(store, key=key).load(bad)
+    genuine = _verdict_path(store, key, bad, Rules())
+    assert genuine.exists()
+    # The right name and form, saying the file is clean, tagged without the user's key.
+    from pytest_chatresp.cassette.cache import _verdict_key
+
+    forger = CacheStore(store, b"\0" * 32, build_identity())
+    claim = {"shown": display_path(bad), "count": 1, "violations": []}
+    digest = hashlib.sha256(bad.read_bytes()).hexdigest()
+    forger.put(
+        "verdict", _verdict_key(digest, display_path(bad), Rules()), json.dumps(claim).encode()
+    )
+    assert _verdict_path(store, b"\0" * 32, bad, Rules()) == genuine  # the name is no secret
+    builds.clear()
+    assert _outcome(CassetteCache(store, key=key).load(bad)) == cold
+    assert builds == ["miscounted.yaml"]  # judged again, and the genuine verdict kept again
+    assert _outcome(CassetteCache(store, key=key).load(bad)) == cold
+
+
+def test_a_verdict_serves_only_the_rules_that_made_it(tmp_path: Path) -> None:
+    bad = _miscounted(tmp_path)
+    lenient = Rules(skip_checks=frozenset({"usage-sum"}))
+    store, key = tmp_path / "store", b"k" * 32
+    assert CassetteCache(store, key=key).load(bad, rules=lenient).violations == []
+    assert _verdict_path(store, key, bad, lenient).exists()
+    assert not _verdict_path(store, key, bad, Rules()).exists()
+
+    warm = CassetteCache(store, key=key)
+    assert [v.check for v in warm.load(bad).violations] == ["usage-sum"]
+    assert warm.load(bad, rules=lenient).violations == []
+    assert _verdict_path(store, key, bad, Rules()).exists()
+    again = CassetteCache(store, key=key)
+    assert [v.check for v in again.load(bad).violations] == ["usage-sum"]
+    assert again.load(bad, rules=lenient).violations == []
+    strict = CassetteCache(store, key=key).load(bad, rules=Rules(strict=True))
+    assert [v.check for v in strict.violations] == ["usage-sum"]
+
+
+def test_swapped_verdicts_are_not_taken(tmp_path: Path) -> None:
+    good = write_cassette(tmp_path / "good.yaml", _answer("good"))
+    bad = _miscounted(tmp_path)
+    store, key = tmp_path / "store", b"k" * 32
+    cold = {path: _outcome(load_cassette(path)) for path in (good, bad)}
+    for path in (good, bad):
+        CassetteCache(store, key=key).load(path)
+    first, second = (_verdict_path(store, key, p, Rules()) for p in (good, bad))
+    one, other = first.read_bytes(), second.read_bytes()
+    first.write_bytes(other)
+    second.write_bytes(one)
+    warm = CassetteCache(store, key=key)
+    assert {path: _outcome(warm.load(path)) for path in (good, bad)} == cold
+    # A verdict kept while the file was shown under another path is not this one's either.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    copy = moved / bad.name
+    copy.write_bytes(bad.read_bytes())
+    seen = CassetteCache(store, key=key).load(copy)
+    assert [v.path for v in seen.violations] == [display_path(copy)]

@@ -165,13 +165,13 @@ def test_verbose_header_shows_the_store_and_the_last_sessions_hits(
     second.assert_outcomes(passed=2)
     second.stdout.fnmatch_lines(
         [
-            "chatresp cache: .pytest_cache/d/chatresp, 2 entries, * KiB; last session 0 hit(s), "
+            "chatresp cache: .pytest_cache/d/chatresp, 4 entries, * KiB; last session 0 hit(s), "
             "2 miss(es) (0% hits)"
         ]
     )
     third = pytester.runpytest_subprocess("-v")
     third.stdout.fnmatch_lines(  # both workers' hits add up
-        ["chatresp cache: *, 2 entries, * KiB; last session 2 hit(s), 0 miss(es) (100% hits)"]
+        ["chatresp cache: *, 4 entries, * KiB; last session 2 hit(s), 0 miss(es) (100% hits)"]
     )
     quiet = pytester.runpytest_subprocess()
     quiet.stdout.no_fnmatch_line("chatresp cache:*")

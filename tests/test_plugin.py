@@ -379,9 +379,11 @@ def test_parsed_cassettes_are_kept_in_the_cache_dir_by_content(
     pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED one*"])
     assert work == ["read_document", "cassette_from_document"]
     store = pytester.path / ".pytest_cache/d/chatresp"
-    assert [p.name.endswith(".document.json") for p in store.iterdir()] == [True]
+    kinds = sorted(p.name.split(".")[1] for p in store.iterdir())
+    assert kinds == ["document", "verdict"]
 
-    # A second session does not parse the unchanged file; it validates it under its own rules.
+    # A second session does not parse the unchanged file; it takes the verdict under the same
+    # rules and builds the completion the fixture asks for from the stored document.
     work.clear()
     pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED one*"])
     assert work == ["cassette_from_document"]
@@ -391,13 +393,13 @@ def test_parsed_cassettes_are_kept_in_the_cache_dir_by_content(
     work.clear()
     pytester.runpytest("-s").stdout.fnmatch_lines(["*SERVED two*"])
     assert work == ["read_document", "cassette_from_document"]
-    assert len(list(store.iterdir())) == 2
+    assert len(list(store.iterdir())) == 4
 
     # --cache-clear empties the store.
     work.clear()
     pytester.runpytest("-s", "--cache-clear").stdout.fnmatch_lines(["*SERVED two*"])
     assert work == ["read_document", "cassette_from_document"]
-    assert len(list(store.iterdir())) == 1
+    assert len(list(store.iterdir())) == 2  # the file's document and verdict, rewritten
 
 
 def test_no_cache_dir_without_the_cacheprovider(pytester: pytest.Pytester) -> None:

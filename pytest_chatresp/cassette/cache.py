@@ -11,8 +11,14 @@ can put any file, so an entry is used only when it carries a valid HMAC-SHA256 t
 random per-user secret kept outside the project tree (``~/.cache/pytest-chatresp/store.key``),
 over the entry's key (the SHA-256 of the cassette's bytes, the plugin's build identity) and its
 content. A file that is not a regular file, is too large, is cut short or carries a wrong tag is
-ignored, as if absent: the file is parsed again and the entry rewritten. Validation verdicts are
-never stored: each session validates under its own rules.
+ignored, as if absent: the file is parsed again and the entry rewritten.
+
+Beside the document, the store keeps each cassette's verdict under the rules that judged it
+(how many exchanges, every violation), tagged the same way and keyed by the cassette's bytes,
+the build identity, the path it was shown as and the rules. A later session under the same rules
+takes the verdict and builds the exchanges and models only when a test asks for them (by the same
+code, from the same bytes); other rules, another version or other bytes find no verdict and
+validate again.
 
 The store is bounded: an entry's modification time is the last time a session used it (set by
 the store on use, not left to the file system's access time), and the first write of a session
@@ -41,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_chatresp.checks import Rules
-from pytest_chatresp.errors import display_path
+from pytest_chatresp.errors import Violation, display_path
 from pytest_chatresp.files import (
     is_partial_write,
     read_regular,
@@ -367,14 +373,17 @@ class CacheStore:
     def _write_tagged(self, path: Path, label: bytes, payload: bytes) -> None:
         write_private(path, _MAGIC + self._tag(label, payload) + b"\n" + payload)
 
-    def get(self, kind: str, digest: str, limit: int) -> bytes | None:
-        """The payload kept under ``(kind, digest)``, or ``None`` (absent, unreadable, forged)."""
+    def get(self, kind: str, digest: str, limit: int, *, counted: bool = True) -> bytes | None:
+        """The payload kept under ``(kind, digest)``, or ``None`` (absent, unreadable, forged).
+
+        A lookup is a hit or a miss of the session unless ``counted`` is false.
+        """
         name, label = self._name(kind, digest)
         payload = self._read_tagged(self.directory / name, label, limit)
         if payload is None:
-            self.misses += 1
+            self.misses += counted
             return None
-        self.hits += 1
+        self.hits += counted
         self._touch(self.directory / name)
         return payload
 
@@ -584,6 +593,43 @@ def clear_store(directory: Path) -> StoreSummary:
     return StoreSummary(directory, count, size, removed.newest, removed.oldest)
 
 
+# --- verdicts -----------------------------------------------------------------------------------
+
+
+def _verdict_key(digest: str, shown: str, rules: Rules) -> str:
+    """What a verdict is the verdict of: the bytes, the path shown in its messages, the rules."""
+    judged = [
+        digest,
+        shown,
+        rules.strict,
+        sorted(rules.skip_checks),
+        [f"{type(a).__qualname__}:{a!r}" for a in rules.allow],
+    ]
+    return hashlib.sha256(json.dumps(judged).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _verdict_of(payload: bytes, shown: str) -> tuple[int, list[Violation]] | None:
+    """The (exchange count, violations) a verdict entry holds, or ``None`` if it is not one."""
+    try:
+        data = json.loads(payload)
+        stored, count, found = data["shown"], data["count"], data["violations"]
+    except (ValueError, LookupError, TypeError, RecursionError):
+        return None
+    if stored != shown or type(count) is not int or count < 0 or type(found) is not list:
+        return None
+    violations = []
+    for item in found:
+        if type(item) is not list or len(item) != 4:
+            return None
+        index, where, message, check = item
+        if not (index is None or type(index) is int) or type(message) is not str:
+            return None
+        if not (where is None or type(where) is str) or not (check is None or type(check) is str):
+            return None
+        violations.append(Violation(shown, index, where, message, check))
+    return count, violations
+
+
 # --- the cache ----------------------------------------------------------------------------------
 
 
@@ -596,17 +642,20 @@ class _Entry:
     data: bytes | None = None
     document: Any = None
     parsed: bool = False
+    #: A stored verdict served this file (the session's hit): its document is not counted again.
+    served: bool = False
     cassettes: dict[Rules, Cassette] = field(default_factory=dict)
 
 
 class CassetteCache:
     """Parses each cassette file once, and again only when the file changed.
 
-    The parsed document is shared by the fixtures (as :class:`Cassette`) and by replay through
-    vcrpy, so a test that does both parses the file once. With a ``store`` directory (pytest's
-    cache dir) and a usable per-user ``key`` (by default :func:`user_key`, refused inside
-    ``project``), the parsed document is also kept between sessions under the SHA-256 of the
-    file's bytes and :func:`build_identity`. The validated cassette is rebuilt each session.
+        The parsed document is shared by the fixtures (as :class:`Cassette`) and by replay through
+        vcrpy, so a test that does both parses the file once. With a ``store`` directory (pytest's
+        cache dir) and a usable per-user ``key`` (by default :func:`user_key`, refused inside
+        ``project``), the parsed document is also kept between sessions under the SHA-256 of the
+        file's bytes and :func:`build_identity`, and so is each verdict (under its rules): a later
+    session's :meth:`load` of an unchanged file takes the verdict and builds exchanges on demand.
     """
 
     def __init__(
@@ -674,7 +723,7 @@ class CassetteCache:
         with collector_paused():
             document: Any = None
             if backing is not None and digest is not None and data is not None:
-                document = self._stored_document(backing, digest, len(data))
+                document = self._stored_document(backing, digest, len(data), entry.served)
             if document is None:
                 document = _document.read_document(path, data)
                 if backing is not None and digest is not None and data is not None:
@@ -686,8 +735,10 @@ class CassetteCache:
     def _limit(size: int) -> int:
         return size * _SIZE_FACTOR + _SIZE_MARGIN
 
-    def _stored_document(self, backing: CacheStore, digest: str, size: int) -> Any:
-        payload = backing.get("document", digest, self._limit(size))
+    def _stored_document(
+        self, backing: CacheStore, digest: str, size: int, served: bool = False
+    ) -> Any:
+        payload = backing.get("document", digest, self._limit(size), counted=not served)
         if payload is None:
             return None
         try:
@@ -717,8 +768,51 @@ class CassetteCache:
         entry = self._entry(path)
         cassette = entry.cassettes.get(rules)
         if cassette is None:
+            cassette = self._stored_verdict(path, entry, rules)
+        if cassette is None:
             document = self._document_of(path, entry)
             with collector_paused():
                 cassette = _loader.cassette_from_document(path, document, rules=rules)
-            entry.cassettes[rules] = cassette
+            self._keep_verdict(path, entry, rules, cassette)
+        entry.cassettes[rules] = cassette
         return cassette
+
+    def _build(self, path: Path, entry: _Entry, rules: Rules, verdict: list[Violation]) -> Cassette:
+        document = self._document_of(path, entry)
+        return _loader.cassette_from_document(path, document, rules=rules, verdict=verdict)
+
+    def _stored_verdict(self, path: Path, entry: _Entry, rules: Rules) -> Cassette | None:
+        backing, digest, data = self.backing, entry.digest, entry.data
+        if backing is None or digest is None or data is None:
+            return None
+        shown = display_path(path)
+        key = _verdict_key(digest, shown, rules)
+        payload = backing.get("verdict", key, self._limit(len(data)), counted=False)
+        verdict = _verdict_of(payload, shown) if payload is not None else None
+        if verdict is None:
+            return None
+        backing.hits += 1
+        entry.served = True
+        count, violations = verdict
+        return Cassette.deferred(
+            path, lambda: self._build(path, entry, rules, violations), count, violations
+        )
+
+    def _keep_verdict(self, path: Path, entry: _Entry, rules: Rules, cassette: Cassette) -> None:
+        backing, digest = self.backing, entry.digest
+        if backing is None or digest is None:
+            return
+        shown = display_path(path)
+        violations = cassette.violations
+        if any(v.path != shown for v in violations):
+            return  # not the verdict of this file alone: judged again each session
+        payload = {
+            "shown": shown,
+            "count": len(cassette),
+            "violations": [[v.index, v.field, v.message, v.check] for v in violations],
+        }
+        try:
+            text = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        except (ValueError, UnicodeEncodeError):
+            return
+        backing.put("verdict", _verdict_key(digest, shown, rules), text)

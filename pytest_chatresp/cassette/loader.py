@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,15 +37,61 @@ class Cassette:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.exchanges = exchanges
-        #: vcrpy's cassette metadata; ``metadata["chatresp"]`` is the plugin's provenance.
-        self.metadata: dict[str, Any] = metadata or {}
+        self._exchanges: list[Exchange] | None = exchanges
+        self._metadata: dict[str, Any] = metadata or {}
+        self._build: Callable[[], Cassette] | None = None
+        self._verdict: list[Violation] = []
+        self._count = 0
+
+    @classmethod
+    def deferred(
+        cls,
+        path: str | os.PathLike[str],
+        build: Callable[[], Cassette],
+        count: int,
+        violations: list[Violation],
+    ) -> Cassette:
+        """A cassette whose verdict (``count`` exchanges, ``violations``) is known already,
+        its exchanges built by ``build`` (the same file under the same rules) when first asked
+        for: a test that reads only the verdict builds no model."""
+        cassette = cls(path, [])
+        cassette._exchanges, cassette._build = None, build
+        cassette._count, cassette._verdict = count, violations
+        return cassette
+
+    def _built(self) -> list[Exchange]:
+        if self._exchanges is None:
+            assert self._build is not None
+            with collector_paused():
+                built = self._build()
+            self._exchanges, self._metadata, self._build = built.exchanges, built.metadata, None
+        return self._exchanges
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """The exchanges, in the file's order."""
+        return self._built()
+
+    @exchanges.setter
+    def exchanges(self, value: list[Exchange]) -> None:
+        self._exchanges, self._build = value, None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """vcrpy's cassette metadata; ``metadata["chatresp"]`` is the plugin's provenance."""
+        self._built()
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._built()
+        self._metadata = value
 
     def __repr__(self) -> str:
-        return f"<Cassette {display_path(self.path)}: {len(self.exchanges)} exchanges>"
+        return f"<Cassette {display_path(self.path)}: {len(self)} exchanges>"
 
     def __len__(self) -> int:
-        return len(self.exchanges)
+        return self._count if self._exchanges is None else len(self._exchanges)
 
     def __iter__(self) -> Iterator[Exchange]:
         return iter(self.exchanges)
@@ -62,7 +108,9 @@ class Cassette:
 
     @property
     def violations(self) -> list[Violation]:
-        return [v for e in self.exchanges for v in e.violations]
+        if self._exchanges is None:
+            return list(self._verdict)
+        return [v for e in self._exchanges for v in e.violations]
 
     @property
     def completions(self) -> list[ChatCompletion]:
@@ -78,13 +126,31 @@ class Cassette:
 
 
 def cassette_from_document(
-    path: str | os.PathLike[str], document: Any, *, rules: Rules | None = None
+    path: str | os.PathLike[str],
+    document: Any,
+    *,
+    rules: Rules | None = None,
+    verdict: list[Violation] | None = None,
 ) -> Cassette:
-    """Build a :class:`Cassette` from a parsed cassette document."""
+    """Build a :class:`Cassette` from a parsed cassette document.
+
+    ``verdict`` is every violation a judgement of the same document under the same ``rules``
+    found (from the cache's tagged store): the contract checks of well-typed completions are
+    then not run again.
+    """
     shown = display_path(path)
     interactions = interactions_of(document, shown)
+    found: dict[int | None, list[Violation]] = {}
+    for violation in verdict or ():
+        found.setdefault(violation.index, []).append(violation)
     exchanges = [
-        build_exchange(shown, index, interaction, rules=rules)
+        build_exchange(
+            shown,
+            index,
+            interaction,
+            rules=rules,
+            checked=None if verdict is None else found.get(index, []),
+        )
         for index, interaction in enumerate(interactions)
     ]
     metadata = document.get("metadata")
