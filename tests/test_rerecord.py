@@ -699,3 +699,51 @@ def test_c():
         ]
     )
     assert openai_server.request_count == 1
+
+
+# --- a secret scrubbed from a request body still replays ----------------------------------------
+
+KEY_IN_PROMPT = """
+@pytest.mark.chat_cassette
+def test_a():
+    key = os.environ["OPENAI_API_KEY"]
+    sdk = openai.OpenAI(base_url=URL, max_retries=0)
+    reply = sdk.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": f"my key is {key} " + os.environ.get("END", "ok")}],
+    )
+    show(reply.choices[0].message.content)
+"""
+
+
+def test_a_key_in_the_request_body_is_scrubbed_and_still_replays(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-proj-FAKE0123456789abcdefghij"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    user_tests(project, KEY_IN_PROMPT)
+    run(project, "--chatresp-record-mode=once").assert_outcomes(passed=1)
+    assert [asked(i) for i in interactions(project)] == ["my key is REDACTED ok"]
+
+    replayed = run(project, "-s")  # with the key set, as when recording
+    replayed.assert_outcomes(passed=1)
+    assert results(replayed) == ["Echo: my key is REDACTED ok"]
+
+    monkeypatch.delenv("OPENAI_API_KEY")  # the placeholder stands in the prompt now
+    replayed = run(project, "-s")
+    replayed.assert_outcomes(passed=1)
+    assert results(replayed) == ["Echo: my key is REDACTED ok"]
+    assert openai_server.request_count == 1
+
+    monkeypatch.setenv("END", "changed")  # what is not the secret is still compared
+    failed = run(project)
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(
+        [
+            "      messages[0].content",
+            "        recorded: 'my key is REDACTED ok'",
+            "        now:      'my key is chatresp-replay-placeholder changed'",
+        ],
+        consecutive=True,
+    )
+    assert key not in failed.stdout.str()

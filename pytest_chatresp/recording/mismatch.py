@@ -18,6 +18,7 @@ from pytest_chatresp.hygiene.policy import (
     DEFAULT_QUERY_PARAMETERS,
     DEFAULT_REQUEST_HEADERS,
     redact_text,
+    scrubbed_match,
 )
 
 __all__ = [
@@ -123,6 +124,9 @@ def _data(recorded: Any, now: Any, where: str) -> Iterable[Difference]:
                 now[index] if index < len(now) else ABSENT,
                 f"{where}[{index}]",
             )
+    elif isinstance(recorded, str) and isinstance(now, str):
+        if not scrubbed_match(recorded, now):  # as the body matcher compares them
+            yield Difference(where or "body", recorded, now)
     elif recorded != now or type(recorded) is not type(now):
         yield Difference(where or "body", recorded, now)
 
