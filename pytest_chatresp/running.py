@@ -122,9 +122,9 @@ def recording(item: pytest.Item, vcr_options: dict[str, Any]) -> Iterator[None]:
 
 
 def _replaying(recorder: Recorder) -> bool:
-    """Whether a marked test only replays: mode none, or once with its cassette there."""
-    mode = recorder.settings.mode
-    return mode == "none" or (mode == "once" and recorder.path.is_file())
+    """Whether a marked test only replays: mode none, or once with its cassette there before
+    the run."""
+    return recorder.settings.replay_only
 
 
 def guarded_call(item: pytest.Item) -> Generator[None, Any, Any]:

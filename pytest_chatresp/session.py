@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,9 @@ class ChatrespSession:
     shapes_written: list[str] = field(default_factory=list)
     #: Check mode: cassette files named on the command line with ``[`` in their name.
     wanted: set[Path] = field(default_factory=set)
+    #: When the run started. A pytest-xdist worker starts before any worker runs a test (the
+    #: controller waits for every worker's collection), so its own start serves as the run's.
+    started: float = field(default_factory=time.time)
     _cache: CassetteCache | None = None
     _report: RunReport | None = None
 
@@ -186,6 +190,7 @@ class ChatrespSession:
             )
         settings = self.settings_for(item)
         marker = marker_of(item)
+        path = self.cassette_path(item)
 
         def lower(names: tuple[str, ...]) -> tuple[str, ...]:
             return tuple(name.lower() for name in names)
@@ -200,7 +205,17 @@ class ChatrespSession:
             serializer=settings.serializer,
             vcr_options=vcr_options,
             test=item.nodeid,
+            new_this_run=settings.record_mode == "once" and self.new_this_run(path),
         )
+
+    def new_this_run(self, path: Path) -> bool:
+        """Whether the cassette did not exist when the run started: absent, or written since.
+        ``once`` records into such a cassette, so every test sharing it records on its first
+        run."""
+        try:
+            return path.stat().st_mtime >= self.started
+        except OSError:
+            return True
 
     def check_age(self, item: pytest.Item, path: Path, metadata: Any) -> None:
         """Warn (``CassetteAgeWarning``) about a cassette older than ``chatresp_max_age``; the

@@ -747,3 +747,50 @@ def test_a_key_in_the_request_body_is_scrubbed_and_still_replays(
         consecutive=True,
     )
     assert key not in failed.stdout.str()
+
+
+# --- `once` on a cassette new in this run --------------------------------------------------------
+
+SHARED_NEW = """
+@pytest.mark.chat_cassette("shared.yaml")
+def test_a():
+    ask("from a")
+
+
+@pytest.mark.chat_cassette("shared.yaml")
+def test_b():
+    ask("from b")
+"""
+
+SHARED_NEWER = (
+    SHARED_NEW
+    + """
+
+@pytest.mark.chat_cassette("shared.yaml")
+def test_c():
+    ask("from c")
+"""
+)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_once_records_every_test_of_a_cassette_new_in_this_run(
+    project: pytest.Pytester, openai_server: OpenAIServer, workers: list[str]
+) -> None:
+    user_tests(project, SHARED_NEW)
+    run(project, "--chatresp-record-mode=once", "-p", "no:randomly", *workers).assert_outcomes(
+        passed=2
+    )
+    assert sorted(asked(i) for i in shared(project)) == ["from a", "from b"]
+
+    replayed = run(project, "--chatresp-record-mode=once")
+    replayed.assert_outcomes(passed=2)
+    assert openai_server.request_count == 2
+
+    # A cassette there before the run is replay-only in `once`, as in vcrpy.
+    user_tests(project, SHARED_NEWER)
+    failed = run(project, "--chatresp-record-mode=once")
+    failed.assert_outcomes(passed=2, failed=1)
+    failed.stdout.fnmatch_lines(["cassette: cassettes/shared.yaml, record mode 'once'"])
+    assert len(shared(project)) == 2
+    assert openai_server.request_count == 2
