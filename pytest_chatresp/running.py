@@ -29,7 +29,7 @@ _PLACEHOLDER_KEY = "chatresp-replay-placeholder"
 
 def load(item: pytest.Item) -> Cassette:
     """The test's recorded cassette, every chat completion validated (the fixtures' value)."""
-    from .errors import CassetteError
+    from .errors import CassetteError, record_command
 
     session = session_of(item.config)
     path = session.cassette_path(item)
@@ -38,7 +38,7 @@ def load(item: pytest.Item) -> Cassette:
         if not marked:
             remedy = (
                 f"Record it: mark the test with @pytest.mark.{MARKER} and run "
-                f"pytest --chatresp-record-mode=once {item.nodeid}"
+                + record_command("once", item.nodeid)
             )
         elif session.settings_for(item).record_mode != "none":
             remedy = (
@@ -47,7 +47,7 @@ def load(item: pytest.Item) -> Cassette:
                 "chat_cassette.completions in a test that records."
             )
         else:
-            remedy = f"Record it with: pytest --chatresp-record-mode=once {item.nodeid}"
+            remedy = f"Record it with: {record_command('once', item.nodeid)}"
         pytest.fail(
             f"No cassette for {item.nodeid}: {session.relative(path)} does not exist.\n" + remedy,
             pytrace=False,
@@ -203,8 +203,8 @@ def _recorded_call(item: pytest.Item, recorder: Recorder) -> Generator[None, Any
             # Replaces what the client raised (a connection error, say) with the reason.
             raise pytest.fail.Exception(failure, pytrace=False) from None
         failure = _recording_failure(item, recorder, exc)
-        if failure:
-            raise pytest.fail.Exception(failure, pytrace=False) from exc
+        if failure:  # the message lists the causes itself, redacted: shown once
+            raise pytest.fail.Exception(failure, pytrace=False) from None
         raise
     failure = _after_call(item, recorder)
     if failure:
@@ -215,6 +215,9 @@ def _recorded_call(item: pytest.Item, recorder: Recorder) -> Generator[None, Any
 def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
     if recorder.unmatched:
         return _unmatched_message(item, recorder)
+    rejected = _rejected_key(item, recorder)
+    if rejected:
+        return rejected
     marker = marker_of(item)
     if marker is not None and not marker.expect_violations:
         violations = recorder.cassette.violations
@@ -223,6 +226,50 @@ def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
                 str(v) for v in violations
             )
     return None
+
+
+#: Statuses that say the credential was refused: such an answer is not worth replaying.
+_AUTH_FAILURES = (401, 403)
+
+
+def _rejected_key(item: pytest.Item, recorder: Recorder) -> str | None:
+    """Our message when the server refused the credential while recording (401 or 403); the
+    cassette is then not written, and the client's error (which may quote the key) not shown."""
+    rejected = next((e for e in recorder.recorded if e.status in _AUTH_FAILURES), None)
+    if rejected is None:
+        return None
+    from .errors import printable, record_command
+    from .hygiene.policy import redact_text
+    from .recording.mismatch import masked
+
+    def redact(text: str) -> str:
+        return redact_text(text, recorder.secrets)
+
+    recorder.discard = True
+    error = rejected.error
+    detail = " ".join(str(x) for x in (rejected.status, error and error.code) if x)
+    secrets = recorder.secrets
+    from_environment = [v for v in secrets.environment if v in secrets.learned]
+    names = sorted(secrets.environment[v].removeprefix("$") for v in from_environment)
+    sent = {
+        what
+        for value, what in secrets.learned.items()
+        if (value in from_environment or not names) and what.startswith("value of request")
+    }
+    variable = " or ".join(f"${n}" for n in names) or "the API key variable ($OPENAI_API_KEY)"
+    header = ", ".join(sorted(sent)) or "the request"
+    lines = [
+        f"Recording failed: the server rejected the API key ({detail}) for "
+        + masked(rejected.request.describe(redact), redact),
+        f"test: {item.nodeid}",
+        f"cassette: {session_of(item.config).relative(recorder.path)} (not written), "
+        f"record mode {recorder.settings.mode!r}",
+        f"Check {variable} (sent as the {header}, REDACTED here), then record again: "
+        + record_command(recorder.settings.mode, item.nodeid),
+    ]
+    if error is not None and error.message:
+        lines.append(f"the server said: {masked(error.message, redact)}")
+    return printable("\n".join(lines))
 
 
 def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
@@ -246,6 +293,7 @@ def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException
     """Our message for a recording that could not be made: no key, or no server."""
     if _replaying(recorder):
         return None
+    from .errors import record_command
     from .hygiene.policy import redact_text
     from .recording import connection_failure, missing_credentials
     from .recording.mismatch import masked
@@ -257,8 +305,8 @@ def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException
     if variable:
         return (
             f"Recording needs a real API key: the client was given none and ${variable} is not "
-            f"set.\nSet it for the recording run: {variable}=... pytest "
-            f"--chatresp-record-mode={recorder.settings.mode} {item.nodeid}\n"
+            f"set.\nSet it for the recording run: {variable}=... "
+            f"{record_command(recorder.settings.mode, item.nodeid)}\n"
             "(Replay needs no key: while a test replays, the plugin sets a placeholder.)"
         )
     causes = connection_failure(exc)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .errors import display_path
+from .errors import display_path, record_command
 from .marker import MARKER, CassetteMarker, MarkerError
 from .settings import BY_NAME, SETTINGS, Setting, SettingError, Settings, load_settings
 
@@ -246,7 +246,7 @@ class ChatrespSession:
             message = (
                 f"{shown} was recorded {days:.0f} days ago ({recorded:%Y-%m-%d}{source}), "
                 f"more than --chatresp-max-age={limit:g}. Record it again with: "
-                f"pytest --chatresp-record-mode=all {item.nodeid}"
+                + record_command("all", item.nodeid)
             )
             made_an_error = False
             try:

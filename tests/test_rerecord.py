@@ -465,6 +465,7 @@ def test_recording_against_a_server_that_is_down_names_url_test_and_cassette(
     causes = [line for line in result.outlines if line.startswith("caused by: ")]
     assert causes[-1] == "caused by: ConnectionRefusedError: [Errno 111] Connection refused"
     result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*was the direct cause of*")  # the causes are listed once
     assert len(result.outlines) < 40
     assert not cassette_path(project).exists()
 
@@ -794,3 +795,77 @@ def test_once_records_every_test_of_a_cassette_new_in_this_run(
     failed.stdout.fnmatch_lines(["cassette: cassettes/shared.yaml, record mode 'once'"])
     assert len(shared(project)) == 2
     assert openai_server.request_count == 2
+
+
+# --- a rejected key while recording -------------------------------------------------------------
+
+REJECTED = """
+@pytest.mark.chat_cassette
+def test_a():
+    sdk = openai.OpenAI(base_url=URL, max_retries=0)
+    sdk.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-local-leak": "401"},  # a 401 that repeats the bearer token
+    )
+
+
+@pytest.mark.chat_cassette
+def test_swallowed():
+    sdk = openai.OpenAI(base_url=URL, max_retries=0)
+    try:
+        sdk.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-local-leak": "401"},
+        )
+    except openai.AuthenticationError:
+        pass
+"""
+
+
+def test_a_rejected_key_while_recording_writes_nothing_and_prints_no_key(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-proj-FAKE0123456789abcdefghij"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    user_tests(project, REJECTED)
+    result = run(project, "--chatresp-record-mode=once", "-p", "no:randomly")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "Recording failed: the server rejected the API key (401 invalid_api_key) for POST "
+            "http://127.0.0.1:*/v1/chat/completions (model 'gpt-4o-mini', last message 'hi')",
+            "test: test_user.py::test_a",
+            "cassette: cassettes/test_user/test_a.yaml (not written), record mode 'once'",
+            "Check $OPENAI_API_KEY (sent as the value of request header authorization, REDACTED "
+            "here), then record again: pytest --chatresp-record-mode=once test_user.py::test_a",
+            "the server said: Incorrect API key provided: REDACTED. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+        ],
+        consecutive=True,
+    )
+    result.stdout.fnmatch_lines(["test: test_user.py::test_swallowed"])
+    assert key not in result.stdout.str() + result.stderr.str()
+    assert "AuthenticationError" not in result.stdout.str()
+    assert not (project.path / "cassettes").exists()
+
+
+QUOTED = """
+@pytest.mark.chat_cassette
+@pytest.mark.parametrize("text", ["c d"])
+def test_a(text):
+    ask(text + os.environ.get("END", ""))
+"""
+
+
+def test_printed_commands_are_shell_quoted(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tests(project, QUOTED)
+    run(project, "--chatresp-record-mode=once").assert_outcomes(passed=1)
+    monkeypatch.setenv("END", " changed")
+    failed = run(project)
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(
+        ["Record it again with: pytest --chatresp-record-mode=all 'test_user.py::test_a[c d]'"]
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from pytest_chatresp.errors import record_command
 from pytest_chatresp.hygiene.policy import (
     DEFAULT_QUERY_PARAMETERS,
     DEFAULT_REQUEST_HEADERS,
@@ -287,7 +288,7 @@ def explain(
             "the client's base_url (or the endpoint your code builds) rather than recording again."
         )
     elif exists:
-        lines.append(f"Record it again with: pytest --chatresp-record-mode=all {test}")
+        lines.append(f"Record it again with: {record_command('all', test)}")
     else:
-        lines.append(f"Record it with: pytest --chatresp-record-mode=once {test}")
+        lines.append(f"Record it with: {record_command('once', test)}")
     return "\n".join(lines)
