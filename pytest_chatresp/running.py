@@ -4,7 +4,7 @@ when something goes wrong. pytest-facing; plugin.py calls these from its hooks a
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -95,6 +95,8 @@ def recording(item: pytest.Item, vcr_options: dict[str, Any]) -> Iterator[None]:
     if failure:
         pytest.fail(failure, pytrace=False)
     item.stash[RECORDER_KEY] = recorder
+    # Interactions recorded in this run are not "unplayed": the next replay run checks them.
+    written_this_run = recorder.loaded and session.new_this_run(recorder.path)
     credentials = pytest.MonkeyPatch()
     if _replaying(recorder):
         for name in _REPLAY_CREDENTIALS:  # a client built with no key works in replay
@@ -110,7 +112,9 @@ def recording(item: pytest.Item, vcr_options: dict[str, Any]) -> Iterator[None]:
             report.add_exchanges(item.nodeid, kind, exchanges, str(recorder.path))
         shown = session.relative(recorder.path)
         if recorder.loaded and recorder.settings.mode != "all":
-            played = [e.index for e in recorder.replayed]
+            played: Iterable[int] = [e.index for e in recorder.replayed]
+            if written_this_run or recorder.unmatched:  # a mismatch says what differs already
+                played = range(recorder.loaded)
             report.note_played(shown, recorder.loaded, played)
         try:
             recorder.__exit__(None, None, None)
