@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,21 +122,34 @@ class ChatrespSession:
         return self._report is not None and bool(self._report)
 
     def active_settings(self) -> list[str]:
-        """What the report header shows: the settings not at their default."""
+        """What the report header shows: every setting not at its default."""
         settings = self.settings
+        described: dict[str, Callable[[], str]] = {
+            "cassette_dir": lambda: f"cassette dir {self.cassette_dir}",
+            "strict": lambda: "strict validation",
+            "skip_checks": lambda: f"checks skipped: {' '.join(settings.skip_checks)}",
+            "allow": lambda: f"allowed: {', '.join(settings.allow)}",
+            "record_mode": lambda: f"record mode {settings.record_mode}",
+            "collect_cassettes": lambda: "checking every cassette",
+            "max_age": lambda: f"max age {settings.max_age:g} days",
+            "unplayed": lambda: f"unplayed interactions: {settings.unplayed}",
+            "block_network": lambda: "network blocked in replay",
+            "allow_hosts": lambda: f"allowed hosts: {', '.join(settings.allow_hosts)}",
+        }
         active = []
-        if settings.cassette_dir != "cassettes":
-            active.append(f"cassette dir {self.cassette_dir}")
-        if settings.strict:
-            active.append("strict validation")
-        if settings.skip_checks:
-            active.append(f"checks skipped: {' '.join(settings.skip_checks)}")
-        if settings.allow:
-            active.append(f"allowed: {', '.join(settings.allow)}")
-        if settings.record_mode != "none":
-            active.append(f"record mode {settings.record_mode}")
-        if settings.collect_cassettes:
-            active.append("checking every cassette")
+        for spec in SETTINGS:
+            value = getattr(settings, spec.name)
+            if value == spec.default:
+                continue
+            describe = described.get(spec.name)
+            if describe is not None:
+                active.append(describe())
+            elif spec.kind == "bool":
+                active.append(spec.name.replace("_", " "))
+            elif isinstance(value, tuple):
+                active.append(f"{spec.name.replace('_', ' ')}: {', '.join(value)}")
+            else:
+                active.append(f"{spec.name.replace('_', ' ')} {value}")
         return active
 
     # --- one test ---------------------------------------------------------------------------
@@ -250,7 +264,14 @@ class ChatrespSession:
             )
             made_an_error = False
             try:
-                warnings.warn(CassetteAgeWarning(message), stacklevel=1)
+                # Located at the test, not in the plugin's source.
+                filename, lineno, _ = item.reportinfo()
+                warnings.warn_explicit(
+                    CassetteAgeWarning(message),
+                    CassetteAgeWarning,
+                    filename=str(filename),
+                    lineno=(lineno or 0) + 1,
+                )
             except CassetteAgeWarning:  # made an error by filterwarnings: our message only
                 made_an_error = True
             if made_an_error:
