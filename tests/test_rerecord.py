@@ -870,3 +870,17 @@ def test_printed_commands_are_shell_quoted(
     failed.stdout.fnmatch_lines(
         ["Record it again with: pytest --chatresp-record-mode=all 'test_user.py::test_a[c d]'"]
     )
+
+
+@pytest.mark.parametrize("serializer", ["yaml", "readable"])
+def test_written_cassettes_hold_no_yaml_aliases(
+    project: pytest.Pytester, openai_server: OpenAIServer, serializer: str
+) -> None:
+    user_tests(project, TWO)
+    run(
+        project, "--chatresp-record-mode=once", "-o", f"chatresp_serializer={serializer}"
+    ).assert_outcomes(passed=1)
+    text = cassette_path(project).read_text(encoding="utf-8")
+    assert "versions:" in text
+    assert "&id0" not in text
+    assert "*id0" not in text
