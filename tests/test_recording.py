@@ -532,7 +532,7 @@ def test_cli_record_mode_wins_over_ini(
 
     result = run(project)  # the ini alone
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["chatresp: record mode once"])
+    result.stdout.fnmatch_lines(["chatresp: serializer yaml, record mode once"])
     assert openai_server.request_count == 1
     assert cassette_path(project).exists()
 
@@ -1270,11 +1270,11 @@ def test_report_header_shows_a_record_mode_other_than_none(project: pytest.Pytes
     result.stdout.no_fnmatch_line("chatresp:*")
 
     result = run(project, "--chatresp-record-mode=once")
-    result.stdout.fnmatch_lines(["chatresp: record mode once"])
+    result.stdout.fnmatch_lines(["chatresp: serializer yaml, record mode once"])
 
     ini(project, "chatresp_record_mode = new_episodes")
     result = run(project)
-    result.stdout.fnmatch_lines(["chatresp: record mode new_episodes"])
+    result.stdout.fnmatch_lines(["chatresp: serializer yaml, record mode new_episodes"])
 
 
 def test_a_url_encoded_secret_is_found_too(
