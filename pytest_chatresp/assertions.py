@@ -38,6 +38,17 @@ def _completion(value: Any) -> ChatCompletion:
     completion = getattr(value, "completion", None)  # an Exchange
     if isinstance(completion, ChatCompletion):
         return completion
+    from .cassette import Exchange
+
+    if isinstance(value, Exchange):  # an error response, or another endpoint's
+        where = f"{value.source}: " if value.source is not None else ""
+        found = (
+            f"an error response ({value.error})"
+            if value.error is not None
+            else f"a response of HTTP status {value.status} to {value.request.method} "
+            f"{value.request.uri}"
+        )
+        raise AssertionError(printable(f"{where}expected a chat completion, found {found}"))
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json", exclude_unset=True)
     if isinstance(value, Mapping):

@@ -19,11 +19,21 @@ __all__ = [
     "Violation",
     "display_path",
     "printable",
+    "record_command",
     "shorten",
     "violations_from",
 ]
 
 _MAX_VALUE = 60
+
+
+def record_command(mode: str, test: str) -> str:
+    """The one way a command that records a test is printed: ``pytest
+    --chatresp-record-mode=MODE NODEID``, the node id shell-quoted when it needs it (brackets,
+    spaces), so that it can be pasted into bash or zsh as it is."""
+    import shlex
+
+    return f"pytest --chatresp-record-mode={mode} {shlex.quote(test)}"
 
 
 def display_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:

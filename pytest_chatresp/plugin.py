@@ -259,7 +259,11 @@ def pytest_terminal_summary(
     chatresp = session_of(config)
     show_unplayed = chatresp.settings.unplayed != "ignore"
     lines = (
-        chatresp.report.lines(verbose=config.get_verbosity() > 0, unplayed=show_unplayed)
+        chatresp.report.lines(
+            verbose=config.get_verbosity() > 0,
+            unplayed=show_unplayed,
+            failing=chatresp.settings.unplayed == "fail",
+        )
         if chatresp.has_report
         else []
     )

@@ -304,13 +304,15 @@ class RunReport:
         self.cassettes.update(data.get("cassettes", {}))
         self.verify.merge(data.get("verify", {}))
 
-    def lines(self, *, verbose: bool = False, unplayed: bool = True) -> list[str]:
-        """The terminal summary section."""
+    def lines(
+        self, *, verbose: bool = False, unplayed: bool = True, failing: bool = False
+    ) -> list[str]:
+        """The terminal summary section; ``failing``: unplayed interactions fail the run."""
         if not self:
             return []
         out: list[str] = []
         if not any(t.completions for t in self.tests.values()):
-            return self._kinds(self.total()) + self._hygiene(unplayed)
+            return self._kinds(self.total()) + self._hygiene(unplayed, failing)
         if verbose:
             for nodeid, tally in sorted(self.tests.items()):
                 if tally.completions:
@@ -324,7 +326,7 @@ class RunReport:
             out.append("fields the models don't know (drift):")
             for path, (count, example) in sorted(self.drift.items()):
                 out.append(f"  {path}: {count} time(s), e.g. in {example}")
-        return out + self._hygiene(unplayed)
+        return out + self._hygiene(unplayed, failing)
 
     def _kinds(self, total: Tally) -> list[str]:
         """Exchanges other than chat completions, by kind, and checked cassettes with none."""
@@ -342,7 +344,7 @@ class RunReport:
                 out.append(f"  {path}: {held}")
         return out
 
-    def _hygiene(self, unplayed: bool) -> list[str]:
+    def _hygiene(self, unplayed: bool, failing: bool = False) -> list[str]:
         out = []
         if self.age_unknown:
             shown = ", ".join(sorted(self.age_unknown)[:3])
@@ -356,7 +358,14 @@ class RunReport:
             out.extend(f"  {change}" for change in sorted(self.model_changes))
         missing = self.unplayed() if unplayed else {}
         if missing:
-            out.append("interactions no test played (ini chatresp_unplayed = ignore to hide):")
+            if failing:
+                out.append(
+                    "interactions no test played, which fails the run (ini chatresp_unplayed ="
+                    " fail): record the tests that use these cassettes again with"
+                    " --chatresp-record-mode=all to drop them, or set chatresp_unplayed = warn:"
+                )
+            else:
+                out.append("interactions no test played (ini chatresp_unplayed = ignore to hide):")
             for path, indices in missing.items():
                 loaded = self.played[path][0]
                 shown = ", ".join(str(i) for i in indices)

@@ -4,7 +4,7 @@ when something goes wrong. pytest-facing; plugin.py calls these from its hooks a
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,7 +29,7 @@ _PLACEHOLDER_KEY = "chatresp-replay-placeholder"
 
 def load(item: pytest.Item) -> Cassette:
     """The test's recorded cassette, every chat completion validated (the fixtures' value)."""
-    from .errors import CassetteError
+    from .errors import CassetteError, record_command
 
     session = session_of(item.config)
     path = session.cassette_path(item)
@@ -38,7 +38,7 @@ def load(item: pytest.Item) -> Cassette:
         if not marked:
             remedy = (
                 f"Record it: mark the test with @pytest.mark.{MARKER} and run "
-                f"pytest --chatresp-record-mode=once {item.nodeid}"
+                + record_command("once", item.nodeid)
             )
         elif session.settings_for(item).record_mode != "none":
             remedy = (
@@ -47,7 +47,7 @@ def load(item: pytest.Item) -> Cassette:
                 "chat_cassette.completions in a test that records."
             )
         else:
-            remedy = f"Record it with: pytest --chatresp-record-mode=once {item.nodeid}"
+            remedy = f"Record it with: {record_command('once', item.nodeid)}"
         marker = marker_of(item)
         also = ""
         if marker is None or marker.path is None:
@@ -109,6 +109,8 @@ def recording(
     if failure:
         pytest.fail(failure, pytrace=False)
     item.stash[RECORDER_KEY] = recorder
+    # Interactions recorded in this run are not "unplayed": the next replay run checks them.
+    written_this_run = recorder.loaded and session.new_this_run(recorder.path)
     credentials = pytest.MonkeyPatch()
     if _replaying(recorder):
         for name in _REPLAY_CREDENTIALS:  # a client built with no key works in replay
@@ -124,7 +126,9 @@ def recording(
             report.add_exchanges(item.nodeid, kind, exchanges, str(recorder.path))
         shown = session.relative(recorder.path)
         if recorder.loaded and recorder.settings.mode != "all":
-            played = [e.index for e in recorder.replayed]
+            played: Iterable[int] = [e.index for e in recorder.replayed]
+            if written_this_run or recorder.unmatched:  # a mismatch says what differs already
+                played = range(recorder.loaded)
             report.note_played(shown, recorder.loaded, played)
         try:
             recorder.__exit__(None, None, None)
@@ -158,9 +162,9 @@ def _pytest_recording_block(item: pytest.Item, exc: BaseException) -> str | None
 
 
 def _replaying(recorder: Recorder) -> bool:
-    """Whether a marked test only replays: mode none, or once with its cassette there."""
-    mode = recorder.settings.mode
-    return mode == "none" or (mode == "once" and recorder.path.is_file())
+    """Whether a marked test only replays: mode none, or once with its cassette there before
+    the run."""
+    return recorder.settings.replay_only
 
 
 def guarded_call(item: pytest.Item) -> Generator[None, Any, Any]:
@@ -239,8 +243,8 @@ def _recorded_call(item: pytest.Item, recorder: Recorder) -> Generator[None, Any
             # Replaces what the client raised (a connection error, say) with the reason.
             raise pytest.fail.Exception(failure, pytrace=False) from None
         failure = _recording_failure(item, recorder, exc)
-        if failure:
-            raise pytest.fail.Exception(failure, pytrace=False) from exc
+        if failure:  # the message lists the causes itself, redacted: shown once
+            raise pytest.fail.Exception(failure, pytrace=False) from None
         raise
     failure = _after_call(item, recorder)
     if failure:
@@ -251,6 +255,9 @@ def _recorded_call(item: pytest.Item, recorder: Recorder) -> Generator[None, Any
 def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
     if recorder.unmatched:
         return _unmatched_message(item, recorder)
+    rejected = _rejected_key(item, recorder)
+    if rejected:
+        return rejected
     marker = marker_of(item)
     if marker is not None and not marker.expect_violations:
         violations = recorder.cassette.violations
@@ -260,6 +267,50 @@ def _after_call(item: pytest.Item, recorder: Recorder) -> str | None:
                 what = "A live answer (--chatresp-verify)"
             return f"{what} breaks the contract:\n" + "\n".join(str(v) for v in violations)
     return None
+
+
+#: Statuses that say the credential was refused: such an answer is not worth replaying.
+_AUTH_FAILURES = (401, 403)
+
+
+def _rejected_key(item: pytest.Item, recorder: Recorder) -> str | None:
+    """Our message when the server refused the credential while recording (401 or 403); the
+    cassette is then not written, and the client's error (which may quote the key) not shown."""
+    rejected = next((e for e in recorder.recorded if e.status in _AUTH_FAILURES), None)
+    if rejected is None:
+        return None
+    from .errors import printable, record_command
+    from .hygiene.policy import redact_text
+    from .recording.mismatch import masked
+
+    def redact(text: str) -> str:
+        return redact_text(text, recorder.secrets)
+
+    recorder.discard = True
+    error = rejected.error
+    detail = " ".join(str(x) for x in (rejected.status, error and error.code) if x)
+    secrets = recorder.secrets
+    from_environment = [v for v in secrets.environment if v in secrets.learned]
+    names = sorted(secrets.environment[v].removeprefix("$") for v in from_environment)
+    sent = {
+        what
+        for value, what in secrets.learned.items()
+        if (value in from_environment or not names) and what.startswith("value of request")
+    }
+    variable = " or ".join(f"${n}" for n in names) or "the API key variable ($OPENAI_API_KEY)"
+    header = ", ".join(sorted(sent)) or "the request"
+    lines = [
+        f"Recording failed: the server rejected the API key ({detail}) for "
+        + masked(rejected.request.describe(redact), redact),
+        f"test: {item.nodeid}",
+        f"cassette: {session_of(item.config).relative(recorder.path)} (not written), "
+        f"record mode {recorder.settings.mode!r}",
+        f"Check {variable} (sent as the {header}, REDACTED here), then record again: "
+        + record_command(recorder.settings.mode, item.nodeid),
+    ]
+    if error is not None and error.message:
+        lines.append(f"the server said: {masked(error.message, redact)}")
+    return printable("\n".join(lines))
 
 
 def _unmatched_message(item: pytest.Item, recorder: Recorder) -> str:
@@ -283,6 +334,7 @@ def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException
     """Our message for a recording that could not be made: no key, or no server."""
     if _replaying(recorder):
         return None
+    from .errors import record_command
     from .hygiene.policy import redact_text
     from .recording import connection_failure, missing_credentials
     from .recording.mismatch import masked
@@ -314,8 +366,8 @@ def _recording_failure(item: pytest.Item, recorder: Recorder, exc: BaseException
     if variable:
         return (
             f"Recording needs a real API key: the client was given none and ${variable} is not "
-            f"set.\nSet it for the recording run: {variable}=... pytest "
-            f"--chatresp-record-mode={recorder.settings.mode} {item.nodeid}\n"
+            f"set.\nSet it for the recording run: {variable}=... "
+            f"{record_command(recorder.settings.mode, item.nodeid)}\n"
             "(Replay needs no key: while a test replays, the plugin sets a placeholder.)"
         )
     causes = connection_failure(exc)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .discovery import MODULE_CASSETTES
-from .errors import display_path
+from .errors import display_path, record_command
 from .marker import MARKER, CassetteMarker, MarkerError
 from .settings import BY_NAME, SETTINGS, Setting, SettingError, Settings, load_settings
 
@@ -59,6 +60,9 @@ class ChatrespSession:
     shapes_written: list[str] = field(default_factory=list)
     #: Check mode: cassette files named on the command line with ``[`` in their name.
     wanted: set[Path] = field(default_factory=set)
+    #: When the run started. A pytest-xdist worker starts before any worker runs a test (the
+    #: controller waits for every worker's collection), so its own start serves as the run's.
+    started: float = field(default_factory=time.time)
     _cache: CassetteCache | None = None
     _roots: list[Path] | None = None
     _report: RunReport | None = None
@@ -132,27 +136,35 @@ class ChatrespSession:
         return self._report is not None and bool(self._report)
 
     def active_settings(self) -> list[str]:
-        """What the report header shows: the settings not at their default."""
+        """What the report header shows: every setting not at its default."""
         settings = self.settings
+        described: dict[str, Callable[[], str]] = {
+            "cassette_dir": lambda: f"cassette dir {self.cassette_dir}",
+            "strict": lambda: "strict validation",
+            "skip_checks": lambda: f"checks skipped: {' '.join(settings.skip_checks)}",
+            "allow": lambda: f"allowed: {', '.join(settings.allow)}",
+            "record_mode": lambda: f"record mode {settings.record_mode}",
+            "collect_cassettes": lambda: "checking every cassette",
+            "max_age": lambda: f"max age {settings.max_age:g} days",
+            "unplayed": lambda: f"unplayed interactions: {settings.unplayed}",
+            "block_network": lambda: "network blocked in replay",
+            "allow_hosts": lambda: f"allowed hosts: {', '.join(settings.allow_hosts)}",
+            "verify": lambda: _verify_header(settings),
+        }
         active = []
-        if settings.cassette_dir != "cassettes":
-            active.append(f"cassette dir {self.cassette_dir}")
-        if settings.cassette_layout != "chatresp":
-            active.append(f"cassette layout {settings.cassette_layout}")
-        if settings.strict:
-            active.append("strict validation")
-        if settings.skip_checks:
-            active.append(f"checks skipped: {' '.join(settings.skip_checks)}")
-        if settings.allow:
-            active.append(f"allowed: {', '.join(settings.allow)}")
-        if settings.record_mode != "none":
-            active.append(f"record mode {settings.record_mode}")
-        if settings.collect_cassettes:
-            active.append("checking every cassette")
-        if settings.verify:
-            from .verify import header
-
-            active.append(header(settings))
+        for spec in SETTINGS:
+            value = getattr(settings, spec.name)
+            if value == spec.default or spec.name.startswith("verify_"):  # in verify's line
+                continue
+            describe = described.get(spec.name)
+            if describe is not None:
+                active.append(describe())
+            elif spec.kind == "bool":
+                active.append(spec.name.replace("_", " "))
+            elif isinstance(value, tuple):
+                active.append(f"{spec.name.replace('_', ' ')}: {', '.join(value)}")
+            else:
+                active.append(f"{spec.name.replace('_', ' ')} {value}")
         return active
 
     # --- one test ---------------------------------------------------------------------------
@@ -231,6 +243,7 @@ class ChatrespSession:
             vcr_options = under_project_options(project, vcr_options)
         settings = self.settings_for(item)
         marker = marker_of(item)
+        path = self.cassette_path(item)
 
         def lower(names: tuple[str, ...]) -> tuple[str, ...]:
             return tuple(name.lower() for name in names)
@@ -246,7 +259,17 @@ class ChatrespSession:
             serializer=settings.serializer,
             vcr_options=vcr_options,
             test=item.nodeid,
+            new_this_run=settings.record_mode == "once" and self.new_this_run(path),
         )
+
+    def new_this_run(self, path: Path) -> bool:
+        """Whether the cassette did not exist when the run started: absent, or written since.
+        ``once`` records into such a cassette, so every test sharing it records on its first
+        run."""
+        try:
+            return path.stat().st_mtime >= self.started
+        except OSError:
+            return True
 
     def check_age(self, item: pytest.Item, path: Path, metadata: Any) -> None:
         """Warn (``CassetteAgeWarning``) about a cassette older than ``chatresp_max_age``; the
@@ -277,11 +300,18 @@ class ChatrespSession:
             message = (
                 f"{shown} was recorded {days:.0f} days ago ({recorded:%Y-%m-%d}{source}), "
                 f"more than --chatresp-max-age={limit:g}. Record it again with: "
-                f"pytest --chatresp-record-mode=all {item.nodeid}"
+                + record_command("all", item.nodeid)
             )
             made_an_error = False
             try:
-                warnings.warn(CassetteAgeWarning(message), stacklevel=1)
+                # Located at the test, not in the plugin's source.
+                filename, lineno, _ = item.reportinfo()
+                warnings.warn_explicit(
+                    CassetteAgeWarning(message),
+                    CassetteAgeWarning,
+                    filename=str(filename),
+                    lineno=(lineno or 0) + 1,
+                )
             except CassetteAgeWarning:  # made an error by filterwarnings: our message only
                 made_an_error = True
             if made_an_error:
@@ -554,3 +584,9 @@ def _default(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return "none" if value is None else str(value)
+
+
+def _verify_header(settings: Any) -> str:
+    from .verify import header
+
+    return header(settings)

@@ -148,8 +148,11 @@ def _check_allowances(lines: tuple[str, ...]) -> None:
 
 
 def _check_age(days: float | None) -> None:
-    if days is not None and not days >= 0:
-        raise ValueError("a number of days, 0 or more")
+    if days is not None and not (0 < days < float("inf")):
+        raise ValueError(
+            f"{days:g} is not a number of days greater than 0 (0.5 is twelve hours; leave it "
+            "unset to check no age)"
+        )
 
 
 @dataclass(frozen=True)

@@ -219,6 +219,32 @@ def test_helpers_take_an_exchange(tmp_path: Any) -> None:
         assert_tier(exchange, "flex")
 
 
+def test_an_error_exchange_fails_with_the_file_the_interaction_and_the_error(
+    tmp_path: Any,
+) -> None:
+    from helpers import write_cassette
+
+    from pytest_chatresp import load_cassette
+
+    error = {
+        "error": {
+            "message": "Invalid value for 'model': the model 'error-400' always fails.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "invalid_value",
+        }
+    }
+    path = write_cassette(tmp_path / "bad_model.yaml", error, status=400)
+    (exchange,) = load_cassette(path).exchanges
+    with pytest.raises(AssertionError) as caught:
+        assert_choices(exchange, count=1)
+    assert str(caught.value) == (
+        f"{path}, interaction 0: expected a chat completion, found an error response (HTTP 400 "
+        "(invalid_request_error): Invalid value for 'model': the model 'error-400' always "
+        "fails.)"
+    )
+
+
 def test_every_public_name_is_importable_from_the_package() -> None:
     import pytest_chatresp
 

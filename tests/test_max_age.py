@@ -161,3 +161,30 @@ def test_an_old_cassette_error_leaves_no_cassette_active(
     assert openai_server.request_count == 1
     assert replayed.read_bytes() == before
     assert not (old.path / "cassettes/test_zz").exists()
+
+
+def test_the_warning_points_at_the_test_and_the_header_names_the_setting(
+    old: pytest.Pytester,
+) -> None:
+    result = old.runpytest(
+        "--chatresp-max-age=30",
+        "--chatresp-block-network",
+        "--chatresp-allow-hosts=x.example",
+        "-o",
+        "chatresp_unplayed=fail",
+        "-o",
+        "chatresp_serializer=json",
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=2, warnings=2)
+    result.stdout.fnmatch_lines(
+        [
+            "chatresp: serializer json, max age 30 days, unplayed interactions: fail, "
+            "network blocked in replay, allowed hosts: x.example",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*test_old.py:4: CassetteAgeWarning: *", "    @pytest.mark.chat_cassette"]
+    )
+    result.stdout.no_fnmatch_line("*pytest_chatresp*")

@@ -268,12 +268,13 @@ def test_a(chat_cassette):
     "openai-error": """
 @pytest.mark.chat_cassette
 def test_a(chat_cassette):
-    with pytest.raises(openai.AuthenticationError) as caught:
+    # (A refused key, 401 or 403, is not recorded: see tests/test_rerecord.py.)
+    with pytest.raises(openai.NotFoundError) as caught:
         client().chat.completions.create(
-            model="error-401", messages=[{"role": "user", "content": "let me in"}]
+            model="error-404", messages=[{"role": "user", "content": "let me in"}]
         )
     (exchange,) = chat_cassette.errors
-    assert exchange.error.status == 401
+    assert exchange.error.status == 404
     assert chat_cassette.completions == []
     show(caught.value.body)
 """,
@@ -531,7 +532,7 @@ def test_cli_record_mode_wins_over_ini(
 
     result = run(project)  # the ini alone
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["chatresp: record mode once"])
+    result.stdout.fnmatch_lines(["chatresp: serializer yaml, record mode once"])
     assert openai_server.request_count == 1
     assert cassette_path(project).exists()
 
@@ -1269,11 +1270,11 @@ def test_report_header_shows_a_record_mode_other_than_none(project: pytest.Pytes
     result.stdout.no_fnmatch_line("chatresp:*")
 
     result = run(project, "--chatresp-record-mode=once")
-    result.stdout.fnmatch_lines(["chatresp: record mode once"])
+    result.stdout.fnmatch_lines(["chatresp: serializer yaml, record mode once"])
 
     ini(project, "chatresp_record_mode = new_episodes")
     result = run(project)
-    result.stdout.fnmatch_lines(["chatresp: record mode new_episodes"])
+    result.stdout.fnmatch_lines(["chatresp: serializer yaml, record mode new_episodes"])
 
 
 def test_a_url_encoded_secret_is_found_too(

@@ -273,3 +273,20 @@ def test_xdist_workers_together_playing_a_whole_cassette_leave_nothing_unplayed(
         "x_seen": {"count": 4, "example": "cassettes/shared.yaml"},
     }
     assert written["total"]["replayed"] == 4
+
+
+def test_unplayed_fail_says_why_the_run_fails(pytester: pytest.Pytester) -> None:
+    shared_cassette(pytester)
+    pytester.makeini("[pytest]\nchatresp_unplayed = fail\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "interactions no test played, which fails the run (ini chatresp_unplayed = fail): "
+            "record the tests that use these cassettes again with --chatresp-record-mode=all to "
+            "drop them, or set chatresp_unplayed = warn:",
+            "  cassettes/shared.yaml: interaction(s) 3 of 4",
+        ],
+        consecutive=True,
+    )

@@ -55,6 +55,7 @@ def test_all_replaces_a_changed_request(
     failed.stdout.fnmatch_lines(
         ["Record it again with: pytest --chatresp-record-mode=all test_user.py::test_a"]
     )
+    failed.stdout.no_fnmatch_line("*no test played*")  # the mismatch says it already
 
     run(project, "--chatresp-record-mode=all").assert_outcomes(passed=1)
     assert [asked(i) for i in interactions(project)] == ["goodbye"]
@@ -465,6 +466,7 @@ def test_recording_against_a_server_that_is_down_names_url_test_and_cassette(
     causes = [line for line in result.outlines if line.startswith("caused by: ")]
     assert causes[-1] == "caused by: ConnectionRefusedError: [Errno 111] Connection refused"
     result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*was the direct cause of*")  # the causes are listed once
     assert len(result.outlines) < 40
     assert not cassette_path(project).exists()
 
@@ -699,3 +701,186 @@ def test_c():
         ]
     )
     assert openai_server.request_count == 1
+
+
+# --- a secret scrubbed from a request body still replays ----------------------------------------
+
+KEY_IN_PROMPT = """
+@pytest.mark.chat_cassette
+def test_a():
+    key = os.environ["OPENAI_API_KEY"]
+    sdk = openai.OpenAI(base_url=URL, max_retries=0)
+    reply = sdk.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": f"my key is {key} " + os.environ.get("END", "ok")}],
+    )
+    show(reply.choices[0].message.content)
+"""
+
+
+def test_a_key_in_the_request_body_is_scrubbed_and_still_replays(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-proj-FAKE0123456789abcdefghij"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    user_tests(project, KEY_IN_PROMPT)
+    run(project, "--chatresp-record-mode=once").assert_outcomes(passed=1)
+    assert [asked(i) for i in interactions(project)] == ["my key is REDACTED ok"]
+
+    replayed = run(project, "-s")  # with the key set, as when recording
+    replayed.assert_outcomes(passed=1)
+    assert results(replayed) == ["Echo: my key is REDACTED ok"]
+
+    monkeypatch.delenv("OPENAI_API_KEY")  # the placeholder stands in the prompt now
+    replayed = run(project, "-s")
+    replayed.assert_outcomes(passed=1)
+    assert results(replayed) == ["Echo: my key is REDACTED ok"]
+    assert openai_server.request_count == 1
+
+    monkeypatch.setenv("END", "changed")  # what is not the secret is still compared
+    failed = run(project)
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(
+        [
+            "      messages[0].content",
+            "        recorded: 'my key is REDACTED ok'",
+            "        now:      'my key is chatresp-replay-placeholder changed'",
+        ],
+        consecutive=True,
+    )
+    assert key not in failed.stdout.str()
+
+
+# --- `once` on a cassette new in this run --------------------------------------------------------
+
+SHARED_NEW = """
+@pytest.mark.chat_cassette("shared.yaml")
+def test_a():
+    ask("from a")
+
+
+@pytest.mark.chat_cassette("shared.yaml")
+def test_b():
+    ask("from b")
+"""
+
+SHARED_NEWER = (
+    SHARED_NEW
+    + """
+
+@pytest.mark.chat_cassette("shared.yaml")
+def test_c():
+    ask("from c")
+"""
+)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_once_records_every_test_of_a_cassette_new_in_this_run(
+    project: pytest.Pytester, openai_server: OpenAIServer, workers: list[str]
+) -> None:
+    user_tests(project, SHARED_NEW)
+    first = run(project, "--chatresp-record-mode=once", "-p", "no:randomly", *workers)
+    first.assert_outcomes(passed=2)
+    first.stdout.no_fnmatch_line("*no test played*")  # what this run recorded counts as played
+    assert sorted(asked(i) for i in shared(project)) == ["from a", "from b"]
+
+    replayed = run(project, "--chatresp-record-mode=once")
+    replayed.assert_outcomes(passed=2)
+    assert openai_server.request_count == 2
+
+    # A cassette there before the run is replay-only in `once`, as in vcrpy.
+    user_tests(project, SHARED_NEWER)
+    failed = run(project, "--chatresp-record-mode=once")
+    failed.assert_outcomes(passed=2, failed=1)
+    failed.stdout.fnmatch_lines(["cassette: cassettes/shared.yaml, record mode 'once'"])
+    assert len(shared(project)) == 2
+    assert openai_server.request_count == 2
+
+
+# --- a rejected key while recording -------------------------------------------------------------
+
+REJECTED = """
+@pytest.mark.chat_cassette
+def test_a():
+    sdk = openai.OpenAI(base_url=URL, max_retries=0)
+    sdk.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-local-leak": "401"},  # a 401 that repeats the bearer token
+    )
+
+
+@pytest.mark.chat_cassette
+def test_swallowed():
+    sdk = openai.OpenAI(base_url=URL, max_retries=0)
+    try:
+        sdk.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-local-leak": "401"},
+        )
+    except openai.AuthenticationError:
+        pass
+"""
+
+
+def test_a_rejected_key_while_recording_writes_nothing_and_prints_no_key(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-proj-FAKE0123456789abcdefghij"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    user_tests(project, REJECTED)
+    result = run(project, "--chatresp-record-mode=once", "-p", "no:randomly")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "Recording failed: the server rejected the API key (401 invalid_api_key) for POST "
+            "http://127.0.0.1:*/v1/chat/completions (model 'gpt-4o-mini', last message 'hi')",
+            "test: test_user.py::test_a",
+            "cassette: cassettes/test_user/test_a.yaml (not written), record mode 'once'",
+            "Check $OPENAI_API_KEY (sent as the value of request header authorization, REDACTED "
+            "here), then record again: pytest --chatresp-record-mode=once test_user.py::test_a",
+            "the server said: Incorrect API key provided: REDACTED. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+        ],
+        consecutive=True,
+    )
+    result.stdout.fnmatch_lines(["test: test_user.py::test_swallowed"])
+    assert key not in result.stdout.str() + result.stderr.str()
+    assert "AuthenticationError" not in result.stdout.str()
+    assert not (project.path / "cassettes").exists()
+
+
+QUOTED = """
+@pytest.mark.chat_cassette
+@pytest.mark.parametrize("text", ["c d"])
+def test_a(text):
+    ask(text + os.environ.get("END", ""))
+"""
+
+
+def test_printed_commands_are_shell_quoted(
+    project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tests(project, QUOTED)
+    run(project, "--chatresp-record-mode=once").assert_outcomes(passed=1)
+    monkeypatch.setenv("END", " changed")
+    failed = run(project)
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(
+        ["Record it again with: pytest --chatresp-record-mode=all 'test_user.py::test_a[c d]'"]
+    )
+
+
+@pytest.mark.parametrize("serializer", ["yaml", "readable"])
+def test_written_cassettes_hold_no_yaml_aliases(
+    project: pytest.Pytester, openai_server: OpenAIServer, serializer: str
+) -> None:
+    user_tests(project, TWO)
+    run(
+        project, "--chatresp-record-mode=once", "-o", f"chatresp_serializer={serializer}"
+    ).assert_outcomes(passed=1)
+    text = cassette_path(project).read_text(encoding="utf-8")
+    assert "versions:" in text
+    assert "&id0" not in text
+    assert "*id0" not in text

@@ -57,7 +57,13 @@ def test_marker_allowances_add_to_the_run() -> None:
         ),
         ("unplayed", "loud", "chatresp_unplayed = 'loud' is not valid; use one of: ignore, warn"),
         ("max_age", "old", "chatresp_max_age = 'old' is not valid; use a number of days."),
-        ("max_age", "-1", "chatresp_max_age: a number of days, 0 or more"),
+        (
+            "max_age",
+            "-1",
+            "chatresp_max_age: -1 is not a number of days greater than 0 (0.5 is twelve hours;"
+            " leave it unset to check no age)",
+        ),
+        ("max_age", "0", "chatresp_max_age: 0 is not a number of days greater than 0"),
         ("strict", "maybe", "chatresp_strict = 'maybe' is not valid; use true or false."),
         ("allow", ["service_tier"], "chatresp_allow: 'service_tier' is not FIELD=VALUE"),
     ],
@@ -76,6 +82,10 @@ def test_bad_values_name_the_setting_the_value_and_the_allowed(
         (
             ["--chatresp-max-age=old"],
             "ERROR: --chatresp-max-age = 'old' is not valid; use a number of days.",
+        ),
+        (
+            ["--chatresp-max-age=-1"],
+            "ERROR: --chatresp-max-age: -1 is not a number of days greater than 0 *",
         ),
         (
             ["--chatresp-unplayed=loud"],

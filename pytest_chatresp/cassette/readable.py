@@ -330,7 +330,8 @@ def _dumper() -> type[Any]:
     base: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
     class Dumper(base):  # type: ignore[misc]
-        pass
+        def ignore_aliases(self, data: Any) -> bool:
+            return True  # no &id001 / *id001: each value written out where it is
 
     def represent_str(dumper: Any, value: str) -> Any:
         style = "|" if "\n" in value.rstrip("\n") else None

@@ -40,6 +40,7 @@ __all__ = [
     "encoded_forms",
     "redact_text",
     "scrub_uri",
+    "scrubbed_match",
     "secret_values",
 ]
 
@@ -256,3 +257,20 @@ def redact_text(text: str, secrets: Secrets | None = None) -> str:
     for pattern, _ in KEY_PATTERNS:
         text = pattern.sub(REDACTED, text)
     return text
+
+
+@functools.lru_cache(maxsize=512)
+def _scrubbed_pattern(recorded: str) -> re.Pattern[str]:
+    pieces = (re.escape(piece) for piece in recorded.split(REDACTED))
+    return re.compile(r"\S+?".join(pieces), re.DOTALL)
+
+
+def scrubbed_match(recorded: str, live: str) -> bool:
+    """Whether a live string is the recorded one before scrubbing: each ``REDACTED`` in the
+    recording stands for the secret it replaced (any run of non-space characters), so that a
+    request holding a secret still matches its recording, with the key or without it."""
+    if recorded == live:
+        return True
+    if REDACTED not in recorded:
+        return False
+    return _scrubbed_pattern(recorded).fullmatch(live) is not None

@@ -7,11 +7,12 @@ import json
 from typing import Any
 
 from pytest_chatresp.cassette.decoding import UnreadableBody, decode
+from pytest_chatresp.hygiene.policy import scrubbed_match
 from pytest_chatresp.provenance import without_nulls
 
 from . import mismatch
 
-__all__ = ["BODY_MATCHER", "DEFAULT_MATCH_ON", "body", "parts"]
+__all__ = ["BODY_MATCHER", "DEFAULT_MATCH_ON", "body", "parts", "same"]
 
 BODY_MATCHER = "chatresp_body"
 DEFAULT_MATCH_ON: tuple[str, ...] = (
@@ -50,8 +51,23 @@ def parts(request: Any) -> mismatch.Parts:
     return mismatch.Parts(request.method, request.uri, dict(request.headers), _body_data(request))
 
 
+def same(recorded: Any, live: Any) -> bool:
+    """Whether two bodies (as data) match: equal, or equal but for the secrets scrubbed from the
+    recording (a string with ``REDACTED`` in it matches the live string that held the secret)."""
+    if recorded == live:
+        return True
+    if isinstance(recorded, str) and isinstance(live, str):
+        return scrubbed_match(recorded, live)
+    if isinstance(recorded, dict) and isinstance(live, dict):
+        return recorded.keys() == live.keys() and all(same(recorded[k], live[k]) for k in recorded)
+    if isinstance(recorded, list) and isinstance(live, list):
+        return len(recorded) == len(live) and all(map(same, recorded, live))
+    return False
+
+
 def body(r1: Any, r2: Any) -> None:  # the name vcrpy shows when a request does not match
-    """vcrpy matcher: JSON bodies compared as data (key order, white space and nulls ignored)."""
-    a, b = _body_data(r1), _body_data(r2)
-    if a != b:
+    """vcrpy matcher: JSON bodies compared as data (key order, white space and nulls ignored,
+    a scrubbed secret matching the live value). vcrpy passes the live request first."""
+    live, recorded = _body_data(r1), _body_data(r2)
+    if not same(recorded, live):
         raise AssertionError("the request bodies differ")

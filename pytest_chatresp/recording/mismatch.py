@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from pytest_chatresp.errors import record_command
 from pytest_chatresp.hygiene.policy import (
     DEFAULT_QUERY_PARAMETERS,
     DEFAULT_REQUEST_HEADERS,
     redact_text,
+    scrubbed_match,
 )
 
 __all__ = [
@@ -123,6 +125,9 @@ def _data(recorded: Any, now: Any, where: str) -> Iterable[Difference]:
                 now[index] if index < len(now) else ABSENT,
                 f"{where}[{index}]",
             )
+    elif isinstance(recorded, str) and isinstance(now, str):
+        if not scrubbed_match(recorded, now):  # as the body matcher compares them
+            yield Difference(where or "body", recorded, now)
     elif recorded != now or type(recorded) is not type(now):
         yield Difference(where or "body", recorded, now)
 
@@ -283,7 +288,7 @@ def explain(
             "the client's base_url (or the endpoint your code builds) rather than recording again."
         )
     elif exists:
-        lines.append(f"Record it again with: pytest --chatresp-record-mode=all {test}")
+        lines.append(f"Record it again with: {record_command('all', test)}")
     else:
-        lines.append(f"Record it with: pytest --chatresp-record-mode=once {test}")
+        lines.append(f"Record it with: {record_command('once', test)}")
     return "\n".join(lines)

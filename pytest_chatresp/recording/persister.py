@@ -34,6 +34,15 @@ class SecretLeakError(CassetteError):
     """A cassette was not written because what was to be written holds a secret."""
 
 
+def _unshared(value: Any) -> Any:
+    """``value`` with each dict and list copied, so that none appears twice."""
+    if isinstance(value, dict):
+        return {k: _unshared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unshared(v) for v in value]
+    return value
+
+
 class ReadableSerializer:
     """The readable format (:mod:`pytest_chatresp.cassette.readable`) as a vcrpy serializer."""
 
@@ -81,7 +90,10 @@ class Persister:
         cassette_dict = self._recorder.merged(cassette_dict)
         secrets = self._recorder.secrets
         responses = [learned_replaced_in_response(r, secrets) for r in cassette_dict["responses"]]
+        # One object in two places would be written as a YAML anchor and alias (vcrpy's yaml).
         cassette_dict = {**cassette_dict, "responses": responses}
+        if "metadata" in cassette_dict:
+            cassette_dict["metadata"] = _unshared(cassette_dict["metadata"])
         if getattr(serializer, "__name__", "").endswith("jsonserializer"):
             # JSON holds no bytes: store compressed bodies decoded, as the readable format does.
             responses = [decompressed(response) for response in cassette_dict["responses"]]

@@ -56,6 +56,19 @@ class RecordSettings:
     vcr_options: Mapping[str, Any] = field(default_factory=dict)
     #: Verify mode: every request is sent live, compared with its recording, never written.
     verify: bool = False
+    #: The cassette did not exist when the run started: ``once`` still records into it (as
+    #: ``new_episodes`` does), so every test sharing a new cassette records.
+    new_this_run: bool = False
+
+    @property
+    def replay_only(self) -> bool:
+        """Whether this test may only replay: mode none, or once with its cassette there
+        before the run."""
+        return self.mode == "none" or (self.mode == "once" and not self.new_this_run)
+
+    @property
+    def vcr_mode(self) -> str:
+        return "new_episodes" if self.mode == "once" and self.new_this_run else self.mode
 
 
 def _chain(first: Any, last: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -200,7 +213,7 @@ class Recorder:
 
         settings = self.settings
         options: dict[str, Any] = {
-            "record_mode": settings.mode,
+            "record_mode": settings.vcr_mode,
             "serializer": READABLE if (chosen := self._format()) == "readable" else chosen,
             "match_on": settings.match_on,
             "filter_headers": [
