@@ -100,10 +100,6 @@ def _yaml_loader() -> type[Any]:
 
 _LOADER: type[Any] | None = None
 
-#: An anchor (``&name``) where YAML allows one. Without anchors there are no aliases, and
-#: merge keys merge each mapping once: the document is no larger than its file.
-_ANCHOR = re.compile(rb"&(?<![^\s\[{,:-]&)[^\s\[\]{},]")  # "&" first: found fast
-
 #: How large a document may grow once its aliases and merge keys are expanded, in characters of
 #: text (roughly its length written out as JSON): this many times its file's size, and at least
 #: ``_EXPANSION_FLOOR``. vcrpy's own anchors repeat a few headers; a 1 KB "billion laughs" file
@@ -123,7 +119,12 @@ def _parse_yaml(text: bytes, shown: str) -> Any:
         node = loader.get_single_node()  # the node graph: an alias is one node, shared
         if node is None:
             return None
-        if b"&" in text and _ANCHOR.search(text):
+        # An alias needs an anchor, and an anchor is written with "&" (byte 0x26 in the UTF-8
+        # text read here, whatever line break or indicator precedes it). Without one, merge
+        # keys merge each mapping once: the document is no larger than its file. So the byte
+        # alone decides; no pattern that could disagree with the parser about where an
+        # anchor may stand.
+        if b"&" in text:
             limit = max(_EXPANSION_FLOOR, _EXPANSION_FACTOR * len(text))
             if _expanded_size(node, limit) > limit:
                 raise CassetteError.single(
