@@ -477,3 +477,25 @@ def test_a_fifo_cassette_is_not_read_by_the_cache(
     with pytest.raises(CassetteError, match="not a regular file"):
         CassetteCache(tmp_path / "store", key=b"k" * 32).load(fifo)
     assert handed == [None]  # the cache did not open the FIFO itself: the reader decides
+
+
+@pytest.mark.parametrize("cache", ["cache on", "cache off"])
+@POSIX
+def test_a_huge_cassette_is_refused_with_or_without_the_cache(
+    pytester: pytest.Pytester, user_cache: Path, cache: str
+) -> None:
+    """The store reads a cassette as the reader does: bounded, the same refusal by name."""
+    cassette = pytester.path / "cassettes" / "test_g" / "test_g.yaml"
+    cassette.parent.mkdir(parents=True)
+    with cassette.open("wb") as handle:  # sparse: 300 MiB of zeros that take no disk
+        handle.truncate(300 * 1024 * 1024)
+    pytester.makepyfile(test_g="def test_g(chat_completion):\n    pass\n")
+    options = ["-p", "no:cacheprovider"] if cache == "cache off" else []
+    result = pytester.runpytest_subprocess(*options, timeout=120)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*cassettes/test_g/test_g.yaml: holds more than the 256 MiB a cassette may hold"
+            " (314,572,800 bytes read); not read: split it into several cassettes"
+        ]
+    )

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_chatresp.checks import Rules
-from pytest_chatresp.errors import display_path
+from pytest_chatresp.errors import CassetteError, display_path
 from pytest_chatresp.files import (
     is_partial_write,
     read_regular,
@@ -657,11 +657,14 @@ class CassetteCache:
         entry = self._entries.get(name)
         if entry is None or entry.signature != signature:
             entry = _Entry(signature)
-            # Only a regular file is read here (never a FIFO or a device); anything else is
-            # left to the reader, which refuses it by name.
+            # Read as the reader reads a cassette (a regular file, bounded in size); a file it
+            # refuses is left to ``read_document``, which refuses it by name.
             if self.backing is not None and stat.S_ISREG(info.st_mode):
-                entry.data = read_regular(resolved, sys.maxsize)
-                if entry.data is not None:
+                try:
+                    entry.data = _document.read_cassette_bytes(resolved)
+                except CassetteError:
+                    entry.data = None
+                else:
                     entry.digest = hashlib.sha256(entry.data).hexdigest()
             self._entries[name] = entry
         return entry

@@ -261,6 +261,8 @@ def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> An
     shown = display_path(path)
     if data is None:
         data = read_cassette_bytes(path)
+    elif len(data) > MAX_CASSETTE_BYTES:  # bytes read by another caller: the same bound
+        raise CassetteError.single(shown, _too_large(len(data)))
     try:
         data.decode("utf-8")  # checked here, parsed from the bytes: no second copy of the text
     except UnicodeDecodeError as exc:
