@@ -204,7 +204,9 @@ def _recorded_call(item: pytest.Item, recorder: Recorder) -> Generator[None, Any
             raise pytest.fail.Exception(failure, pytrace=False) from None
         failure = _recording_failure(item, recorder, exc)
         if failure:
-            raise pytest.fail.Exception(failure, pytrace=False) from exc
+            # from None: the message lists the causes, redacted; pytest would print the
+            # chained exception's own text, secrets and all.
+            raise pytest.fail.Exception(failure, pytrace=False) from None
         raise
     failure = _after_call(item, recorder)
     if failure:
