@@ -7,10 +7,16 @@ numbers too long to print.
 
 from __future__ import annotations
 
+import json
 import socket
 import textwrap
+from pathlib import Path
 
 import pytest
+from helpers import completion, write_cassette
+
+from pytest_chatresp.cassette import read_document
+from pytest_chatresp.errors import CassetteError
 
 FAKE_TOKEN = "FAKE0tokv0123456789"
 
@@ -36,3 +42,48 @@ def test_a_recording_failure_prints_no_secret_from_the_chained_exception(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["Recording failed: cannot connect to GET *token=REDACTED*"])
     assert FAKE_TOKEN not in result.stdout.str() + result.stderr.str()
+
+
+# --- numbers too long to print or to read ---------------------------------------------------------
+
+
+def test_a_huge_created_is_shortened_in_the_failure(pytester: pytest.Pytester) -> None:
+    body = json.dumps(completion()).replace("1764000000", "9" * 4000)
+    write_cassette(pytester.path / "cassettes" / "test_n" / "test_n.yaml", body)
+    pytester.makepyfile(test_n="def test_n(chat_completion):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_n/test_n.yaml, interaction 0: created: expected Unix seconds, found 9999*… (milliseconds?)*"
+        ]
+    )
+    assert max(len(line) for line in result.outlines) < 400
+
+
+def test_a_body_with_a_number_too_long_names_the_field(pytester: pytest.Pytester) -> None:
+    body = completion()
+    body["usage"] = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    text = json.dumps(body).replace('"prompt_tokens": 1', '"prompt_tokens": ' + "9" * 5000)
+    write_cassette(pytester.path / "cassettes" / "test_n" / "test_n.yaml", text)
+    pytester.makepyfile(test_n="def test_n(chat_completion):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_n/test_n.yaml, interaction 0: the response body cannot be read: a number"
+            " of 5,000 digits at line 1, column *(field 'prompt_tokens'): more than the 4,300"
+            " digits Python reads"
+        ]
+    )
+
+
+def test_a_yaml_file_of_json_with_a_number_too_long_is_reported_as_json(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text('{"interactions": [], "version": 1,\n "x": ' + "9" * 5000 + "}")
+    with pytest.raises(CassetteError) as raised:
+        read_document(path)
+    assert str(raised.value) == (
+        f"{path}: not valid JSON: a number of 5,000 digits at line 2, column 7 (field 'x'):"
+        " more than the 4,300 digits Python reads"
+    )

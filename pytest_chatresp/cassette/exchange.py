@@ -26,7 +26,7 @@ from pytest_chatresp.models import (
 )
 
 from .decoding import UnreadableBody, codings, decode
-from .document import as_text, dumps, loads
+from .document import NumberTooLong, as_text, dumps, loads
 from .stream import SSEEvent, event_json, is_chunk, looks_like_sse, merge_chunks, parse_sse
 from .validation import stream_error, valid_chunks, validate_document, validate_stream
 
@@ -448,6 +448,8 @@ def build_exchange(
         elif text.strip():
             try:
                 exchange.json = loads(text)
+            except NumberTooLong as exc:
+                problem = f"the response body cannot be read: {exc}"
             except ValueError:
                 problem = f"the response body is not JSON: {shorten(text.strip(), 60)!r}"
         else:
