@@ -507,6 +507,22 @@ class CacheStore:
         return stat.S_ISDIR(info.st_mode)  # a planted symlink is not written through
 
 
+def _reached_directly(store: Path, project: Path | None) -> bool:
+    """Whether no symbolic link leads to ``store`` from the project tree (or, for a store
+    outside it, from the cache dir it was made in): a planted ``.pytest_cache/d`` link would
+    otherwise have entries written, and old ones removed, wherever it points."""
+    store = store.absolute()
+    base = store.parent.parent  # pytest's cache dir: <cache_dir>/d/chatresp
+    if project is not None and store.is_relative_to(project.absolute()):
+        base = project.absolute()
+    path = base
+    for part in store.relative_to(base).parts:
+        path = path / part
+        if path.is_symlink():
+            return False
+    return True
+
+
 def _entries(directory: Path) -> list[tuple[Path, os.stat_result]]:
     """The store's entries (by name) that are regular files, with their ``lstat``."""
     found = []
@@ -628,7 +644,7 @@ class CassetteCache:
         """The on-disk store, made on first use; ``None`` without a store dir or a usable key."""
         if not self._backing_made:
             self._backing_made = True
-            if self.store is not None:
+            if self.store is not None and _reached_directly(self.store, self._project):
                 key = self._key if self._key is not None else user_key(self._project)
                 if key is not None:
                     self._backing = CacheStore(
