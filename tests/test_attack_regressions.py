@@ -8,6 +8,7 @@ numbers too long to print.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import textwrap
 from pathlib import Path
@@ -86,4 +87,30 @@ def test_a_yaml_file_of_json_with_a_number_too_long_is_reported_as_json(tmp_path
     assert str(raised.value) == (
         f"{path}: not valid JSON: a number of 5,000 digits at line 2, column 7 (field 'x'):"
         " more than the 4,300 digits Python reads"
+    )
+
+
+# --- control characters in collected names --------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name == "nt", reason="control characters in file names")
+def test_collected_cassette_names_are_printed_escaped(pytester: pytest.Pytester) -> None:
+    cassettes = pytester.path / "cassettes" / "test_c"
+    write_cassette(cassettes / "esc\x1b]0;T\x07.yaml", completion(object="chat.completion.bad"))
+    write_cassette(cassettes / "evil\u202elmay.yaml", completion())
+    result = pytester.runpytest_subprocess(
+        "--chatresp-collect-cassettes", "-p", "no:cacheprovider", "-rA"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str()
+    for control in ("\x1b", "\x07", "\u202e"):
+        assert control not in output
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_c/esc\\u001b]0;T\\u0007.yaml F*",
+            "cassettes/test_c/evil\\u202elmay.yaml .*",
+            "*_ cassette cassettes/test_c/esc\\u001b]0;T\\u0007.yaml _*",
+            "PASSED cassettes/test_c/evil\\u202elmay.yaml::contract",
+            "FAILED cassettes/test_c/esc\\u001b]0;T\\u0007.yaml::contract - *",
+        ],
     )
