@@ -300,7 +300,14 @@ class RunReport:
         self.cassettes.update(data.get("cassettes", {}))
 
     def lines(self, *, verbose: bool = False, unplayed: bool = True) -> list[str]:
-        """The terminal summary section."""
+        """The terminal summary section, secrets redacted (a served model name, a test id or
+        a path may echo one)."""
+        from .hygiene.policy import Secrets, redact_text
+
+        secrets = Secrets.from_environment()
+        return [redact_text(line, secrets) for line in self._lines(verbose, unplayed)]
+
+    def _lines(self, verbose: bool, unplayed: bool) -> list[str]:
         if not self:
             return []
         out: list[str] = []
@@ -364,7 +371,11 @@ class RunReport:
         if root is not None:
             self.identify(root)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        from .hygiene.policy import redact_text
+
+        # Redacted as text: a secret is a substring of a JSON string, REDACTED keeps it valid.
+        text = redact_text(json.dumps(self.to_dict(), indent=2))
+        path.write_text(text + "\n", encoding="utf-8")
 
 
 def _describe(tally: Tally) -> str:

@@ -114,3 +114,35 @@ def test_collected_cassette_names_are_printed_escaped(pytester: pytest.Pytester)
             "FAILED cassettes/test_c/esc\\u001b]0;T\\u0007.yaml::contract - *",
         ],
     )
+
+
+# --- secrets echoed by a response or a test id ----------------------------------------------------
+
+FAKE_KEY = "sk-proj-FAKE0attack0key0ABCDEFGHIJ0123456789xyz"
+
+
+def test_a_secret_echoed_in_a_response_is_not_printed_nor_reported(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    write_cassette(
+        pytester.path / "cassettes" / "test_x" / "test_x.yaml", completion(model=FAKE_KEY)
+    )
+    body = completion()
+    body["choices"][0]["finish_reason"] = FAKE_KEY  # type: ignore[index]
+    write_cassette(pytester.path / "cassettes" / "test_x" / "test_y.yaml", body)
+    pytester.makepyfile(
+        test_x="def test_x(chat_completion):\n    pass\n\ndef test_y(chat_completion):\n    pass\n"
+    )
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--chatresp-report-json={report}"
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["models: REDACTED (1)"])
+    result.stdout.fnmatch_lines(["*choices[[]0[]].finish_reason: *REDACTED*"])
+    assert FAKE_KEY not in result.stdout.str() + result.stderr.str()
+    written = report.read_text()
+    assert FAKE_KEY not in written
+    assert "REDACTED" in written
+    json.loads(written)
