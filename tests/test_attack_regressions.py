@@ -146,3 +146,24 @@ def test_a_secret_echoed_in_a_response_is_not_printed_nor_reported(
     assert FAKE_KEY not in written
     assert "REDACTED" in written
     json.loads(written)
+
+
+# --- JSON bodies the SDK reads: a byte order mark, UTF-16 and UTF-32 ------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_a_json_body_with_a_byte_order_mark_or_in_utf16_32_is_a_completion(
+    tmp_path: Path, encoding: str
+) -> None:
+    import yaml
+
+    from pytest_chatresp.cassette import load_cassette
+
+    body = json.dumps(completion()).encode(encoding)
+    document = json.loads(write_cassette(tmp_path / "c.yaml", "").read_text())
+    document["interactions"][0]["response"]["body"]["string"] = body
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(document))
+    cassette = load_cassette(path)
+    assert cassette.violations == []
+    assert cassette.exchanges[0].is_completion
