@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -167,3 +169,42 @@ def test_a_json_body_with_a_byte_order_mark_or_in_utf16_32_is_a_completion(
     cassette = load_cassette(path)
     assert cassette.violations == []
     assert cassette.exchanges[0].is_completion
+
+
+# --- symbolic links to directories, for audit and scrub ------------------------------------------
+
+
+def _chatresp(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_chatresp.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links")
+def test_a_linked_directory_is_reported_and_nothing_outside_is_rewritten(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    leaky = write_cassette(outside / "sub" / "c.yaml", completion())
+    leaky.write_text(
+        leaky.read_text().replace(
+            '"Content-Type"', f'"Authorization": ["Bearer {FAKE_KEY}"], "Content-Type"', 1
+        )
+    )
+    before = leaky.read_text()
+    project = tmp_path / "proj"
+    write_cassette(project / "dir" / "own.yaml", completion())
+    (project / "dir" / "linkdir").symlink_to(outside / "sub")
+    (project / "linkdir").symlink_to(outside / "sub")
+    for command in (["audit", "dir"], ["scrub", "--check", "dir"], ["scrub", "dir"]):
+        done = _chatresp(project, *command)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert "dir/linkdir: a symbolic link to the directory " in done.stderr + done.stdout
+    for named in ("linkdir", "linkdir/c.yaml"):
+        done = _chatresp(project, "scrub", named)
+        assert done.returncode == 1, (named, done.stdout, done.stderr)
+        assert "linkdir: a symbolic link to the directory " in done.stderr
+    assert leaky.read_text() == before  # its key still there: nothing outside was scrubbed
