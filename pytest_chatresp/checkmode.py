@@ -57,11 +57,30 @@ class CassetteCheckItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         # Line 0 (shown as line 1): the cassette as a whole, a location other plugins print.
-        return self.path, 0, f"cassette {session_of(self.config).relative(self.path)}"
+        from .errors import printable
+
+        shown = printable(session_of(self.config).relative(self.path))
+        return self.path, 0, f"cassette {shown}"
 
 
 class CassetteCheckFile(pytest.File):
-    """A cassette file under the cassette dir, in check mode: one item that validates it."""
+    """A cassette file under the cassette dir, in check mode: one item that validates it.
+
+    Its node id, which pytest prints raw (progress, section headers, the summary), has the
+    file name's control characters escaped; the file is still found by its path.
+    """
+
+    @classmethod
+    def from_parent(  # type: ignore[override]
+        cls, parent: pytest.Collector, *, path: Path, **kwargs: Any
+    ) -> CassetteCheckFile:
+        from .errors import printable
+
+        node: CassetteCheckFile = super().from_parent(parent, path=path, **kwargs)
+        shown = printable(node.nodeid)
+        if shown != node.nodeid:
+            node = super().from_parent(parent, path=path, nodeid=shown, **kwargs)
+        return node
 
     def collect(self) -> Iterator[CassetteCheckItem]:
         yield CassetteCheckItem.from_parent(self, name="contract")

@@ -63,8 +63,11 @@ _Check = Callable[["ChatCompletion", CheckContext], _Found]
 
 
 def _n(value: Any) -> str:
-    """A number (or list) in a message: as ``str`` shows it, even beyond Python's digit limit."""
-    return show_value(value, 10_000)
+    """A number (or list) in a message: as ``str`` shows it, shortened past 80 characters.
+
+    Shortened like every other value: a 4,000-digit ``created`` is a line, not a page.
+    """
+    return show_value(value, 80)
 
 
 def _loads(text: str) -> tuple[Any, str | None]:

@@ -73,12 +73,36 @@ def _walk(root: Path, problems: list[str]) -> Iterator[Path]:
         where = display_path(error.filename) if error.filename else display_path(root)
         problems.append(f"{where}: cannot read the directory: {error.strerror}")
 
-    # followlinks=False: a link to a directory is listed among the directories, never entered.
+    # followlinks=False: a link to a directory is listed among the directories, never entered;
+    # it is reported, so that what is not read is not taken for clean.
     for directory, subdirectories, names in os.walk(root, onerror=failed, followlinks=False):
         subdirectories[:] = sorted(d for d in subdirectories if not _skipped_directory(d))
+        for name in subdirectories:
+            link = Path(directory, name)
+            if link.is_symlink():
+                problems.append(_not_followed(link))
         for name in sorted(names):
             if is_cassette_name(name):
                 yield Path(directory, name)
+
+
+def _not_followed(link: Path) -> str:
+    target = display_path(os.path.realpath(link))
+    return (
+        f"{display_path(link)}: a symbolic link to the directory {target}: not followed "
+        "(name the directory it points to)"
+    )
+
+
+def _through_link(root: Path) -> Path | None:
+    """The first symbolic link on the way to ``root`` (from the working directory when it is
+    relative), itself included; ``None`` when there is none."""
+    path = Path() if not root.is_absolute() else Path(root.anchor)
+    for part in root.parts[1:] if root.is_absolute() else root.parts:
+        path = path / part
+        if part not in (".", "..") and path.is_symlink():
+            return path
+    return None
 
 
 def cassette_files(directory: Path) -> list[Path]:
@@ -143,12 +167,19 @@ def find(paths: Sequence[str | Path], *, links: bool = False) -> Found:
     A file named directly is listed whatever its suffix, but a contract file or a partial write
     is skipped even when named (a shell glob names them). With ``links``, a symbolic link is
     listed as itself, beside the file it points to; otherwise each file is listed once however
-    many links name it. Paths that do not exist are the caller's to refuse beforehand.
+    many links name it, and a directory reached through a symbolic link (named, or a
+    parent of a named path) is reported among the problems, not read. A link to a directory
+    inside a directory given is reported too, never entered. Paths that do not exist are the
+    caller's to refuse beforehand.
     """
     found = Found()
     seen: set[str] = set()
     for argument in paths:
         root = Path(argument)
+        through = _through_link(root.parent if not root.is_dir() else root) if links else None
+        if through is not None:  # written through, a file outside the paths given could change
+            found.problems.append(_not_followed(through))
+            continue
         if root.is_dir():
             candidates: Iterator[Path] = _walk(root, found.problems)
         elif root.name.endswith(_CONTRACT_SUFFIX) or is_partial_write(root.name):

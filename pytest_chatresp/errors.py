@@ -194,10 +194,15 @@ class Violation:
     check: str | None = None
 
     def __str__(self) -> str:
+        # The one place a violation becomes text: a value a response echoed (a model name, a
+        # finish reason, event data) or a test id in the path may hold a secret.
+        from .hygiene.policy import redact_text
+
         where = self.path if self.index is None else f"{self.path}, interaction {self.index}"
-        return printable(
+        text = (
             f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         )
+        return printable(redact_text(text))
 
 
 class CassetteError(Exception):

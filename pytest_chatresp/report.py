@@ -307,7 +307,14 @@ class RunReport:
     def lines(
         self, *, verbose: bool = False, unplayed: bool = True, failing: bool = False
     ) -> list[str]:
-        """The terminal summary section; ``failing``: unplayed interactions fail the run."""
+        """The terminal summary section, secrets redacted (a served model name, a test id or
+        a path may echo one); ``failing``: unplayed interactions fail the run."""
+        from .hygiene.policy import Secrets, redact_text
+
+        secrets = Secrets.from_environment()
+        return [redact_text(line, secrets) for line in self._lines(verbose, unplayed, failing)]
+
+    def _lines(self, verbose: bool, unplayed: bool, failing: bool) -> list[str]:
         if not self:
             return []
         out: list[str] = []
@@ -378,7 +385,11 @@ class RunReport:
         if root is not None:
             self.identify(root)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        from .hygiene.policy import redact_text
+
+        # Redacted as text: a secret is a substring of a JSON string, REDACTED keeps it valid.
+        text = redact_text(json.dumps(self.to_dict(), indent=2))
+        path.write_text(text + "\n", encoding="utf-8")
 
 
 def _describe(tally: Tally) -> str:

@@ -243,7 +243,9 @@ def _recorded_call(item: pytest.Item, recorder: Recorder) -> Generator[None, Any
             # Replaces what the client raised (a connection error, say) with the reason.
             raise pytest.fail.Exception(failure, pytrace=False) from None
         failure = _recording_failure(item, recorder, exc)
-        if failure:  # the message lists the causes itself, redacted: shown once
+        if failure:
+            # from None: the message lists the causes, redacted; pytest would print the
+            # chained exception's own text, secrets and all.
             raise pytest.fail.Exception(failure, pytrace=False) from None
         raise
     failure = _after_call(item, recorder)

@@ -422,24 +422,36 @@ def test_the_store_removes_what_killed_sessions_left_once_a_session(tmp_path: Pa
 
 
 @POSIX
-@pytest.mark.parametrize("kind", ["file", "symlink"])
+@pytest.mark.parametrize("kind", ["file", "symlink", "parent symlink"])
 def test_a_planted_store_directory_changes_nothing(
     pytester: pytest.Pytester, user_cache: Path, tmp_path: Path, kind: str
 ) -> None:
     write_cassette(pytester.path / "cassettes/test_it/test_b.yaml", _answer("recorded-b"))
     pytester.makepyfile(test_it=_TEST_B)
     store = pytester.path / ".pytest_cache/d/chatresp"
-    store.parent.mkdir(parents=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    if kind == "parent symlink":  # .pytest_cache/d itself a link out of the project
+        store.parent.parent.mkdir()
+        store.parent.symlink_to(elsewhere)
+        (elsewhere / "chatresp").mkdir()
+        victims = [elsewhere / "chatresp" / name for name in ("victim.pickle.v2", "x.marshal.v1")]
+        for victim in victims:
+            victim.write_text("not the plugin's")
+    else:
+        store.parent.mkdir(parents=True)
+        victims = []
     if kind == "file":
         store.write_bytes(_pickle_payload(tmp_path / "ran"))
-    else:
+    elif kind == "symlink":
         store.symlink_to(elsewhere)
     pytester.runpytest().assert_outcomes(passed=1)
     pytester.runpytest().assert_outcomes(passed=1)
     assert not (tmp_path / "ran").exists()
-    assert list(elsewhere.iterdir()) == []  # nothing written through the link
+    for victim in victims:  # nothing outside the project removed…
+        assert victim.read_text() == "not the plugin's"
+    written = sorted(path.name for path in elsewhere.rglob("*") if path.is_file())
+    assert written == sorted(victim.name for victim in victims)  # …nor written
 
 
 def test_the_identity_changes_with_what_shapes_reading(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -618,3 +630,25 @@ def test_swapped_verdicts_are_not_taken(tmp_path: Path) -> None:
     copy.write_bytes(bad.read_bytes())
     seen = CassetteCache(store, key=key).load(copy)
     assert [v.path for v in seen.violations] == [display_path(copy)]
+
+
+@pytest.mark.parametrize("cache", ["cache on", "cache off"])
+@POSIX
+def test_a_huge_cassette_is_refused_with_or_without_the_cache(
+    pytester: pytest.Pytester, user_cache: Path, cache: str
+) -> None:
+    """The store reads a cassette as the reader does: bounded, the same refusal by name."""
+    cassette = pytester.path / "cassettes" / "test_g" / "test_g.yaml"
+    cassette.parent.mkdir(parents=True)
+    with cassette.open("wb") as handle:  # sparse: 300 MiB of zeros that take no disk
+        handle.truncate(300 * 1024 * 1024)
+    pytester.makepyfile(test_g="def test_g(chat_completion):\n    pass\n")
+    options = ["-p", "no:cacheprovider"] if cache == "cache off" else []
+    result = pytester.runpytest_subprocess(*options, timeout=120)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*cassettes/test_g/test_g.yaml: holds more than the 256 MiB a cassette may hold"
+            " (314,572,800 bytes read); not read: split it into several cassettes"
+        ]
+    )

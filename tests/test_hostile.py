@@ -77,10 +77,40 @@ def string_bomb() -> str:
     return _with_junk(f"s: &s {filler}\njunk: &junk [{references}]\n")
 
 
+#: Line breaks YAML reads besides LF and CR: an anchor may follow any of them.
+_BREAKS = {"nel": "\x85", "ls": "\u2028", "ps": "\u2029"}
+
+
+def _broken_laughs_bomb(brk: str) -> Callable[[], str]:
+    """A billion laughs in one flow sequence, each anchor right after ``brk``."""
+
+    def bomb() -> str:
+        parts = ["&l0 [" + ", ".join(["lol"] * 10) + "]"]
+        parts += [f"&l{n} [" + ", ".join([f"*l{n - 1}"] * 10) + "]" for n in range(1, 9)]
+        parts.append("&junk [*l8]")
+        return _with_junk("bomb: [" + ",".join(brk + part for part in parts) + "]\n")
+
+    return bomb
+
+
+def _broken_merge_bomb(brk: str) -> Callable[[], str]:
+    """The merge-key bomb in one flow sequence, each anchor right after ``brk``."""
+
+    def bomb() -> str:
+        parts = ["&m0 {" + ", ".join(f"k{i}: v" for i in range(10)) + "}"]
+        parts += [f"&m{n} {{<<: [" + ", ".join([f"*m{n - 1}"] * 10) + "]}" for n in range(1, 9)]
+        parts.append("&junk [*m8]")
+        return _with_junk("bomb: [" + ",".join(brk + part for part in parts) + "]\n")
+
+    return bomb
+
+
 BOMBS: dict[str, Callable[[], str]] = {
     "laughs": laughs_bomb,
     "merge": merge_bomb,
     "string": string_bomb,
+    **{f"laughs-{name}": _broken_laughs_bomb(brk) for name, brk in _BREAKS.items()},
+    **{f"merge-{name}": _broken_merge_bomb(brk) for name, brk in _BREAKS.items()},
 }
 BOMB_REFUSED = (
     "YAML aliases would expand it to more than * characters (a 'billion laughs' file?); not read"
@@ -284,7 +314,7 @@ def test_check_mode_refuses_odd_files_and_bombs(pytester: pytest.Pytester) -> No
     result = pytester.runpytest_subprocess(
         "--chatresp-collect-cassettes", "-p", "no:cacheprovider", timeout=HANG
     )
-    result.assert_outcomes(passed=1, failed=6)
+    result.assert_outcomes(passed=1, failed=3 + len(BOMBS))
     # The regular files as pytest collects them, then those it does not collect, in order.
     result.stdout.fnmatch_lines(
         [
@@ -300,7 +330,7 @@ def test_check_mode_refuses_odd_files_and_bombs(pytester: pytest.Pytester) -> No
     named = pytester.runpytest_subprocess(
         "--chatresp-collect-cassettes", "-p", "no:cacheprovider", "cassettes", timeout=HANG
     )
-    named.assert_outcomes(passed=1, failed=6)
+    named.assert_outcomes(passed=1, failed=3 + len(BOMBS))
     named.stdout.fnmatch_lines([f"cassettes/fifo.yaml: {SPECIAL['fifo'][1]}"])
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_chatresp.checks import Rules
-from pytest_chatresp.errors import Violation, display_path
+from pytest_chatresp.errors import CassetteError, Violation, display_path
 from pytest_chatresp.files import (
     is_partial_write,
     read_regular,
@@ -516,6 +516,22 @@ class CacheStore:
         return stat.S_ISDIR(info.st_mode)  # a planted symlink is not written through
 
 
+def _reached_directly(store: Path, project: Path | None) -> bool:
+    """Whether no symbolic link leads to ``store`` from the project tree (or, for a store
+    outside it, from the cache dir it was made in): a planted ``.pytest_cache/d`` link would
+    otherwise have entries written, and old ones removed, wherever it points."""
+    store = store.absolute()
+    base = store.parent.parent  # pytest's cache dir: <cache_dir>/d/chatresp
+    if project is not None and store.is_relative_to(project.absolute()):
+        base = project.absolute()
+    path = base
+    for part in store.relative_to(base).parts:
+        path = path / part
+        if path.is_symlink():
+            return False
+    return True
+
+
 def _entries(directory: Path) -> list[tuple[Path, os.stat_result]]:
     """The store's entries (by name) that are regular files, with their ``lstat``."""
     found = []
@@ -677,7 +693,7 @@ class CassetteCache:
         """The on-disk store, made on first use; ``None`` without a store dir or a usable key."""
         if not self._backing_made:
             self._backing_made = True
-            if self.store is not None:
+            if self.store is not None and _reached_directly(self.store, self._project):
                 key = self._key if self._key is not None else user_key(self._project)
                 if key is not None:
                     self._backing = CacheStore(
@@ -706,11 +722,14 @@ class CassetteCache:
         entry = self._entries.get(name)
         if entry is None or entry.signature != signature:
             entry = _Entry(signature)
-            # Only a regular file is read here (never a FIFO or a device); anything else is
-            # left to the reader, which refuses it by name.
+            # Read as the reader reads a cassette (a regular file, bounded in size); a file it
+            # refuses is left to ``read_document``, which refuses it by name.
             if self.backing is not None and stat.S_ISREG(info.st_mode):
-                entry.data = read_regular(resolved, sys.maxsize)
-                if entry.data is not None:
+                try:
+                    entry.data = _document.read_cassette_bytes(resolved)
+                except CassetteError:
+                    entry.data = None
+                else:
                     entry.digest = hashlib.sha256(entry.data).hexdigest()
             self._entries[name] = entry
         return entry

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import stat
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from .readable import ReadableFormatError, to_plain
 
 __all__ = [
     "MAX_CASSETTE_BYTES",
+    "NumberTooLong",
     "as_text",
     "dumps",
     "interactions_of",
@@ -34,12 +36,41 @@ _JSON_START = re.compile(rb"\s*[\[{]")
 # --- values read from a document ----------------------------------------------------------------
 
 
+class NumberTooLong(ValueError):
+    """A JSON integer longer than Python converts (``sys.get_int_max_str_digits()``)."""
+
+
 def loads(text: str | bytes) -> Any:
-    """``json.loads``; nesting too deep to decode is reported as ``ValueError`` like bad JSON."""
+    """``json.loads``; nesting too deep to decode is reported as ``ValueError`` like bad JSON.
+
+    An integer too long for Python is :class:`NumberTooLong`, naming where it is.
+    """
     try:
         return json.loads(text)
     except RecursionError:
         raise ValueError("nested too deeply to read") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # an integer longer than sys.get_int_max_str_digits()
+        raise NumberTooLong(_long_number(text)) from None
+
+
+def _long_number(text: str | bytes) -> str:
+    """Where the first integer too long to convert is, and which field holds it."""
+    limit = sys.get_int_max_str_digits()
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    found = re.search(rb'(?:"((?:[^"\\]|\\.){1,200})"\s*:\s*)?-?(\d{%d,})' % (limit + 1), raw)
+    if found is None:
+        return f"a number with more than the {limit:,} digits Python reads"
+    start = found.start(2)
+    line = raw.count(b"\n", 0, start) + 1
+    column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+    name = found.group(1)
+    field = f" (field {show_value(name.decode('utf-8', 'replace'))})" if name else ""
+    return (
+        f"a number of {len(found.group(2)):,} digits at line {line}, column {column}{field}: "
+        f"more than the {limit:,} digits Python reads"
+    )
 
 
 def dumps(document: Any) -> str | None:
@@ -100,10 +131,6 @@ def _yaml_loader() -> type[Any]:
 
 _LOADER: type[Any] | None = None
 
-#: An anchor (``&name``) where YAML allows one. Without anchors there are no aliases, and
-#: merge keys merge each mapping once: the document is no larger than its file.
-_ANCHOR = re.compile(rb"&(?<![^\s\[{,:-]&)[^\s\[\]{},]")  # "&" first: found fast
-
 #: How large a document may grow once its aliases and merge keys are expanded, in characters of
 #: text (roughly its length written out as JSON): this many times its file's size, and at least
 #: ``_EXPANSION_FLOOR``. vcrpy's own anchors repeat a few headers; a 1 KB "billion laughs" file
@@ -123,7 +150,12 @@ def _parse_yaml(text: bytes, shown: str) -> Any:
         node = loader.get_single_node()  # the node graph: an alias is one node, shared
         if node is None:
             return None
-        if b"&" in text and _ANCHOR.search(text):
+        # An alias needs an anchor, and an anchor is written with "&" (byte 0x26 in the UTF-8
+        # text read here, whatever line break or indicator precedes it). Without one, merge
+        # keys merge each mapping once: the document is no larger than its file. So the byte
+        # alone decides; no pattern that could disagree with the parser about where an
+        # anchor may stand.
+        if b"&" in text:
             limit = max(_EXPANSION_FLOOR, _EXPANSION_FACTOR * len(text))
             if _expanded_size(node, limit) > limit:
                 raise CassetteError.single(
@@ -260,6 +292,8 @@ def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> An
     shown = display_path(path)
     if data is None:
         data = read_cassette_bytes(path)
+    elif len(data) > MAX_CASSETTE_BYTES:  # bytes read by another caller: the same bound
+        raise CassetteError.single(shown, _too_large(len(data)))
     try:
         data.decode("utf-8")  # checked here, parsed from the bytes: no second copy of the text
     except UnicodeDecodeError as exc:
@@ -273,9 +307,11 @@ def read_document(path: str | os.PathLike[str], data: bytes | None = None) -> An
         if _JSON_START.match(data):
             try:
                 document = json.loads(data)
-            except ValueError:
+            except json.JSONDecodeError:
                 if os.fspath(path).endswith(".json"):
                     raise
+            except ValueError:  # JSON, whatever the file's name: not a YAML question
+                raise NumberTooLong(_long_number(data)) from None
         if document is None:
             document = _parse_yaml(data, shown)
     except ValueError as exc:

@@ -7,6 +7,7 @@ the completion (see :mod:`.validation`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,7 +27,7 @@ from pytest_chatresp.models import (
 )
 
 from .decoding import UnreadableBody, codings, decode
-from .document import as_text, dumps, loads
+from .document import NumberTooLong, as_text, dumps, loads
 from .stream import SSEEvent, event_json, is_chunk, looks_like_sse, merge_chunks, parse_sse
 from .validation import stream_error, valid_chunks, validate_document, validate_stream
 
@@ -74,6 +75,8 @@ def _body_text(raw: Any, headers: dict[str, list[str]]) -> tuple[str | bytes | N
     if isinstance(raw, bytearray | memoryview):
         raw = bytes(raw)
     if isinstance(raw, str):
+        if raw.startswith("\ufeff") and raw[1:].lstrip()[:1] in ("{", "["):
+            return raw[1:], None  # JSON after a byte order mark, as the SDK reads it
         return raw, None
     if not isinstance(raw, bytes):
         return None, f"the body is {type(raw).__name__}, not text or bytes"
@@ -81,6 +84,16 @@ def _body_text(raw: Any, headers: dict[str, list[str]]) -> tuple[str | bytes | N
         decoded = decode(raw, codings(headers.get("content-encoding")))
     except UnreadableBody as exc:
         return raw, str(exc)
+    encoding = json.detect_encoding(decoded)  # as json.loads (and so the SDK) reads bytes
+    if encoding != "utf-8":
+        try:
+            text = decoded.decode(encoding)
+        except UnicodeDecodeError:
+            pass
+        else:
+            text = text.removeprefix("\ufeff")
+            if text.lstrip()[:1] in ("{", "["):  # JSON with a byte order mark, or UTF-16/32
+                return text, None
     try:
         return decoded.decode("utf-8"), None
     except UnicodeDecodeError:
@@ -470,6 +483,8 @@ def build_exchange(
         elif text.strip():
             try:
                 exchange.json = loads(text)
+            except NumberTooLong as exc:
+                problem = f"the response body cannot be read: {exc}"
             except ValueError:
                 problem = f"the response body is not JSON: {shorten(text.strip(), 60)!r}"
         else:

@@ -1,0 +1,210 @@
+"""Regressions from the security review of the plugin: each test reproduces one way in.
+
+A secret in a chained exception, a hostile store directory, control characters in collected
+item names, a secret echoed in a response or a test id reaching the report or a message, and
+numbers too long to print.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import completion, write_cassette
+
+from pytest_chatresp.cassette import read_document
+from pytest_chatresp.errors import CassetteError
+
+FAKE_TOKEN = "FAKE0tokv0123456789"
+
+
+def test_a_recording_failure_prints_no_secret_from_the_chained_exception(
+    pytester: pytest.Pytester,
+) -> None:
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pytester.makepyfile(
+        test_m=textwrap.dedent(
+            f"""
+            import pytest, requests
+
+            @pytest.mark.chat_cassette
+            def test_conn():
+                requests.get("http://127.0.0.1:{port}/v1/models?token={FAKE_TOKEN}")
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("--chatresp-record-mode=once", "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["Recording failed: cannot connect to GET *token=REDACTED*"])
+    assert FAKE_TOKEN not in result.stdout.str() + result.stderr.str()
+
+
+# --- numbers too long to print or to read ---------------------------------------------------------
+
+
+def test_a_huge_created_is_shortened_in_the_failure(pytester: pytest.Pytester) -> None:
+    body = json.dumps(completion()).replace("1764000000", "9" * 4000)
+    write_cassette(pytester.path / "cassettes" / "test_n" / "test_n.yaml", body)
+    pytester.makepyfile(test_n="def test_n(chat_completion):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_n/test_n.yaml, interaction 0: created: expected Unix seconds, found 9999*… (milliseconds?)*"
+        ]
+    )
+    assert max(len(line) for line in result.outlines) < 400
+
+
+def test_a_body_with_a_number_too_long_names_the_field(pytester: pytest.Pytester) -> None:
+    body = completion()
+    body["usage"] = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    text = json.dumps(body).replace('"prompt_tokens": 1', '"prompt_tokens": ' + "9" * 5000)
+    write_cassette(pytester.path / "cassettes" / "test_n" / "test_n.yaml", text)
+    pytester.makepyfile(test_n="def test_n(chat_completion):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_n/test_n.yaml, interaction 0: the response body cannot be read: a number"
+            " of 5,000 digits at line 1, column *(field 'prompt_tokens'): more than the 4,300"
+            " digits Python reads"
+        ]
+    )
+
+
+def test_a_yaml_file_of_json_with_a_number_too_long_is_reported_as_json(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text('{"interactions": [], "version": 1,\n "x": ' + "9" * 5000 + "}")
+    with pytest.raises(CassetteError) as raised:
+        read_document(path)
+    assert str(raised.value) == (
+        f"{path}: not valid JSON: a number of 5,000 digits at line 2, column 7 (field 'x'):"
+        " more than the 4,300 digits Python reads"
+    )
+
+
+# --- control characters in collected names --------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name == "nt", reason="control characters in file names")
+def test_collected_cassette_names_are_printed_escaped(pytester: pytest.Pytester) -> None:
+    cassettes = pytester.path / "cassettes" / "test_c"
+    write_cassette(cassettes / "esc\x1b]0;T\x07.yaml", completion(object="chat.completion.bad"))
+    write_cassette(cassettes / "evil\u202elmay.yaml", completion())
+    result = pytester.runpytest_subprocess(
+        "--chatresp-collect-cassettes", "-p", "no:cacheprovider", "-rA"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str()
+    for control in ("\x1b", "\x07", "\u202e"):
+        assert control not in output
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_c/esc\\u001b]0;T\\u0007.yaml F*",
+            "cassettes/test_c/evil\\u202elmay.yaml .*",
+            "*_ cassette cassettes/test_c/esc\\u001b]0;T\\u0007.yaml _*",
+            "PASSED cassettes/test_c/evil\\u202elmay.yaml::contract",
+            "FAILED cassettes/test_c/esc\\u001b]0;T\\u0007.yaml::contract - *",
+        ],
+    )
+
+
+# --- secrets echoed by a response or a test id ----------------------------------------------------
+
+FAKE_KEY = "sk-proj-FAKE0attack0key0ABCDEFGHIJ0123456789xyz"
+
+
+def test_a_secret_echoed_in_a_response_is_not_printed_nor_reported(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    write_cassette(
+        pytester.path / "cassettes" / "test_x" / "test_x.yaml", completion(model=FAKE_KEY)
+    )
+    body = completion()
+    body["choices"][0]["finish_reason"] = FAKE_KEY  # type: ignore[index]
+    write_cassette(pytester.path / "cassettes" / "test_x" / "test_y.yaml", body)
+    pytester.makepyfile(
+        test_x="def test_x(chat_completion):\n    pass\n\ndef test_y(chat_completion):\n    pass\n"
+    )
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--chatresp-report-json={report}"
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["models: REDACTED (1)"])
+    result.stdout.fnmatch_lines(["*choices[[]0[]].finish_reason: *REDACTED*"])
+    assert FAKE_KEY not in result.stdout.str() + result.stderr.str()
+    written = report.read_text()
+    assert FAKE_KEY not in written
+    assert "REDACTED" in written
+    json.loads(written)
+
+
+# --- JSON bodies the SDK reads: a byte order mark, UTF-16 and UTF-32 ------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_a_json_body_with_a_byte_order_mark_or_in_utf16_32_is_a_completion(
+    tmp_path: Path, encoding: str
+) -> None:
+    import yaml
+
+    from pytest_chatresp.cassette import load_cassette
+
+    body = json.dumps(completion()).encode(encoding)
+    document = json.loads(write_cassette(tmp_path / "c.yaml", "").read_text())
+    document["interactions"][0]["response"]["body"]["string"] = body
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(document))
+    cassette = load_cassette(path)
+    assert cassette.violations == []
+    assert cassette.exchanges[0].is_completion
+
+
+# --- symbolic links to directories, for audit and scrub ------------------------------------------
+
+
+def _chatresp(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_chatresp.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links")
+def test_a_linked_directory_is_reported_and_nothing_outside_is_rewritten(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    leaky = write_cassette(outside / "sub" / "c.yaml", completion())
+    leaky.write_text(
+        leaky.read_text().replace(
+            '"Content-Type"', f'"Authorization": ["Bearer {FAKE_KEY}"], "Content-Type"', 1
+        )
+    )
+    before = leaky.read_text()
+    project = tmp_path / "proj"
+    write_cassette(project / "dir" / "own.yaml", completion())
+    (project / "dir" / "linkdir").symlink_to(outside / "sub")
+    (project / "linkdir").symlink_to(outside / "sub")
+    for command in (["audit", "dir"], ["scrub", "--check", "dir"], ["scrub", "dir"]):
+        done = _chatresp(project, *command)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert "dir/linkdir: a symbolic link to the directory " in done.stderr + done.stdout
+    for named in ("linkdir", "linkdir/c.yaml"):
+        done = _chatresp(project, "scrub", named)
+        assert done.returncode == 1, (named, done.stdout, done.stderr)
+        assert "linkdir: a symbolic link to the directory " in done.stderr
+    assert leaky.read_text() == before  # its key still there: nothing outside was scrubbed
