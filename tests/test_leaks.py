@@ -170,6 +170,8 @@ CALLS = [
 UNREPLACEABLE = ("split:", "single:", "escaped", "bom", "utf-16", "ndjson")
 #: Answers the contract does not read as a chat completion: the test fails on them as well.
 NOT_A_COMPLETION = ("ndjson",)
+#: Answers that reject the key: recording writes nothing and fails with its own message.
+REJECTED = ("401",)
 
 
 def _refused(source: Source, form: str) -> bool:
@@ -358,10 +360,20 @@ def test_{name}():
     pytester.makepyfile(test_leak="".join(tests))
     result = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-record-mode=once")
     output = result.stdout.str() + result.stderr.str()
-    refused = [name for name, form, *_ in CALLS if _refused(source, form)]
-    written = [name for name, form, *_ in CALLS if not _refused(source, form)]
+    rejected = [name for name, form, *_ in CALLS if form in REJECTED]
+    refused = [name for name, form, *_ in CALLS if _refused(source, form) and name not in rejected]
+    written = [
+        name for name, form, *_ in CALLS if not _refused(source, form) and name not in rejected
+    ]
     failed = [name for name, form, *_ in CALLS if form in NOT_A_COMPLETION]
-    result.assert_outcomes(passed=len(CALLS) - len(failed), failed=len(failed), errors=len(refused))
+    result.assert_outcomes(
+        passed=len(CALLS) - len(failed) - len(rejected),
+        failed=len(failed) + len(rejected),
+        errors=len(refused),
+    )
+    for name in rejected:
+        result.stdout.fnmatch_lines(["Recording failed: the server rejected the API key (401 *"])
+        assert not (pytester.path / "cassettes" / "test_leak" / f"test_{name}.yaml").exists()
     for name in failed:
         result.stdout.fnmatch_lines(
             [f"cassettes/test_leak/test_{name}.yaml, interaction 0: the * not *"]

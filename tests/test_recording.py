@@ -526,13 +526,13 @@ def test_cli_record_mode_wins_over_ini(
     result.stdout.fnmatch_lines(
         ["cassette: cassettes/test_user/test_a.yaml (does not exist), record mode 'none'"]
     )
-    result.stdout.no_fnmatch_line("chatresp: *")
+    result.stdout.no_fnmatch_line("chatresp: *record mode*")
     assert openai_server.request_count == 0
     assert not cassette_path(project).exists()
 
     result = run(project)  # the ini alone
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["chatresp: serializer yaml, record mode once"])
+    result.stdout.fnmatch_lines(["chatresp: record mode once, serializer yaml"])
     assert openai_server.request_count == 1
     assert cassette_path(project).exists()
 
@@ -1267,14 +1267,14 @@ def test_report_header_shows_a_record_mode_other_than_none(project: pytest.Pytes
     project.makepyfile(test_user="def test_a():\n    pass\n")
     result = run(project)
     result.assert_outcomes(passed=1)
-    result.stdout.no_fnmatch_line("chatresp:*")
+    result.stdout.fnmatch_lines(["chatresp: serializer yaml"])  # the project's ini, no record mode
 
     result = run(project, "--chatresp-record-mode=once")
-    result.stdout.fnmatch_lines(["chatresp: serializer yaml, record mode once"])
+    result.stdout.fnmatch_lines(["chatresp: record mode once, serializer yaml"])
 
     ini(project, "chatresp_record_mode = new_episodes")
     result = run(project)
-    result.stdout.fnmatch_lines(["chatresp: serializer yaml, record mode new_episodes"])
+    result.stdout.fnmatch_lines(["chatresp: record mode new_episodes, serializer yaml"])
 
 
 def test_a_url_encoded_secret_is_found_too(

@@ -120,9 +120,9 @@ def test_the_command_line_wins_over_the_ini(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nchatresp_record_mode = once\nchatresp_skip_checks = stream\n")
     pytester.makepyfile(test_it="def test_x():\n    pass\n")
     result = pytester.runpytest()
-    result.stdout.fnmatch_lines(["chatresp: checks skipped: stream, record mode once"])
+    result.stdout.fnmatch_lines(["chatresp: record mode once, checks skipped: stream"])
     result = pytester.runpytest("--chatresp-record-mode=all", "--chatresp-skip-checks=created")
-    result.stdout.fnmatch_lines(["chatresp: checks skipped: created, record mode all"])
+    result.stdout.fnmatch_lines(["chatresp: record mode all, checks skipped: created"])
     result = pytester.runpytest("--chatresp-record-mode=none")
     result.stdout.fnmatch_lines(["chatresp: checks skipped: stream"])
 
@@ -282,8 +282,8 @@ def test_the_ini_agrees_with_pytest(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()
     result.stdout.fnmatch_lines(
         [
-            "chatresp: cassette dir */recordings, strict validation, checks skipped: usage-sum "
-            "created, allowed: service_tier=on_demand, stream:no-done"
+            "chatresp: cassette dir */recordings, strict validation, allowed: "
+            "service_tier=on_demand, stream:no-done, checks skipped: usage-sum created"
         ]
     )
     assert read_project_ini(pytester.path).values == EXPECTED
