@@ -199,31 +199,6 @@ def pytest_collection_modifyitems(
         add_unreached_cassettes(chatresp, session, items)
 
 
-def cassette_used_by(item: pytest.Item) -> Path | None:
-    """The cassette file a collected test uses, or ``None`` (``chatresp check --orphans``)."""
-    from .running import FIXTURES
-    from .session import VCR_MARKER, recording_layout_path
-
-    if item.get_closest_marker(VCR_MARKER) is not None:  # pytest-recording's default cassette
-        return session_of(item.config).existing(recording_layout_path(item))
-    if marker_of(item) is None and not set(getattr(item, "fixturenames", ())) & FIXTURES:
-        return None
-    try:
-        return session_of(item.config).cassette_path(item)
-    except pytest.fail.Exception:
-        return None
-
-
-def cassette_dir(config: pytest.Config) -> Path:
-    """The run's cassette directory (``chatresp check --orphans``)."""
-    return session_of(config).cassette_dir
-
-
-def cassette_roots(config: pytest.Config) -> list[Path]:
-    """Every folder of the run's cassettes (``chatresp check --orphans``)."""
-    return session_of(config).cassette_roots
-
-
 def pytest_sessionfinish(session: pytest.Session) -> None:
     chatresp = session_of(session.config)
     chatresp.end_cache_session()
@@ -237,13 +212,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         chatresp.report.write_json(
             Path(session.config.invocation_params.dir, target), root=session.config.rootpath
         )
-    if chatresp.has_report and chatresp.settings.unplayed == "fail" and chatresp.report.unplayed():
+    if chatresp.run_fails():
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if chatresp.settings.verify:
-        from .verify import drifted
-
-        if drifted(chatresp):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -117,6 +117,17 @@ class ChatrespSession:
             self._cache = CassetteCache(store, project=self.config.rootpath)
         return self._cache
 
+    def run_fails(self) -> bool:
+        """Whether what the plugin saw fails the run: unplayed interactions under
+        ``chatresp_unplayed = fail``, or drift in a verify run."""
+        if self.has_report and self.settings.unplayed == "fail" and self.report.unplayed():
+            return True
+        if self.settings.verify:
+            from .verify import drifted
+
+            return drifted(self)
+        return False
+
     def end_cache_session(self) -> None:
         """Keep this session's hit rate for the next session's header (``pytest -v``)."""
         if self._cache is not None:
@@ -590,3 +601,30 @@ def _verify_header(settings: Any) -> str:
     from .verify import header
 
     return header(settings)
+
+
+# --- what chatresp check --orphans asks of a collected session ---------------------------------
+
+
+def cassette_used_by(item: pytest.Item) -> Path | None:
+    """The cassette file a collected test uses, or ``None`` (``chatresp check --orphans``)."""
+    from .running import FIXTURES
+
+    if item.get_closest_marker(VCR_MARKER) is not None:  # pytest-recording's default cassette
+        return session_of(item.config).existing(recording_layout_path(item))
+    if marker_of(item) is None and not set(getattr(item, "fixturenames", ())) & FIXTURES:
+        return None
+    try:
+        return session_of(item.config).cassette_path(item)
+    except pytest.fail.Exception:
+        return None
+
+
+def cassette_dir(config: pytest.Config) -> Path:
+    """The run's cassette directory (``chatresp check --orphans``)."""
+    return session_of(config).cassette_dir
+
+
+def cassette_roots(config: pytest.Config) -> list[Path]:
+    """Every folder of the run's cassettes (``chatresp check --orphans``)."""
+    return session_of(config).cassette_roots

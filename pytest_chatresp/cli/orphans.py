@@ -38,7 +38,7 @@ class _Collector:
         self.used: set[Path] = set()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from pytest_chatresp.plugin import cassette_dir, cassette_roots, cassette_used_by
+        from pytest_chatresp.session import cassette_dir, cassette_roots, cassette_used_by
 
         self.cassette_dir = cassette_dir(session.config).resolve()
         self.roots = cassette_roots(session.config)
