@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_chatresp.errors import display_path, printable
+from pytest_chatresp.errors import display_path
+
+from .output import EXIT_FAILED, EXIT_OK, err, out
 
 __all__ = ["add_parser", "run"]
-
-_EXIT_OK, _EXIT_FAILED = 0, 1
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,25 +56,22 @@ def run(args: argparse.Namespace) -> int:
     directory = Path(args.cache_dir, "d", "chatresp")
     shown = display_path(directory)
     if not directory.is_dir() or directory.is_symlink():
-        print(printable(f"no cassette cache at {shown}"))
-        return _EXIT_OK
+        out(f"no cassette cache at {shown}")
+        return EXIT_OK
     if args.clear:
         removed = clear_store(directory)
         left = describe_store(directory)
-        print(printable(f"removed {removed.amount()} from {shown}"))
+        out(f"removed {removed.amount()} from {shown}")
         if left.entries:
-            print(
-                printable(f"could not remove {left.entries} entr(ies): see {shown}"),
-                file=sys.stderr,
-            )
-            return _EXIT_FAILED
-        return _EXIT_OK
+            err(f"could not remove {left.entries} entr(ies): see {shown}")
+            return EXIT_FAILED
+        return EXIT_OK
     summary = describe_store(directory)
-    print(printable(summary.describe()))
+    out(summary.describe())
     if summary.oldest is not None and summary.newest is not None:
-        print(f"last used: {_day(summary.oldest)} (oldest) to {_day(summary.newest)} (newest)")
-    print(
+        out(f"last used: {_day(summary.oldest)} (oldest) to {_day(summary.newest)} (newest)")
+    out(
         f"bounds: unused for {MAX_AGE_DAYS} days, or beyond {MAX_ENTRIES} entries or "
         f"{MAX_BYTES >> 20} MiB (least recently used first), entries are removed"
     )
-    return _EXIT_OK
+    return EXIT_OK

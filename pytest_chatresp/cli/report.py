@@ -10,15 +10,14 @@ to the one a serial run of all the shards' tests writes.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_chatresp.errors import CassetteError, display_path, printable
+from pytest_chatresp.errors import CassetteError, display_path
+
+from .output import EXIT_FAILED, EXIT_OK, err, out
 
 __all__ = ["add_parser", "run"]
-
-_EXIT_OK, _EXIT_FAILED = 0, 1
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,20 +56,18 @@ def run(args: argparse.Namespace) -> int:
         documents = [read_report(path) for path in paths]
         report = merge_reports(documents, [display_path(path) for path in paths])
     except CassetteError as exc:
-        print(printable(f"chatresp report: {exc}"), file=sys.stderr)
-        return _EXIT_FAILED
+        err(f"chatresp report: {exc}")
+        return EXIT_FAILED
     if args.json:
         target = Path(args.json)
         try:
             report.write_json(target)
         except OSError as exc:
             shown = display_path(target)
-            print(
-                printable(f"chatresp report: cannot write {shown}: {exc.strerror}"), file=sys.stderr
-            )
-            return _EXIT_FAILED
+            err(f"chatresp report: cannot write {shown}: {exc.strerror}")
+            return EXIT_FAILED
     for line in report.lines(verbose=args.verbose, unplayed=args.unplayed != "ignore"):
-        print(printable(line))
+        out(line)
     if args.unplayed == "fail" and report.unplayed():
-        return _EXIT_FAILED
-    return _EXIT_OK
+        return EXIT_FAILED
+    return EXIT_OK
