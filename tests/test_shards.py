@@ -12,7 +12,8 @@ from helpers import completion, write_cassette
 
 from pytest_chatresp.cli.report import add_parser
 from pytest_chatresp.errors import CassetteError
-from pytest_chatresp.report import REPORT_FORMAT, merge_reports, read_report
+from pytest_chatresp.report import REPORT_FORMAT
+from pytest_chatresp.shards import merge_reports, read_report
 
 #: A test file replaying interactions ``plays`` of the four of ``shared.yaml``.
 REPLAY_TEST = """

@@ -333,7 +333,8 @@ def test_the_vcr_config_fixture_cannot_turn_verifying_into_replaying(
 
 def test_the_verify_section_is_checked_and_merged_by_chatresp_report() -> None:
     from pytest_chatresp.errors import CassetteError
-    from pytest_chatresp.report import RunReport, merge_reports
+    from pytest_chatresp.report import RunReport
+    from pytest_chatresp.shards import merge_reports
     from pytest_chatresp.verification import TestVerification
 
     shards = []

@@ -49,7 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Merge ``args.reports``; print the summary; write ``args.json``. The exit status."""
-    from pytest_chatresp.report import merge_reports, read_report
+    from pytest_chatresp.shards import merge_reports, read_report
 
     paths = [Path(name) for name in args.reports]
     try:
