@@ -15,7 +15,9 @@ import pytest
 from helpers import completion, write_cassette
 
 from pytest_chatresp.cassette import Cassette, load_cassette
-from pytest_chatresp.cassette.cache import CacheStore, CassetteCache, build_identity, user_key
+from pytest_chatresp.cassette.cache import CassetteCache
+from pytest_chatresp.cassette.store import CacheStore
+from pytest_chatresp.cassette.store_key import build_identity, user_key
 from pytest_chatresp.checks import Rules
 from pytest_chatresp.cli import main
 from pytest_chatresp.errors import CassetteError, display_path
@@ -195,7 +197,7 @@ def test_a_new_plugin_version_does_not_use_what_an_older_one_kept(
     monkeypatch: pytest.MonkeyPatch,
     counting_parses: list[str],
 ) -> None:
-    from pytest_chatresp.cassette import cache
+    from pytest_chatresp.cassette import store_key as cache
 
     write_cassette(pytester.path / "cassettes/test_it/test_b.yaml", _answer("recorded-b"))
     pytester.makepyfile(test_it=_TEST_B)
@@ -246,13 +248,13 @@ def test_the_stored_document_is_the_parsed_one_bytes_and_tuples_included(tmp_pat
     document["interactions"][0]["response"]["body"]["string"] = b"\x1f\x8b not text"
     document["extra"] = {"pair": (1, [b"\x00", (2, "\udc80")]), "ok": [1.5, None, True]}
     store = CacheStore(tmp_path / "store", key, build_identity())
-    from pytest_chatresp.cassette.cache import _decode, _encode
+    from pytest_chatresp.cassette.store import decode_document, encode_document
 
-    store.put("document", "d" * 64, _encode(document))
+    store.put("document", "d" * 64, encode_document(document))
     payload = store.get("document", "d" * 64, 1 << 20)
     assert payload is not None
-    assert _decode(payload) == document
-    assert type(_decode(payload)["extra"]["pair"]) is tuple
+    assert decode_document(payload) == document
+    assert type(decode_document(payload)["extra"]["pair"]) is tuple
     assert reader.read_document(path) == CassetteCache(tmp_path / "store", key=key).document(path)
 
 
@@ -458,7 +460,7 @@ def test_the_identity_changes_with_what_shapes_reading(monkeypatch: pytest.Monke
     import sys
     import types
 
-    from pytest_chatresp.cassette import cache
+    from pytest_chatresp.cassette import store_key as cache
 
     fake = types.ModuleType("brotli")
     fake.__version__ = "9.9"  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import completion, write_cassette
 
-from pytest_chatresp.cassette.cache import CacheStore, clear_store, describe_store
+from pytest_chatresp.cassette.store import CacheStore, clear_store, describe_store
 from pytest_chatresp.cli.cache import add_parser
 
 POSIX = pytest.mark.skipif(os.name == "nt", reason="symlinks")

@@ -45,7 +45,7 @@ def _day(timestamp: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Show or clear the store under ``args.cache_dir``. The exit status."""
-    from pytest_chatresp.cassette.cache import (
+    from pytest_chatresp.cassette.store import (
         MAX_AGE_DAYS,
         MAX_BYTES,
         MAX_ENTRIES,
