@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .marker import CassetteMarker
+from .options import add_options
 from .session import (
     SESSION_KEY,
     ChatrespSession,
-    add_options,
     marker_of,
     read_markers,
     session_of,

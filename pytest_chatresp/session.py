@@ -7,9 +7,6 @@ marker, settings, rules and cassette path).
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .discovery import MODULE_CASSETTES
 from .errors import display_path, record_command
 from .marker import MARKER, CassetteMarker, MarkerError
-from .settings import BY_NAME, SETTINGS, Setting, SettingError, Settings, load_settings
+from .naming import cassette_name, module_of, present, recording_layout_path
+from .options import cli_value, ini_value
+from .settings import BY_NAME, SETTINGS, SettingError, Settings, load_settings
 
 if TYPE_CHECKING:
     from .cassette.cache import CassetteCache
@@ -33,17 +31,11 @@ __all__ = [
     "MARKER_KEY",
     "SESSION_KEY",
     "ChatrespSession",
-    "add_options",
     "marker_of",
     "read_markers",
     "session_of",
     "warn_shared_defaults",
 ]
-
-_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
-#: Longest cassette file stem kept as it is; longer ones are cut and given a hash.
-_LONGEST_NAME = 120
-_KEPT = 100
 
 
 @dataclass
@@ -71,8 +63,8 @@ class ChatrespSession:
     def from_config(cls, config: pytest.Config) -> ChatrespSession:
         try:
             settings = load_settings(
-                {spec.name: _cli_value(config, spec) for spec in SETTINGS},
-                {spec.name: _ini_value(config, spec) for spec in SETTINGS if spec.ini},
+                {spec.name: cli_value(config, spec) for spec in SETTINGS},
+                {spec.name: ini_value(config, spec) for spec in SETTINGS if spec.ini},
             )
         except SettingError as exc:
             raise pytest.UsageError(str(exc)) from None
@@ -205,7 +197,7 @@ class ChatrespSession:
             return named
         first, second = self.default_paths(item)
         for path in (first, second):
-            if _present(path):
+            if present(path):
                 return path
         if self.settings_for(item).serializer == "json":
             return first.with_suffix(".json")
@@ -213,7 +205,7 @@ class ChatrespSession:
 
     def default_paths(self, item: pytest.Item) -> tuple[Path, Path]:
         """A test's default cassette in the configured layout, then in the other one."""
-        ours = self.existing(Path(self.cassette_dir, _module(item), cassette_name(item)))
+        ours = self.existing(Path(self.cassette_dir, module_of(item), cassette_name(item)))
         theirs = self.existing(recording_layout_path(item))
         if self.settings.cassette_layout == "pytest-recording":
             return theirs, ours
@@ -224,7 +216,7 @@ class ChatrespSession:
         """The cassette of this stem: its ``.yaml`` file unless only the ``.json`` one exists."""
         yaml_path = stem.with_name(stem.name + ".yaml")
         json_path = stem.with_name(stem.name + ".json")
-        return json_path if _present(json_path) and not _present(yaml_path) else yaml_path
+        return json_path if present(json_path) and not present(yaml_path) else yaml_path
 
     def record_settings(
         self, item: pytest.Item, vcr_options: dict[str, Any], project: Any = None
@@ -236,12 +228,15 @@ class ChatrespSession:
             DEFAULT_RESPONSE_HEADERS,
             RecordSettings,
         )
+        from .recording.vcr_config import REFUSED_OPTIONS, under_project_options
 
-        refused = [key for key in ("match_on", *_FILTERS) if key in vcr_options]
+        refused = [key for key in ("match_on", *REFUSED_OPTIONS) if key in vcr_options]
         if refused:
+            instead = REFUSED_OPTIONS.get(
+                refused[0], "use @pytest.mark.chat_cassette(match_on=[...])"
+            )
             pytest.fail(
-                f"{item.nodeid}: the chatresp_vcr_config fixture sets {refused[0]!r}; "
-                f"{_FILTERS.get(refused[0], 'use @pytest.mark.chat_cassette(match_on=[...])')}",
+                f"{item.nodeid}: the chatresp_vcr_config fixture sets {refused[0]!r}; {instead}",
                 pytrace=False,
             )
         if project:
@@ -332,47 +327,6 @@ class ChatrespSession:
 #: Options of the project's ``vcr_config`` the plugin sets itself: where the cassette is, its
 #: format, the record mode (``--chatresp-record-mode``) and the matching (the marker's
 #: ``match_on``), so that one test's cassette behaves the same in every project.
-OWN_VCR_OPTIONS = frozenset(
-    {
-        "cassette_library_dir",
-        "path_transformer",
-        "func_path_generator",
-        "record_mode",
-        "serializer",
-        "persister",
-        "match_on",
-    }
-)
-_HOOKS = ("before_record_request", "before_record_response")
-
-
-def under_project_options(project: Mapping[str, Any], ours: Mapping[str, Any]) -> dict[str, Any]:
-    """The project's ``vcr_config`` with ``chatresp_vcr_config`` on top: the plugin's own
-    options (:data:`OWN_VCR_OPTIONS`) left out, both hooks kept (the project's first), both
-    header and query filters kept; for any other option ``chatresp_vcr_config`` wins."""
-    merged = {key: value for key, value in project.items() if key not in OWN_VCR_OPTIONS}
-    for key, value in ours.items():
-        if key in _HOOKS and merged.get(key) is not None and value is not None:
-            merged[key] = [*_as_list(merged[key]), *_as_list(value)]
-        elif key in _FILTERS and key in merged:
-            merged[key] = [*merged[key], *value]
-        else:
-            merged[key] = value
-    return merged
-
-
-def _as_list(hooks: Any) -> list[Any]:
-    return list(hooks) if isinstance(hooks, list | tuple) else [hooks]
-
-
-_FILTERS = {
-    "filter_headers": "use the ini keys chatresp_filter_request_headers and "
-    "chatresp_filter_response_headers (or their --chatresp-filter-* options)",
-    "filter_query_parameters": "use the ini key chatresp_filter_query_parameters (or "
-    "--chatresp-filter-query-parameters)",
-}
-
-
 def _rules(empty: Rules, settings: Settings) -> Rules:
     from dataclasses import replace
 
@@ -384,65 +338,6 @@ def _rules(empty: Rules, settings: Settings) -> Rules:
         skip_checks=frozenset(settings.skip_checks),
         allow=parse_allowances(settings.allow),
     )
-
-
-def _cli_value(config: pytest.Config, spec: Setting) -> object:
-    value = config.getoption(spec.dest, default=None)
-    if isinstance(value, list) and spec.kind == "names":  # repeated, each comma-separated
-        return [part.strip() for text in value for part in str(text).split(",") if part.strip()]
-    return value
-
-
-def _ini_value(config: pytest.Config, spec: Setting) -> object:
-    try:
-        value = config.getini(spec.ini_key)
-    except ValueError as exc:  # pytest could not read a bool
-        raise SettingError(spec.ini_key, str(exc), spec.describe_allowed()) from None
-    return value if value != [] else None
-
-
-def _present(path: Path) -> bool:
-    """Whether something is at ``path``; a name too long for the file system names nothing."""
-    try:
-        return os.path.lexists(path)
-    except (OSError, ValueError):
-        return False
-
-
-def _module(item: pytest.Item) -> str:
-    return Path(str(item.path)).stem
-
-
-#: Characters pytest-recording replaces with ``-`` in a default cassette name.
-_RECORDING_UNSAFE = re.compile(r"[<>?%*:|\"'/\\]")
-
-
-def recording_layout_path(item: pytest.Item) -> Path:
-    """pytest-recording's default cassette of a test, without its suffix:
-    ``<test file's dir>/cassettes/<module>/<Class.>test_name``."""
-    name = item.name
-    cls = getattr(item, "cls", None)
-    if cls is not None:
-        name = f"{cls.__name__}.{name}"
-    test_file = Path(str(item.path))
-    return Path(
-        test_file.parent, MODULE_CASSETTES, test_file.stem, _RECORDING_UNSAFE.sub("-", name)
-    )
-
-
-def cassette_name(item: pytest.Item) -> str:
-    """The default cassette file stem of a test: ``Class.test_name[id]``, unsafe characters
-    replaced; a name too long for a file system keeps its start and a stable hash."""
-    name = item.name
-    cls = getattr(item, "cls", None)
-    if cls is not None:
-        name = f"{cls.__name__}.{name}"
-    name = _UNSAFE.sub("_", name)
-    if len(name.encode("utf-8")) <= _LONGEST_NAME:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
-    kept = name.encode("utf-8")[:_KEPT].decode("utf-8", errors="ignore")
-    return f"{kept}-{digest}"
 
 
 MARKER_KEY: pytest.StashKey[CassetteMarker | None] = pytest.StashKey()
@@ -547,54 +442,6 @@ def both_markers(nodeid: str) -> str:
         f"cassette where it is), or remove @pytest.mark.{MARKER} to leave the test to "
         "pytest-recording."
     )
-
-
-def add_options(parser: pytest.Parser) -> None:
-    """Each setting's option and ini key, under one dest."""
-    group = parser.getgroup("chatresp", "recorded chat completion responses (pytest-chatresp)")
-    for spec in SETTINGS:
-        more = f" (ini {spec.ini_key})" if spec.ini else ""
-        if spec.kind == "bool":
-            group.addoption(
-                spec.option,
-                dest=spec.dest,
-                action="store_true",
-                default=None,
-                help=spec.help + more,
-            )
-        elif spec.kind in ("names", "lines"):
-            how = ", comma-separated" if spec.kind == "names" else ""
-            group.addoption(
-                spec.option,
-                dest=spec.dest,
-                action="append",
-                default=None,
-                metavar=spec.metavar,
-                help=f"{spec.help}{more}; may be repeated{how}.",
-            )
-        else:
-            group.addoption(
-                spec.option,
-                dest=spec.dest,
-                default=None,
-                metavar=spec.metavar,
-                help=spec.help + more,
-            )
-        if spec.ini:
-            parser.addini(
-                spec.ini_key,
-                f"{spec.help} (default: {_default(spec.default)}).",
-                type=spec.ini_type,  # type: ignore[arg-type]
-                default=None,
-            )
-
-
-def _default(value: object) -> str:
-    if isinstance(value, tuple):
-        return " ".join(value) or "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "none" if value is None else str(value)
 
 
 def _verify_header(settings: Any) -> str:
