@@ -453,12 +453,18 @@ def _provider(completion: ChatCompletion, context: CheckContext) -> str | None:
 
 
 def run_checks(
-    completion: ChatCompletion, context: CheckContext, skip: Iterable[str] = ()
+    completion: ChatCompletion,
+    context: CheckContext,
+    skip: Iterable[str] = (),
+    *,
+    provisional: bool = False,
 ) -> list[Violation]:
     """Every check not in ``skip``, as violations naming the check.
 
     A failure that is a known provider behaviour ends with the line that accepts it; another
     failure of a recognised provider (not OpenAI, whose contract it is) with the check to skip.
+    A ``provisional`` completion keeps values of the wrong type (so that a type error does
+    not hide the other findings): a check those values stop finds nothing.
     """
     skipped = set(skip)
     out: list[Violation] = []
@@ -466,7 +472,13 @@ def run_checks(
     for name, check in CHECKS.items():
         if name in skipped:
             continue
-        for found in check(completion, context):
+        try:
+            findings = check(completion, context)
+        except (TypeError, ValueError, AttributeError, LookupError, ArithmeticError):
+            if not provisional:
+                raise
+            continue
+        for found in findings:
             field, message = found[0], found[1]
             behaviour = found[2] if len(found) > 2 else None
             if not out:

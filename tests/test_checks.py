@@ -519,3 +519,54 @@ def test_usage_total_below_the_sum_is_flagged_when_replayed(pytester: pytest.Pyt
             "prompt_tokens + completion_tokens = 15, found 14 [check usage-sum]",
         ]
     )
+
+
+# --- a type error does not hide the other findings ----------------------------------------------
+
+
+def test_a_type_error_does_not_hide_a_failed_check(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_c=READ_TEST)
+    body = with_choice(role="user")
+    body["usage"] = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 14}
+    write(pytester.path / CASSETTE, body, None)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"{CASSETTE}, interaction 0: choices[0].message.role: expected 'assistant', got 'user'",
+            f"{CASSETTE}, interaction 0: usage.total_tokens: expected prompt_tokens + "
+            "completion_tokens = 15, found 14 [check usage-sum]",
+        ]
+    )
+
+
+def test_a_field_of_the_wrong_type_is_reported_once_not_again_by_a_check(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_c=READ_TEST)
+    body = with_choice(role="user")
+    body["usage"] = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": "fifteen"}
+    write(pytester.path / CASSETTE, body, None)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"{CASSETTE}, interaction 0: choices[0].message.role: expected 'assistant', got 'user'",
+            f"{CASSETTE}, interaction 0: usage.total_tokens: expected an integer, got string "
+            "'fifteen'",
+        ]
+    )
+    assert "usage-sum" not in result.stdout.str()
+
+
+def test_a_missing_field_leaves_the_checks_unrun(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_c=READ_TEST)
+    body = completion(usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 14})
+    del body["choices"][0]["finish_reason"]
+    write(pytester.path / CASSETTE, body, None)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [f"{CASSETTE}, interaction 0: choices[0].finish_reason: required field is missing"]
+    )
+    assert "usage-sum" not in result.stdout.str()

@@ -6,10 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from pytest_chatresp.checks import Rules
+from pytest_chatresp.checks import CheckContext, Rules, run_checks
 from pytest_chatresp.errors import Violation, field_path, shorten, violations_from
 from pytest_chatresp.models import ChatCompletionChunk, validate_chunk, validate_completion
-from pytest_chatresp.providers import allowance_for, allowance_works, provider_of, validate_allowing
+from pytest_chatresp.providers import (
+    Allowance,
+    allowance_for,
+    allowance_works,
+    normalized_path,
+    provider_of,
+    validate_allowing,
+)
 
 from .document import loads
 from .stream import SSEEvent, event_json, is_chunk, merge_chunks
@@ -103,7 +110,39 @@ def _validate(
             hint=hint,
         )
     )
+    if chunk is None:
+        exchange.violations.extend(_checks_despite(exchange, document, errors, rules, validate))
     return None
+
+
+def _checks_despite(
+    exchange: Exchange, document: Any, errors: list[Any], rules: Rules, validate: Any
+) -> list[Violation]:
+    """The contract checks a type error does not concern, so that one fix does not reveal the
+    next finding: run on the completion with its wrong values kept as they are. A finding at
+    a field that has a type error is left out (that field is reported already); a missing
+    field leaves nothing to check."""
+    assert exchange.source is not None
+    if any(e["type"] == "missing" for e in errors):
+        return []
+    broken = {field_path(e["loc"]) for e in errors}
+    anything = tuple(Allowance(normalized_path(field), "*") for field in sorted(broken))
+    model = validate_allowing(document, errors, anything, validate, field_path)
+    if model is None:
+        return []
+    context = CheckContext(
+        exchange.source.path,
+        exchange.source.index,
+        exchange.request.json,
+        uri=exchange.request.uri,
+        allow=rules.allow,
+    )
+    found = run_checks(model, context, rules.skip_checks, provisional=True)
+    return [
+        v
+        for v in found
+        if not any(v.field == f or (v.field or "").startswith((f + ".", f + "[")) for f in broken)
+    ]
 
 
 def validate_document(exchange: Exchange, document: Any, rules: Rules) -> None:
