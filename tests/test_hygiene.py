@@ -174,7 +174,7 @@ def test_the_scan_reports_a_body_it_cannot_read() -> None:
     response = {"headers": {"Content-Encoding": ["zstd"]}, "body": {"string": b"(\xb5/\xfd"}}
     assert find_secrets({"responses": [response]}, Secrets()) == [
         (
-            "responses.[0].body.string",
+            "responses[0].body.string",
             "a body the scan cannot read (the body is encoded as 'zstd', which cannot be read)",
         )
     ]
@@ -230,7 +230,7 @@ def _chunk(delta: dict[str, object]) -> str:
         (
             {"tool_calls": [{"index": 0, "function": {"arguments": "X"}}]},
             '{"k": "' + KEY + '"}',
-            "delta.tool_calls.[0].function.arguments",
+            "delta.tool_calls[0].function.arguments",
         ),
     ],
     ids=["content", "refusal", "reasoning_content", "arguments"],
@@ -244,7 +244,7 @@ def test_the_scan_reads_each_stream_event_as_json(
     body = f"data: {_chunk({'role': 'assistant'})}\n\ndata: {event}\n\ndata: [DONE]\n\n"
     assert KEY not in body
     response = {"headers": {"content-type": ["text/event-stream"]}, "body": {"string": body}}
-    where = f"responses.[0].body.string.choices.[0].{path}"
+    where = f"responses[0].body.string.choices[0].{path}"
     assert find_secrets({"responses": [response]}, KNOWN) == [(where, kind) for kind in FOUND]
 
 
@@ -289,7 +289,7 @@ def test_the_scan_parses_what_json_loads_of_bytes_would(body: str | bytes) -> No
     and UTF-32; newline-delimited JSON is read a line at a time."""
     found = find_secrets({"responses": [{"body": {"string": body}}]}, KNOWN)
     assert found == [
-        ("responses.[0].body.string.choices.[0].message.content", kind) for kind in FOUND
+        ("responses[0].body.string.choices[0].message.content", kind) for kind in FOUND
     ]
 
 
@@ -363,7 +363,7 @@ def test_audit_without_brotli_reports_the_body_it_cannot_read(
     assert main(["audit", str(path)]) == 1
     out = capsys.readouterr().out
     assert (
-        "br.yaml: interactions.[0].response.body.string: a body the scan cannot read (the body is"
+        "br.yaml: interactions[0].response.body.string: a body the scan cannot read (the body is"
         " brotli-compressed; install brotli to read it), which should not be recorded"
         " (remove it by hand)"
     ) in out

@@ -396,6 +396,63 @@ def test_{name}():
     assert openai_server.request_count == len(CALLS)
 
 
+# --- a key split across two headers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["key_in_environment", "key_shape_only"])
+def test_a_key_split_across_two_headers_is_not_written(
+    pytester: pytest.Pytester,
+    openai_server: OpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+    known: bool,
+) -> None:
+    """Neither half is a key, nor does a header's name say so: joined, they are one."""
+    if known:
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    else:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    first, second = OPENAI_KEY[:14], OPENAI_KEY[14:]
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_leak=PRELUDE
+        + "SOURCE_HEADERS = {}\n"
+        + f"""
+
+@pytest.mark.chat_cassette
+def test_split():
+    client = openai.OpenAI(base_url=URL, api_key="not-the-key", max_retries=0,
+        default_headers={{"X-Team-Route": {first!r}, "Accept-Language": "en",
+                         "X-Trace-Tail": {second!r}}})
+    call(client, "plain", None, False)
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-record-mode=once")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cassettes/test_leak/test_split.yaml: not written, because it would hold a secret: *"
+            "requests[[]0].headers*",
+        ]
+    )
+    assert not (pytester.path / "cassettes/test_leak/test_split.yaml").exists()
+    assert OPENAI_KEY not in result.stdout.str() + result.stderr.str()
+    assert_unreadable(pytester.path, (OPENAI_KEY,))
+
+
+def test_unrelated_header_values_joined_are_no_secret() -> None:
+    from pytest_chatresp.hygiene.policy import Secrets
+    from pytest_chatresp.hygiene.scan import find_secrets
+
+    headers = {
+        "x-request-id": ["req_0123456789abcdef"],
+        "openai-processing-ms": ["312"],
+        "x-ratelimit-remaining-tokens": ["149999"],
+        "content-type": ["application/json"],
+        "openai-version": ["2020-10-01"],
+    }
+    assert find_secrets({"response": {"headers": headers}}, Secrets()) == []
+
+
 # --- audit and scrub --check on files that hold a leak ---------------------------------------
 
 

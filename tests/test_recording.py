@@ -877,7 +877,7 @@ def test_a():
     result.stdout.fnmatch_lines(
         [
             "*_ ERROR at teardown of test_a _*",
-            REFUSED + "a string shaped like an OpenAI API key (sk-…) in *requests.[[]0[]].body*"
+            REFUSED + "a string shaped like an OpenAI API key (sk-…) in *requests[[]0[]].body*"
             " Scrub it with ini chatresp_filter_request_headers, *",
         ],
         consecutive=True,
@@ -930,7 +930,7 @@ def test_a():
     result.stdout.fnmatch_lines(
         [
             "*_ ERROR at teardown of test_a _*",
-            REFUSED + "*the value of $MY_SERVICE_TOKEN in responses.[[]0[]].body.string. Scrub *",
+            REFUSED + "*the value of $MY_SERVICE_TOKEN in responses[[]0[]].body.string. Scrub *",
         ],
         consecutive=True,
     )

@@ -9,7 +9,8 @@ UTF-8 and as the UTF-16 or UTF-32 that ``json.loads`` would detect, a JSON text 
 its strings read (with or without a byte order mark, and each document of newline-delimited
 JSON), a server-sent event stream is read event by event (each event's data as a text of its
 own, JSON parsed) and each field joined across events (so a key split across two events is
-found), URL-encoding is undone, runs of base64 or base64url are decoded, and ``Basic``
+found), two header values are joined (so a key split across two headers is found),
+URL-encoding is undone, runs of base64 or base64url are decoded, and ``Basic``
 credentials are read. Each text is then checked
 against the policy (:mod:`.policy`): known secret values in any of their encoded forms,
 key-shaped strings, ``Basic`` credentials.
@@ -43,6 +44,9 @@ __all__ = ["find_secrets", "texts_of"]
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
 _BASE64_BLOCK = re.compile(r"[A-Za-z0-9+/=\s]+")
 _MAX_DEPTH = 4
+#: A header value that could be part of a key: key characters only, no spaces.
+_FRAGMENT = re.compile(r"[A-Za-z0-9_\-+/=.:]{4,256}")
+_MAX_FRAGMENTS = 32
 #: Views of one text are not taken from texts larger than this (a body is far smaller).
 _MAX_VIEW_CHARS = 32 * 1024 * 1024
 
@@ -64,7 +68,7 @@ class _Reading:
             self._mapping(value, where, depth)
         elif isinstance(value, list | tuple):
             for position, item in enumerate(value):
-                self.value(item, _where(where, f"[{position}]"), depth)
+                self.value(item, f"{where}[{position}]", depth)
         elif isinstance(value, bytes | bytearray | memoryview):
             self.data(bytes(value), where, depth)
         elif isinstance(value, str):
@@ -86,6 +90,9 @@ class _Reading:
                 continue
             self.text(str(key), inner, depth)
             self.value(item, inner, depth)
+            if key == "headers" and isinstance(item, Mapping) and depth < _MAX_DEPTH:
+                for joined in _joined_fragments(item):
+                    self.text(joined, inner, depth + 1)
 
     def data(self, raw: bytes, where: str, depth: int) -> None:
         for decoded in plausible_decodings(raw):
@@ -138,6 +145,22 @@ class _Reading:
         for pieces in joined.values():
             if len(pieces) > 1:
                 self.text("".join(pieces), where, depth)
+
+
+def _joined_fragments(headers: Mapping[Any, Any]) -> Iterator[str]:
+    """Every two header values that could be the halves of one key, joined in either order:
+    a key split across two headers (``X-Key-A: sk-proj-…``, ``X-Key-B: …``) is a key."""
+    fragments: list[str] = []
+    for values in headers.values():
+        for value in values if isinstance(values, list | tuple) else [values]:
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            if isinstance(text, str) and _FRAGMENT.fullmatch(text):
+                fragments.append(text)
+    fragments = list(dict.fromkeys(fragments))[:_MAX_FRAGMENTS]
+    for first in fragments:
+        for second in fragments:
+            if first is not second:
+                yield first + second
 
 
 def _as_texts(raw: bytes) -> list[str]:
@@ -287,7 +310,7 @@ def _outermost(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
     kept: list[tuple[str, str]] = []
     for where, kind in dict.fromkeys(found):
         if not any(
-            kind == other and (where.startswith(f"{place}.") or where == place)
+            kind == other and (where == place or where.startswith((f"{place}.", f"{place}[")))
             for place, other in kept
         ):
             kept.append((where, kind))
