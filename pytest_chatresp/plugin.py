@@ -24,8 +24,8 @@ from .session import (
 
 if TYPE_CHECKING:
     from .cassette import Cassette
-    from .contract import ContractSnapshot
     from .models import ChatCompletion
+    from .shapes import ShapeSnapshot
 
 _WORKER_REPORT = "chatresp_report"
 
@@ -123,16 +123,16 @@ def chat_completion(request: pytest.FixtureRequest) -> ChatCompletion:
 
 
 @pytest.fixture
-def chat_contract(request: pytest.FixtureRequest) -> Iterator[ContractSnapshot]:
-    """The shape snapshot beside the test's cassette: ``assert chat_contract == completion``."""
-    from .contract import ContractSnapshot
+def chat_shape(request: pytest.FixtureRequest) -> Iterator[ShapeSnapshot]:
+    """The shape snapshot beside the test's cassette: ``assert chat_shape == completion``."""
     from .errors import CassetteError
+    from .shapes import ShapeSnapshot
 
     item = request.node
     session = session_of(item.config)
     verifying = session.settings.verify  # compares the live answer, writes nothing
     try:
-        snapshot = ContractSnapshot(
+        snapshot = ShapeSnapshot(
             session.cassette_path(item),
             may_write=session.settings_for(item).record_mode != "none" and not verifying,
             update=session.settings.update_shapes and not verifying,
@@ -164,10 +164,10 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def pytest_assertrepr_compare(
     config: pytest.Config, op: str, left: object, right: object
 ) -> list[str] | None:
-    from .contract import ContractSnapshot
+    from .shapes import ShapeSnapshot
 
-    snapshot = left if isinstance(left, ContractSnapshot) else right
-    if op != "==" or not isinstance(snapshot, ContractSnapshot) or not snapshot.explanation:
+    snapshot = left if isinstance(left, ShapeSnapshot) else right
+    if op != "==" or not isinstance(snapshot, ShapeSnapshot) or not snapshot.explanation:
         return None
     return [f"{snapshot!r} == the completion", *snapshot.explanation]
 
@@ -247,4 +247,4 @@ def pytest_terminal_summary(
     for line in lines:
         terminalreporter.write_line(printable(line))  # models and tiers come from responses
     for path in chatresp.shapes_written:
-        terminalreporter.write_line(f"contract written: {path}")
+        terminalreporter.write_line(f"shape written: {path}")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FIXTURES", "RECORDER_KEY", "guarded_call", "load", "recording"]
 
-FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_contract"})
+FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_shape"})
 RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
 _READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
 #: Credential variables of the SDKs supported, set to a placeholder while a test replays.

@@ -257,7 +257,7 @@ class Settings:
     update_shapes: bool = setting(
         False,
         "bool",
-        "write missing shape files (chat_contract) and rewrite those that differ",
+        "write missing shape files (chat_shape) and rewrite those that differ",
         ini=False,
     )
     report_json: str | None = setting(

@@ -254,11 +254,11 @@ def test_check_without_cassettes_dir_is_a_usage_error(
     )
 
 
-def test_check_skips_contract_files_and_other_names(
+def test_check_skips_shape_files_and_other_names(
     capsys: pytest.CaptureFixture[str], examples: Path
 ) -> None:
-    contract = "# A shape contract, not a cassette.\nmodel: gpt-4o-mini\n"
-    (examples / "test_forecast.contract.yaml").write_text(contract, encoding="utf-8")
+    shape = "# A shape file, not a cassette.\nmodel: gpt-4o-mini\n"
+    (examples / "test_forecast.shape.yaml").write_text(shape, encoding="utf-8")
     (examples / "notes.txt").write_text("not a cassette", encoding="utf-8")
     hidden = examples / ".cache"
     hidden.mkdir()
@@ -272,8 +272,8 @@ def test_check_skips_contract_files_and_other_names(
         "9 files, 12 exchanges, 9 chat completions (1 streamed), 2 error responses, "
         "1 embeddings exchange, 0 unreadable files, 1 invalid completion"
     )
-    # A contract file named on the command line is skipped too (a shell glob names them).
-    assert run(capsys, "check", "cassettes/test_forecast.contract.yaml")[1] == (
+    # A shape file named on the command line is skipped too (a shell glob names them).
+    assert run(capsys, "check", "cassettes/test_forecast.shape.yaml")[1] == (
         "0 files, 0 exchanges, 0 chat completions (0 streamed), 0 error responses, "
         "0 unreadable files, 0 invalid completions\n"
     )

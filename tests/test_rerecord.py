@@ -496,17 +496,17 @@ def test_sdk(chat_cassette):
     ask("hello")
 
 
-def test_httpx(chat_contract):
+def test_httpx(chat_shape):
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     httpx.post(CHAT, json=body, headers={"authorization": "Bearer " + KEY})
 
 
-def test_requests(chat_contract):
+def test_requests(chat_shape):
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     requests.post(CHAT, json=body, timeout=5)
 
 
-def test_swallowed(chat_contract):
+def test_swallowed(chat_shape):
     try:
         ask("hello")
     except Exception:
@@ -514,7 +514,7 @@ def test_swallowed(chat_contract):
 
 
 @pytest.mark.vcr  # pytest-recording's: its tests are left to it
-def test_theirs(chat_contract):
+def test_theirs(chat_shape):
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "theirs"}]}
     assert httpx.post(CHAT, json=body).status_code == 200
 """
@@ -533,9 +533,9 @@ def test_a_forgotten_marker_cannot_reach_the_network(
     result.assert_outcomes(failed=4, passed=1)
     for test, fixture in (
         ("test_sdk", "chat_cassette"),
-        ("test_httpx", "chat_contract"),
-        ("test_requests", "chat_contract"),
-        ("test_swallowed", "chat_contract"),
+        ("test_httpx", "chat_shape"),
+        ("test_requests", "chat_shape"),
+        ("test_swallowed", "chat_shape"),
     ):
         result.stdout.fnmatch_lines(
             [

@@ -30,7 +30,7 @@ def add_parser(commands: Any) -> None:
         "check",
         help="validate every chat completion in cassette files and directories",
         description="Validate every chat completion in cassette files and directories "
-        "(recursively: *.yaml, *.yml, *.json; *.contract.yaml files, dot directories and "
+        "(recursively: *.yaml, *.yml, *.json; *.shape.yaml files, dot directories and "
         "links to directories are skipped), with the project's settings (chatresp_allow, "
         "chatresp_skip_checks, chatresp_strict) unless a flag overrides them. One line per "
         "violation and per unreadable file, then a summary.",
