@@ -263,7 +263,7 @@ class Settings:
     report_json: str | None = setting(
         None,
         "string",
-        "write the end-of-run report (completions, models, tiers, tokens, drift) as JSON",
+        "write the run report (completions, models, tiers, tokens, drift) as JSON",
         ini=False,
         metavar="PATH",
     )
@@ -271,7 +271,7 @@ class Settings:
         False,
         "bool",
         "send every request of the marked tests to the live service (a real API key needed) "
-        "and report how the answers differ from the recordings; nothing is written",
+        "and list how the answers differ from the recordings; nothing is written",
         ini=False,
     )
     verify_max_requests: int | None = setting(

@@ -185,7 +185,7 @@ def test_scrub_and_audit_honour_the_filter_settings(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = filtered_cassette(pytester.path / "cassettes/old.yaml")
-    assert run(capsys, "scrub", "--check", "cassettes") == (0, "clean cassettes/old.yaml\n", "")
+    assert run(capsys, "scrub", "--dry-run", "cassettes") == (0, "clean cassettes/old.yaml\n", "")
     assert run(capsys, "audit") == (0, "1 file audited: nothing flagged\n", "")
     (pytester.path / "pytest.ini").write_text(FILTERS)
     status, out, _ = run(capsys, "audit")
@@ -204,7 +204,7 @@ def test_scrub_and_audit_honour_the_filter_settings(
     assert out.startswith("scrubbed cassettes/old.yaml: 3 values (")
     text = path.read_text()
     assert "FAKE-" not in text
-    assert run(capsys, "scrub", "--check", "cassettes") == (0, "clean cassettes/old.yaml\n", "")
+    assert run(capsys, "scrub", "--dry-run", "cassettes") == (0, "clean cassettes/old.yaml\n", "")
 
 
 def test_scrub_flags_add_to_the_filter_settings(
@@ -214,7 +214,7 @@ def test_scrub_flags_add_to_the_filter_settings(
     (pytester.path / "pytest.ini").write_text(
         "[pytest]\nchatresp_filter_request_headers = x-session-ref\n"
     )
-    status, out, _ = run(capsys, "scrub", "--check", "--query", "tenant", "cassettes")
+    status, out, _ = run(capsys, "scrub", "--dry-run", "--query", "tenant", "cassettes")
     assert status == 1
     assert out == (
         "would scrub cassettes/old.yaml: 2 values (query parameter tenant, "

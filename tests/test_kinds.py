@@ -175,11 +175,11 @@ def test_check_mode_counts_every_completion_like_chatresp_check(
     monkeypatch.chdir(pytester.path)
     capsys.readouterr()
     assert main(["check", "--json", "cassettes"]) == 1
-    summary = json.loads(capsys.readouterr().out)["summary"]
-    assert total["read"] == summary["completions"] == 4
-    assert total["invalid"] == summary["invalid"] == 2
-    assert total["kinds"] == summary["kinds"]
-    assert total["kinds"]["error"] == summary["errors"] == 1
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert total["read"] == totals["completions"] == 4
+    assert total["invalid"] == totals["invalid"] == 2
+    assert total["kinds"] == totals["kinds"]
+    assert total["kinds"]["error"] == totals["errors"] == 1
 
 
 RESPONSES_TEST = """

@@ -1,4 +1,4 @@
-"""Cassettes as test items (--chatresp-collect-cassettes) and the end-of-run report, through pytester."""
+"""Cassettes as test items (--chatresp-collect-cassettes) and the run report, through pytester."""
 
 from __future__ import annotations
 
