@@ -1,6 +1,6 @@
 """pytest wiring: options, the marker, fixtures and hooks. The work happens in other modules:
 settings.py (every setting), marker.py (the marker's arguments), session.py (the run's state),
-running.py (around one test), checkmode.py (cassettes as test items), report.py (the figures)."""
+running.py (around one test), cassette_items.py (cassettes as items), report.py (run report)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         check_start(session)
     if session.settings.collect_cassettes:
-        from .checkmode import take_bracketed_arguments
+        from .cassette_items import take_bracketed_arguments
 
         take_bracketed_arguments(session)
 
@@ -176,10 +176,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     session = session_of(parent.config)
     if not session.settings.collect_cassettes:
         return None
-    from .checkmode import CassetteCheckFile, checked_cassette
+    from .cassette_items import CassetteFile, collects_cassette
 
-    if checked_cassette(session, file_path):
-        return CassetteCheckFile.from_parent(parent, path=file_path)
+    if collects_cassette(session, file_path):
+        return CassetteFile.from_parent(parent, path=file_path)
     return None
 
 
@@ -194,7 +194,7 @@ def pytest_collection_modifyitems(
     warn_shared_defaults(items, FIXTURES)
     chatresp = session_of(config)
     if chatresp.settings.collect_cassettes:
-        from .checkmode import add_unreached_cassettes
+        from .cassette_items import add_unreached_cassettes
 
         add_unreached_cassettes(chatresp, session, items)
 

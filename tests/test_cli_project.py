@@ -264,7 +264,7 @@ def test_the_command_and_check_mode_discover_the_same_files(
     status, out, _ = run(capsys, "check", "--json")
     assert status == 1  # the FIFO
     assert [entry["path"] for entry in json.loads(out)["files"]] == expected
-    # pytest's check mode, which walks the tree its own way (it enters linked directories).
+    # pytest's --chatresp-collect-cassettes, which walks the tree its own way (it enters linked directories).
     result = pytester.runpytest(
         "-p", "no:cacheprovider", "--chatresp-collect-cassettes", "--collect-only", "-q"
     )

@@ -1,4 +1,5 @@
-"""Exchanges by kind, and the check mode's report: every completion read, as ``chatresp check``.
+"""Exchanges by kind, and the run report of collected cassettes: every completion read, as
+``chatresp check`` counts them.
 
 A body is an error only when its ``error`` is present and not null (every successful Responses
 API body says ``"error": null``). Responses API, embeddings and other exchanges are kept and

@@ -81,7 +81,7 @@ def test_check_mode_from_addopts_works_with_k_and_x(pytester: pytest.Pytester) -
     result.assert_outcomes(passed=2, deselected=7)
     result = pytester.runpytest("-x", "-k", "broken")
     result.assert_outcomes(failed=1, deselected=7)
-    result.stdout.fnmatch_lines(["chatresp: checking every cassette"])
+    result.stdout.fnmatch_lines(["chatresp: collecting every cassette"])
 
 
 def test_check_mode_under_xdist(pytester: pytest.Pytester) -> None:

@@ -305,7 +305,7 @@ def test_a_changed_host_shows_both_and_suggests_the_base_url(
             "        recorded: '127.0.0.1'",
             "        now:      'localhost'",
             "cassette: cassettes/test_user/test_a.yaml, record mode 'none'",
-            "Only where the request is sent differs (host): check the client's base_url"
+            "Only where the request is sent differs (host): correct the client's base_url"
             " (or the endpoint your code builds) rather than recording again.",
         ],
         consecutive=True,
@@ -838,8 +838,9 @@ def test_a_rejected_key_while_recording_writes_nothing_and_prints_no_key(
             "http://127.0.0.1:*/v1/chat/completions (model 'gpt-4o-mini', last message 'hi')",
             "test: test_user.py::test_a",
             "cassette: cassettes/test_user/test_a.yaml (not written), record mode 'once'",
-            "Check $OPENAI_API_KEY (sent as the value of request header authorization, REDACTED "
-            "here), then record again: pytest --chatresp-record-mode=once test_user.py::test_a",
+            "Put a valid key in $OPENAI_API_KEY (sent as the value of request header "
+            "authorization, REDACTED here), then record again: "
+            "pytest --chatresp-record-mode=once test_user.py::test_a",
             "the server said: Incorrect API key provided: REDACTED. You can find your API key at "
             "https://platform.openai.com/account/api-keys.",
         ],
