@@ -115,8 +115,8 @@ def test_check_reports_violations_and_unreadable_files(
         "cassettes/broken.yaml: not valid YAML at line 2, column 1: did not find expected node content",
         "cassettes/test_forecast.yaml, interaction 0: usage.total_tokens: expected prompt_tokens + "
         "completion_tokens = 16, found 17 (1 more: reasoning tokens counted in the total?) "
-        "[check usage-sum] (to accept it: chatresp_allow = usage-sum:reasoning, or per test "
-        '@pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
+        "[check usage-sum] (to accept it: chatresp check --allow usage-sum:reasoning, the ini "
+        'line chatresp_allow = usage-sum:reasoning, or per test @pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
         "9 files, 8 exchanges, 7 chat completions (1 streamed), 1 error response, "
         "1 unreadable file, 1 invalid completion",
     ]
@@ -166,6 +166,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
                 "field": "usage.total_tokens",
                 "message": "expected prompt_tokens + completion_tokens = 16, found 17 (1 more: "
                 "reasoning tokens counted in the total?) [check usage-sum] (to accept it: "
+                "chatresp check --allow usage-sum:reasoning, the ini line "
                 "chatresp_allow = usage-sum:reasoning, or per test "
                 '@pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
                 "check": "usage-sum",

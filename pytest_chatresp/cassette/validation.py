@@ -9,7 +9,13 @@ from pydantic import ValidationError
 from pytest_chatresp.checks import Rules
 from pytest_chatresp.errors import Violation, field_path, shorten, violations_from
 from pytest_chatresp.models import ChatCompletionChunk, validate_chunk, validate_completion
-from pytest_chatresp.providers import allowance_for, allowance_works, provider_of, validate_allowing
+from pytest_chatresp.providers import (
+    accept_hint,
+    allowance_for,
+    allowance_works,
+    provider_of,
+    validate_allowing,
+)
 
 from .document import loads
 from .stream import SSEEvent, event_json, is_chunk, merge_chunks
@@ -90,7 +96,7 @@ def _validate(
         if field not in workable:
             return ""
         shown = field.replace(".delta.", ".message.", 1)
-        return f" ({provider}; to accept it: chatresp_allow = {allowance_for(shown, value)})"
+        return accept_hint(provider, allowance_for(shown, value), command=rules.for_command)
 
     exchange.violations.extend(
         violations_from(

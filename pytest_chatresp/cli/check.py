@@ -251,6 +251,7 @@ def _rules(args: argparse.Namespace, settings: ProjectSettings) -> Rules:
             settings.skip_checks, "--skip-checks" if args.skip_checks else "chatresp_skip_checks"
         ),
         allow=_allowances(settings.allow, "--allow" if args.allow else "chatresp_allow"),
+        for_command=True,
     )
 
 
