@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     )
     from .cassette import APIErrorInfo, Cassette, Exchange, Request, load_cassette
     from .checks import Rules
-    from .contract import ContractSnapshot
     from .errors import CassetteAgeWarning, CassetteError, Violation
     from .models import (
         ChatCompletion,
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
         CompletionUsage,
     )
     from .recording import SecretLeakError
+    from .shapes import ShapeSnapshot
 
 __all__ = [
     "APIErrorInfo",
@@ -57,11 +57,11 @@ __all__ = [
     "ChatCompletionResponse",
     "Choice",
     "CompletionUsage",
-    "ContractSnapshot",
     "Exchange",
     "Request",
     "Rules",
     "SecretLeakError",
+    "ShapeSnapshot",
     "Violation",
     "assert_choice",
     "assert_choices",
@@ -85,7 +85,7 @@ _HOMES = {
     ),
     "cassette": ("APIErrorInfo", "Cassette", "Exchange", "Request", "load_cassette"),
     "checks": ("Rules",),
-    "contract": ("ContractSnapshot",),
+    "shapes": ("ShapeSnapshot",),
     "errors": ("CassetteAgeWarning", "CassetteError", "Violation"),
     "recording": ("SecretLeakError",),
     "models": (

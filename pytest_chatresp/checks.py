@@ -37,6 +37,8 @@ class Rules:
     skip_checks: frozenset[str] = frozenset()
     #: Deviations the user accepts (``chatresp_allow``), as ``providers.Allowance``.
     allow: tuple[Any, ...] = ()
+    #: Failures say how to accept them with ``chatresp check``'s options too (``--allow``).
+    for_command: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class CheckContext:
     uri: str | None = None
     #: The user's allowances (``Rules.allow``); ``CHECK:BEHAVIOUR`` ones concern the checks.
     allow: tuple[Any, ...] = ()
+    #: ``Rules.for_command``: hints name ``chatresp check``'s options too.
+    for_command: bool = False
 
     def allows(self, check: str, behaviour: str) -> bool:
         return allowed(self.allow, check, behaviour)
@@ -485,7 +489,7 @@ def run_checks(
                 provider = _provider(completion, context)
             hint = ""
             if behaviour is not None or provider not in (None, "OpenAI"):
-                hint = way_out(provider, name, behaviour)
+                hint = way_out(provider, name, behaviour, command=context.for_command)
             out.append(
                 Violation(
                     context.path,

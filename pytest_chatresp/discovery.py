@@ -1,7 +1,7 @@
 """Which files are cassettes: one discovery for ``chatresp`` and ``--chatresp-collect-cassettes``.
 
-A cassette file is named ``*.yaml``, ``*.yml`` or ``*.json``, is not a shape contract
-(``*.contract.yaml``) and is not the temporary file of an unfinished write
+A cassette file is named ``*.yaml``, ``*.yml`` or ``*.json``, is not a shape file
+(``*.shape.yaml``) and is not the temporary file of an unfinished write
 (:func:`~pytest_chatresp.files.is_partial_write`). Below a directory, discovery:
 
 - descends into subdirectories, except dot directories (``.git``, ``.venv``, ``.cache``…),
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .errors import display_path
 from .files import is_partial_write
+from .shapes import SHAPE_SUFFIX
 
 __all__ = [
     "CASSETTE_SUFFIXES",
@@ -43,15 +44,13 @@ CASSETTE_SUFFIXES = (".yaml", ".yml", ".json")
 #: The folder beside a test module that holds its cassettes in pytest-recording's layout
 #: (``<test file's dir>/cassettes/<module>/<test>.yaml``).
 MODULE_CASSETTES = "cassettes"
-#: A shape contract beside its cassette (``contract.CONTRACT_SUFFIX``), never a cassette.
-_CONTRACT_SUFFIX = ".contract.yaml"
 
 
 def is_cassette_name(name: str) -> bool:
     """Whether a file of this name may be a cassette (by its name alone)."""
     return (
         name.endswith(CASSETTE_SUFFIXES)
-        and not name.endswith(_CONTRACT_SUFFIX)
+        and not name.endswith(SHAPE_SUFFIX)
         and not is_partial_write(name)
     )
 
@@ -164,7 +163,7 @@ def _key(path: Path) -> str:
 def find(paths: Sequence[str | Path], *, links: bool = False) -> Found:
     """Files and directories (recursively) to cassette files, in order, each once.
 
-    A file named directly is listed whatever its suffix, but a contract file or a partial write
+    A file named directly is listed whatever its suffix, but a shape file or a partial write
     is skipped even when named (a shell glob names them). With ``links``, a symbolic link is
     listed as itself, beside the file it points to; otherwise each file is listed once however
     many links name it, and a directory reached through a symbolic link (named, or a
@@ -182,7 +181,7 @@ def find(paths: Sequence[str | Path], *, links: bool = False) -> Found:
             continue
         if root.is_dir():
             candidates: Iterator[Path] = _walk(root, found.problems)
-        elif root.name.endswith(_CONTRACT_SUFFIX) or is_partial_write(root.name):
+        elif root.name.endswith(SHAPE_SUFFIX) or is_partial_write(root.name):
             continue
         else:
             candidates = iter([root])

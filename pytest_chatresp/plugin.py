@@ -1,6 +1,6 @@
 """pytest wiring: options, the marker, fixtures and hooks. The work happens in other modules:
 settings.py (every setting), marker.py (the marker's arguments), session.py (the run's state),
-running.py (around one test), checkmode.py (cassettes as test items), report.py (the figures)."""
+running.py (around one test), cassette_items.py (cassettes as items), report.py (run report)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from .session import (
 
 if TYPE_CHECKING:
     from .cassette import Cassette
-    from .contract import ContractSnapshot
     from .models import ChatCompletion
+    from .shapes import ShapeSnapshot
 
 _WORKER_REPORT = "chatresp_report"
 
@@ -48,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         check_start(session)
     if session.settings.collect_cassettes:
-        from .checkmode import take_bracketed_arguments
+        from .cassette_items import take_bracketed_arguments
 
         take_bracketed_arguments(session)
 
@@ -123,16 +123,16 @@ def chat_completion(request: pytest.FixtureRequest) -> ChatCompletion:
 
 
 @pytest.fixture
-def chat_contract(request: pytest.FixtureRequest) -> Iterator[ContractSnapshot]:
-    """The shape snapshot beside the test's cassette: ``assert chat_contract == completion``."""
-    from .contract import ContractSnapshot
+def chat_shape(request: pytest.FixtureRequest) -> Iterator[ShapeSnapshot]:
+    """The shape snapshot beside the test's cassette: ``assert chat_shape == completion``."""
     from .errors import CassetteError
+    from .shapes import ShapeSnapshot
 
     item = request.node
     session = session_of(item.config)
     verifying = session.settings.verify  # compares the live answer, writes nothing
     try:
-        snapshot = ContractSnapshot(
+        snapshot = ShapeSnapshot(
             session.cassette_path(item),
             may_write=session.settings_for(item).record_mode != "none" and not verifying,
             update=session.settings.update_shapes and not verifying,
@@ -164,10 +164,10 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def pytest_assertrepr_compare(
     config: pytest.Config, op: str, left: object, right: object
 ) -> list[str] | None:
-    from .contract import ContractSnapshot
+    from .shapes import ShapeSnapshot
 
-    snapshot = left if isinstance(left, ContractSnapshot) else right
-    if op != "==" or not isinstance(snapshot, ContractSnapshot) or not snapshot.explanation:
+    snapshot = left if isinstance(left, ShapeSnapshot) else right
+    if op != "==" or not isinstance(snapshot, ShapeSnapshot) or not snapshot.explanation:
         return None
     return [f"{snapshot!r} == the completion", *snapshot.explanation]
 
@@ -176,10 +176,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     session = session_of(parent.config)
     if not session.settings.collect_cassettes:
         return None
-    from .checkmode import CassetteCheckFile, checked_cassette
+    from .cassette_items import CassetteFile, collects_cassette
 
-    if checked_cassette(session, file_path):
-        return CassetteCheckFile.from_parent(parent, path=file_path)
+    if collects_cassette(session, file_path):
+        return CassetteFile.from_parent(parent, path=file_path)
     return None
 
 
@@ -194,7 +194,7 @@ def pytest_collection_modifyitems(
     warn_shared_defaults(items, FIXTURES)
     chatresp = session_of(config)
     if chatresp.settings.collect_cassettes:
-        from .checkmode import add_unreached_cassettes
+        from .cassette_items import add_unreached_cassettes
 
         add_unreached_cassettes(chatresp, session, items)
 
@@ -247,4 +247,4 @@ def pytest_terminal_summary(
     for line in lines:
         terminalreporter.write_line(printable(line))  # models and tiers come from responses
     for path in chatresp.shapes_written:
-        terminalreporter.write_line(f"contract written: {path}")
+        terminalreporter.write_line(f"shape written: {path}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "CHECK_BEHAVIOURS",
     "Allowance",
     "CheckAllowance",
+    "accept_hint",
     "allowance_for",
     "allowance_works",
     "allowed",
@@ -155,20 +157,37 @@ def allowed(allowances: Iterable[Any], check: str, behaviour: str) -> bool:
     )
 
 
-def way_out(provider: str | None, check: str, behaviour: str | None) -> str:
-    """The hint a failed check ends with: the provider, and the one line that accepts it (a
-    ``CHECK:BEHAVIOUR`` allowance, or skipping the check where no finer line exists)."""
+def accept_hint(
+    provider: str | None, line: str, *, skip: bool = False, command: bool = False
+) -> str:
+    """The hint a failure ends with: the provider, and each way to accept it in the form the
+    user types: the ini line, the marker's argument and, for ``chatresp check`` (``command``),
+    its option. ``line`` is an allowance (``FIELD=VALUE``, ``CHECK:BEHAVIOUR``), or with
+    ``skip`` the name of a check to skip."""
     who = f"{provider}; " if provider not in (None, "OpenAI") else ""
-    if behaviour is not None:
-        line = f"{check}:{behaviour}"
-        return (
-            f" ({who}to accept it: chatresp_allow = {line}, or per test "
-            f'@pytest.mark.chat_cassette(allow=["{line}"]))'
-        )
-    return (
-        f" ({who}to accept it: chatresp_skip_checks = {check}, or per test "
-        f'@pytest.mark.chat_cassette(skip_checks=["{check}"]))'
+    key, option, argument = (
+        ("chatresp_skip_checks", "--skip-checks", "skip_checks")
+        if skip
+        else ("chatresp_allow", "--allow", "allow")
     )
+    marker = f"per test @pytest.mark.chat_cassette({argument}=[{json.dumps(line)}])"
+    if command:
+        ways = (
+            f"chatresp check {option} {shlex.quote(line)}, the ini line {key} = {line}, or {marker}"
+        )
+    else:
+        ways = f"{key} = {line}, or {marker}"
+    return f" ({who}to accept it: {ways})"
+
+
+def way_out(
+    provider: str | None, check: str, behaviour: str | None, *, command: bool = False
+) -> str:
+    """The hint a failed check ends with: the one line that accepts it (a ``CHECK:BEHAVIOUR``
+    allowance, or skipping the check where no finer line exists)."""
+    if behaviour is not None:
+        return accept_hint(provider, f"{check}:{behaviour}", command=command)
+    return accept_hint(provider, check, skip=True, command=command)
 
 
 def _render(value: Any) -> str:

@@ -98,7 +98,7 @@ class Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    #: Completions counted above that break the contract (check mode counts them too).
+    #: Completions counted above that break the contract (collected cassettes count them too).
     invalid: int = 0
     #: Exchanges by kind (``Exchange.kind``): chat completions, errors, Responses API, …
     kinds: Counter[str] = field(default_factory=Counter)

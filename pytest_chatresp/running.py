@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FIXTURES", "RECORDER_KEY", "guarded_call", "load", "recording"]
 
-FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_contract"})
+FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_shape"})
 RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
 _READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
 #: Credential variables of the SDKs supported, set to a placeholder while a test replays.
@@ -72,7 +72,7 @@ def load(item: pytest.Item) -> Cassette:
             if marked:  # a test that reads uses them all
                 everything = range(len(cassette.exchanges))
                 report.note_played(session.relative(path), len(everything), everything)
-            session.check_age(item, path, cassette.metadata)
+            session.apply_age_limit(item, path, cassette.metadata)
         return cassette
     pytest.fail(failure, pytrace=False)
 
@@ -102,7 +102,7 @@ def recording(
         failure = str(exc)
     if not failure and recorder.loaded:
         try:
-            session.check_age(item, recorder.path, recorder.previous_metadata)
+            session.apply_age_limit(item, recorder.path, recorder.previous_metadata)
         except BaseException:  # the age warning made an error (filterwarnings): unpatch first
             recorder.__exit__(None, None, None)
             raise
@@ -307,7 +307,7 @@ def _rejected_key(item: pytest.Item, recorder: Recorder) -> str | None:
         f"test: {item.nodeid}",
         f"cassette: {session_of(item.config).relative(recorder.path)} (not written), "
         f"record mode {recorder.settings.mode!r}",
-        f"Check {variable} (sent as the {header}, REDACTED here), then record again: "
+        f"Put a valid key in {variable} (sent as the {header}, REDACTED here), then record again: "
         + record_command(recorder.settings.mode, item.nodeid),
     ]
     if error is not None and error.message:

@@ -50,7 +50,7 @@ class ChatrespSession:
     cassette_dir: Path
     #: Shape files written this run, shown in the summary.
     shapes_written: list[str] = field(default_factory=list)
-    #: Check mode: cassette files named on the command line with ``[`` in their name.
+    #: Collected cassettes: cassette files named on the command line with ``[`` in their name.
     wanted: set[Path] = field(default_factory=set)
     #: When the run started. A pytest-xdist worker starts before any worker runs a test (the
     #: controller waits for every worker's collection), so its own start serves as the run's.
@@ -82,7 +82,8 @@ class ChatrespSession:
     @property
     def cassette_roots(self) -> list[Path]:
         """The cassette dir and every ``cassettes/`` folder beside a test module below the
-        rootdir (pytest-recording's layout): where check mode and ``--orphans`` look."""
+        rootdir (pytest-recording's layout): where ``--chatresp-collect-cassettes`` and
+        ``--orphans`` look."""
         if self._roots is None:
             from .discovery import cassette_roots
 
@@ -147,7 +148,7 @@ class ChatrespSession:
             "skip_checks": lambda: f"checks skipped: {' '.join(settings.skip_checks)}",
             "allow": lambda: f"allowed: {', '.join(settings.allow)}",
             "record_mode": lambda: f"record mode {settings.record_mode}",
-            "collect_cassettes": lambda: "checking every cassette",
+            "collect_cassettes": lambda: "collecting every cassette",
             "max_age": lambda: f"max age {settings.max_age:g} days",
             "unplayed": lambda: f"unplayed interactions: {settings.unplayed}",
             "block_network": lambda: "network blocked in replay",
@@ -277,7 +278,7 @@ class ChatrespSession:
         except OSError:
             return True
 
-    def check_age(self, item: pytest.Item, path: Path, metadata: Any) -> None:
+    def apply_age_limit(self, item: pytest.Item, path: Path, metadata: Any) -> None:
         """Warn (``CassetteAgeWarning``) about a cassette older than ``chatresp_max_age``; the
         warning is an error under ``filterwarnings = error::pytest_chatresp.CassetteAgeWarning``."""
         limit = self.settings.max_age

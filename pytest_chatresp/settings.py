@@ -88,8 +88,8 @@ class Setting:
     metavar: str | None = None
     #: The allowed values when they are known only at run time (the check names).
     names: Callable[[], Sequence[str]] | None = None
-    #: A further check of the parsed value; raises ``ValueError`` with the reason.
-    check: Callable[[Any], None] | None = None
+    #: Validates the parsed value further; raises ``ValueError`` with the reason.
+    validate: Callable[[Any], None] | None = None
     name: str = ""
     default: Any = None
 
@@ -141,17 +141,17 @@ def _check_names() -> Sequence[str]:
     return tuple(CHECKS)
 
 
-def _check_allowances(lines: tuple[str, ...]) -> None:
+def _valid_allowances(lines: tuple[str, ...]) -> None:
     from .providers import parse_allowances
 
     parse_allowances(lines)
 
 
-def _check_age(days: float | None) -> None:
+def _valid_age(days: float | None) -> None:
     if days is not None and not (0 < days < float("inf")):
         raise ValueError(
             f"{days:g} is not a number of days greater than 0 (0.5 is twelve hours; leave it "
-            "unset to check no age)"
+            "unset for no age limit)"
         )
 
 
@@ -203,7 +203,7 @@ class Settings:
         "choices[].finish_reason=eos) or CHECK:BEHAVIOUR (stream:no-done), one per line",
         marker=True,
         marker_adds=True,
-        check=_check_allowances,
+        validate=_valid_allowances,
         metavar="ALLOWANCE",
     )
     skip_checks: tuple[str, ...] = setting(
@@ -219,7 +219,7 @@ class Settings:
         None,
         "float",
         "warn (CassetteAgeWarning) about cassettes recorded more than DAYS days ago",
-        check=_check_age,
+        validate=_valid_age,
         metavar="DAYS",
     )
     unplayed: str = setting(
@@ -257,13 +257,13 @@ class Settings:
     update_shapes: bool = setting(
         False,
         "bool",
-        "write missing shape files (chat_contract) and rewrite those that differ",
+        "write missing shape files (chat_shape) and rewrite those that differ",
         ini=False,
     )
     report_json: str | None = setting(
         None,
         "string",
-        "write the end-of-run report (completions, models, tiers, tokens, drift) as JSON",
+        "write the run report (completions, models, tiers, tokens, drift) as JSON",
         ini=False,
         metavar="PATH",
     )
@@ -271,7 +271,7 @@ class Settings:
         False,
         "bool",
         "send every request of the marked tests to the live service (a real API key needed) "
-        "and report how the answers differ from the recordings; nothing is written",
+        "and list how the answers differ from the recordings; nothing is written",
         ini=False,
     )
     verify_max_requests: int | None = setting(
@@ -370,9 +370,9 @@ def parse(spec: Setting, raw: object, where: str | None = None) -> Any:
         value = raw.strip() if spec.kind == "choice" else raw
         if spec.choices and value not in spec.choices:
             raise SettingError(where, raw, spec.describe_allowed())
-    if spec.check is not None and value is not None:
+    if spec.validate is not None and value is not None:
         try:
-            spec.check(value)
+            spec.validate(value)
         except ValueError as exc:
             raise SettingError(where, raw, str(exc), reason=True) from None
     return value

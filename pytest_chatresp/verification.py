@@ -2,7 +2,7 @@
 differ from the recordings they would have replayed, and what the run spent.
 
 Each live chat completion is compared with its recorded counterpart by shape
-(:func:`~pytest_chatresp.contract.shape_of`: model family, service tier, finish reasons, tool
+(:func:`~pytest_chatresp.shapes.shape_of`: model family, service tier, finish reasons, tool
 names and argument keys, content kind and top-level JSON keys, usage present) and by served
 model; contract violations the live answer has and the recording had not are listed, and so
 is every request that matched no recording. This module imports no pytest.
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contract import diff_shapes, shape_of
+from .shapes import diff_shapes, shape_of
 
 __all__ = ["TestVerification", "VerifyReport", "compare"]
 

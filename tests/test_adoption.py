@@ -1,6 +1,7 @@
 """Adopting the plugin in a pytest-recording suite: its cassettes where pytest-recording keeps
 them (``<test file's dir>/cassettes/<module>/<test>.yaml``), found by the marker, the fixtures,
-check mode and the command; a test under both markers refused; its cassettes never orphans."""
+--chatresp-collect-cassettes and the command; a test under both markers refused; its cassettes
+never orphans."""
 
 from __future__ import annotations
 

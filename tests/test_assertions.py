@@ -258,8 +258,13 @@ def test_the_version_and_the_annotation_types_are_public() -> None:
 
     import pytest_chatresp
     from pytest_chatresp.checks import Rules
-    from pytest_chatresp.contract import ContractSnapshot
+    from pytest_chatresp.shapes import ShapeSnapshot
 
     assert pytest_chatresp.__version__ == version("pytest-chatresp")
     assert pytest_chatresp.Rules is Rules
-    assert pytest_chatresp.ContractSnapshot is ContractSnapshot
+    assert pytest_chatresp.ShapeSnapshot is ShapeSnapshot
+    assert "ShapeSnapshot" in pytest_chatresp.__all__
+    # The snapshot is a shape, not a contract: the old name is gone, with no alias.
+    assert "ContractSnapshot" not in pytest_chatresp.__all__
+    with pytest.raises(AttributeError):
+        pytest_chatresp.ContractSnapshot  # noqa: B018

@@ -190,7 +190,7 @@ def test_schema_check_lets_unexpected_errors_through(monkeypatch: pytest.MonkeyP
     assert unusable.startswith("UnknownType")
 
 
-# --- locations and ids of check items ------------------------------------------------------------
+# --- locations and ids of cassette items ---------------------------------------------------------
 
 LOCATION_PLUGIN = """
 def pytest_runtest_logreport(report):

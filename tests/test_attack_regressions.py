@@ -199,7 +199,7 @@ def test_a_linked_directory_is_reported_and_nothing_outside_is_rewritten(tmp_pat
     write_cassette(project / "dir" / "own.yaml", completion())
     (project / "dir" / "linkdir").symlink_to(outside / "sub")
     (project / "linkdir").symlink_to(outside / "sub")
-    for command in (["audit", "dir"], ["scrub", "--check", "dir"], ["scrub", "dir"]):
+    for command in (["audit", "dir"], ["scrub", "--dry-run", "dir"], ["scrub", "dir"]):
         done = _chatresp(project, *command)
         assert done.returncode == 1, (command, done.stdout, done.stderr)
         assert "dir/linkdir: a symbolic link to the directory " in done.stderr + done.stdout

@@ -90,7 +90,7 @@ def test_check_orphans(tmp_path: Path) -> None:
     write_cassette(cassettes / "test_it/test_used.yaml", completion())
     write_cassette(cassettes / "test_it/test_gone.yaml", completion())
     write_cassette(cassettes / "shared.yaml", completion())
-    (cassettes / "test_it/test_used.contract.yaml").write_text("- {}\n")
+    (cassettes / "test_it/test_used.shape.yaml").write_text("- {}\n")
     (tmp_path / "test_it.py").write_text(
         "import pytest\n\n"
         "def test_used(chat_completion):\n    pass\n\n"

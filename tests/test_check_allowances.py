@@ -9,6 +9,7 @@ accepts the behaviour; with that line (ini, the marker's ``allow=``, or ``chatre
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,16 @@ BEHAVIOURS = DATA / "behaviours"
 
 
 def way_out(line: str) -> str:
+    """The end of a failure under pytest: the ini line and the marker's argument."""
     return f'to accept it: chatresp_allow = {line}, or per test @pytest.mark.chat_cassette(allow=["{line}"]))'
+
+
+def command_way_out(line: str) -> str:
+    """The end of the same failure printed by ``chatresp check``: its option first."""
+    return (
+        f"to accept it: chatresp check --allow {shlex.quote(line)}, the ini line "
+        f'chatresp_allow = {line}, or per test @pytest.mark.chat_cassette(allow=["{line}"]))'
+    )
 
 
 CASES = [
@@ -72,8 +82,12 @@ def test_behaviour_fails_with_its_way_out_and_passes_with_it(
     path = BEHAVIOURS / name
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert f"{display_path(path)}, {message}" in out
-    assert main(["check", "--allow", line, str(path)]) == 0
+    printed = message.replace(way_out(line), command_way_out(line))
+    assert f"{display_path(path)}, {printed}" in out
+    # The command it suggests, as a shell would split it, accepts the behaviour.
+    suggested = printed.split("to accept it: ")[1].split(", the ini line")[0]
+    assert shlex.split(suggested)[:3] == ["chatresp", "check", "--allow"]
+    assert main([*shlex.split(suggested)[1:], str(path)]) == 0
     capsys.readouterr()
 
 
@@ -328,3 +342,48 @@ def test_check_mode_totals_under_xdist(pytester: pytest.Pytester) -> None:
     total = json.loads((pytester.path / "r.json").read_text())["total"]
     assert (total["read"], total["invalid"]) == (4, 3)
     assert total["kinds"] == {"chat completion": 3, "chat stream": 1}
+
+
+def _suggested(out: str) -> list[str]:
+    """The ``chatresp check`` command a failure line suggests, split as a shell splits it."""
+    (line,) = [line for line in out.splitlines() if "to accept it: " in line]
+    suggested = line.split("to accept it: ")[1].split(", the ini line")[0]
+    return shlex.split(suggested)
+
+
+def test_the_command_suggests_a_quoted_allowance_that_accepts_the_value(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = DATA / "providers" / "together.yaml"
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "(Together; to accept it: chatresp check --allow 'choices[].finish_reason=eos', the ini "
+        "line chatresp_allow = choices[].finish_reason=eos, or per test "
+        '@pytest.mark.chat_cassette(allow=["choices[].finish_reason=eos"]))'
+    ) in out
+    command = _suggested(out)
+    assert command == ["chatresp", "check", "--allow", "choices[].finish_reason=eos"]
+    assert main([*command[1:], str(path)]) == 0
+    capsys.readouterr()
+
+
+def test_the_command_suggests_skipping_a_check_with_its_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Groq counting fewer total tokens than the sum: no allowance accepts that, skipping the
+    # check does.
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 12}
+    path = write_cassette(tmp_path / "groq_short.yaml", completion_body(usage=usage))
+    path.write_text(path.read_text().replace("api.openai.com", "api.groq.com"))
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "[check usage-sum] (Groq; to accept it: chatresp check --skip-checks usage-sum, the ini "
+        "line chatresp_skip_checks = usage-sum, or per test "
+        '@pytest.mark.chat_cassette(skip_checks=["usage-sum"]))'
+    ) in out
+    command = _suggested(out)
+    assert command == ["chatresp", "check", "--skip-checks", "usage-sum"]
+    assert main([*command[1:], str(path)]) == 0
+    capsys.readouterr()

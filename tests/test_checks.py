@@ -1,4 +1,4 @@
-"""Contract checks beyond types, the JSON content helper and shape contracts, through pytester."""
+"""Contract checks beyond types, the JSON content helper and shape files, through pytester."""
 
 from __future__ import annotations
 
@@ -364,15 +364,15 @@ def test_json_content_that_is_not_json(pytester: pytest.Pytester) -> None:
     )
 
 
-# --- shape contracts ----------------------------------------------------------------------------
+# --- shapes -----------------------------------------------------------------------------------
 
-CONTRACT_TEST = """
+SHAPE_TEST = """
 import pytest
 
 @pytest.mark.chat_cassette("test_k.yaml")
-def test_k(chat_completions, chat_contract):
+def test_k(chat_completions, chat_shape):
     for completion in chat_completions:
-        assert chat_contract == completion
+        assert chat_shape == completion
 """
 
 
@@ -384,27 +384,27 @@ def tool_body(name: str) -> dict[str, Any]:
     )
 
 
-def test_contract_life_cycle(pytester: pytest.Pytester) -> None:
+def test_shape_life_cycle(pytester: pytest.Pytester) -> None:
     cassette = write_cassette(pytester.path / "cassettes/test_k.yaml", tool_body("get_weather"))
-    contract = pytester.path / "cassettes/test_k.contract.yaml"
-    pytester.makepyfile(test_k=CONTRACT_TEST)
+    shape_file = pytester.path / "cassettes/test_k.shape.yaml"
+    pytester.makepyfile(test_k=SHAPE_TEST)
 
-    # Replay only: a missing contract fails with the command that writes it.
+    # Replay only: a missing shape file fails with the command that writes it.
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*cassettes/test_k.contract.yaml: no contract file for this completion.",
+            "*cassettes/test_k.shape.yaml: no shape file for this completion.",
             "*Write it with: pytest --chatresp-update-shapes test_k.py::test_k",
         ]
     )
-    assert not contract.exists()
+    assert not shape_file.exists()
 
     # Written on request, then passing.
     result = pytester.runpytest("--chatresp-update-shapes")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["contract written: cassettes/test_k.contract.yaml"])
-    text = contract.read_text()
+    result.stdout.fnmatch_lines(["shape written: cassettes/test_k.shape.yaml"])
+    text = shape_file.read_text()
     assert "name: get_weather" in text
     assert "model: gpt-4o-mini\n" in text  # without the date suffix
     assert "arguments: [city, unit]" in text
@@ -416,28 +416,28 @@ def test_contract_life_cycle(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*the shape of completion 0 differs from cassettes/test_k.contract.yaml:",
+            "*the shape of completion 0 differs from cassettes/test_k.shape.yaml:",
             glob("*choices[0].tool_calls[0].name: 'get_weather' → 'get_time'"),
-            "*If the change is intended, update the contract with: "
+            "*If the change is intended, update the shape file with: "
             "pytest --chatresp-update-shapes test_k.py::test_k",
         ]
     )
-    assert contract.read_text() == text
+    assert shape_file.read_text() == text
 
     # Updated on purpose.
     pytester.runpytest("--chatresp-update-shapes").assert_outcomes(passed=1)
-    assert "name: get_time" in contract.read_text()
+    assert "name: get_time" in shape_file.read_text()
     pytester.runpytest().assert_outcomes(passed=1)
 
 
-def test_contract_written_by_a_recording_run_and_shows_what_appeared(
+def test_shape_written_by_a_recording_run_and_shows_what_appeared(
     pytester: pytest.Pytester,
 ) -> None:
     write_cassette(pytester.path / "cassettes/test_k.yaml", with_choice(content="plain"))
-    pytester.makepyfile(test_k=CONTRACT_TEST)
+    pytester.makepyfile(test_k=SHAPE_TEST)
     result = pytester.runpytest("--chatresp-record-mode=once")
     result.assert_outcomes(passed=1)
-    assert (pytester.path / "cassettes/test_k.contract.yaml").exists()
+    assert (pytester.path / "cassettes/test_k.shape.yaml").exists()
     write_cassette(pytester.path / "cassettes/test_k.yaml", tool_body("get_weather"))
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
@@ -451,22 +451,22 @@ def test_contract_written_by_a_recording_run_and_shows_what_appeared(
     )
 
 
-def test_contract_records_json_keys(pytester: pytest.Pytester) -> None:
+def test_shape_records_json_keys(pytester: pytest.Pytester) -> None:
     write_cassette(pytester.path / "cassettes/test_k.yaml", with_choice(content='{"b": 1, "a": 2}'))
-    pytester.makepyfile(test_k=CONTRACT_TEST)
+    pytester.makepyfile(test_k=SHAPE_TEST)
     pytester.runpytest("--chatresp-update-shapes").assert_outcomes(passed=1)
-    assert "json: [a, b]" in (pytester.path / "cassettes/test_k.contract.yaml").read_text()
+    assert "json: [a, b]" in (pytester.path / "cassettes/test_k.shape.yaml").read_text()
 
 
-def test_a_contract_compared_with_something_else(pytester: pytest.Pytester) -> None:
+def test_a_shape_compared_with_something_else(pytester: pytest.Pytester) -> None:
     write_cassette(pytester.path / "cassettes/test_k.yaml", with_choice(content="plain"))
     pytester.makepyfile(
         test_k="""
         import pytest
 
         @pytest.mark.chat_cassette("test_k.yaml")
-        def test_k(chat_contract):
-            assert chat_contract == {"id": "x"}
+        def test_k(chat_shape):
+            assert chat_shape == {"id": "x"}
         """
     )
     result = pytester.runpytest("--chatresp-update-shapes")

@@ -115,12 +115,12 @@ def test_check_reports_violations_and_unreadable_files(
         "cassettes/broken.yaml: not valid YAML at line 2, column 1: did not find expected node content",
         "cassettes/test_forecast.yaml, interaction 0: usage.total_tokens: expected prompt_tokens + "
         "completion_tokens = 16, found 17 (1 more: reasoning tokens counted in the total?) "
-        "[check usage-sum] (to accept it: chatresp_allow = usage-sum:reasoning, or per test "
-        '@pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
+        "[check usage-sum] (to accept it: chatresp check --allow usage-sum:reasoning, the ini "
+        'line chatresp_allow = usage-sum:reasoning, or per test @pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
         "9 files, 8 exchanges, 7 chat completions (1 streamed), 1 error response, "
         "1 unreadable file, 1 invalid completion",
     ]
-    # --quiet keeps the summary only.
+    # --quiet keeps the totals only.
     status, out, _ = run(capsys, "check", "-q", "cassettes")
     assert status == 1
     assert out.splitlines() == [
@@ -140,7 +140,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
     status, out, _ = run(capsys, "check", "--json", "cassettes")
     assert status == 1
     document = json.loads(out)
-    assert set(document) == {"files", "summary"}
+    assert set(document) == {"files", "totals"}
     by_path = {entry["path"]: entry for entry in document["files"]}
     assert len(by_path) == 9
     assert by_path["cassettes/broken.yaml"] == {
@@ -166,6 +166,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
                 "field": "usage.total_tokens",
                 "message": "expected prompt_tokens + completion_tokens = 16, found 17 (1 more: "
                 "reasoning tokens counted in the total?) [check usage-sum] (to accept it: "
+                "chatresp check --allow usage-sum:reasoning, the ini line "
                 "chatresp_allow = usage-sum:reasoning, or per test "
                 '@pytest.mark.chat_cassette(allow=["usage-sum:reasoning"]))',
                 "check": "usage-sum",
@@ -175,7 +176,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str], examples: Path) -> None:
     }
     assert by_path["cassettes/test_streamed_forecast.yaml"]["streamed"] == 1
     assert by_path["cassettes/test_rate_limited.yaml"]["errors"] == 1
-    assert document["summary"] == {
+    assert document["totals"] == {
         "files": 9,
         "exchanges": 8,
         "completions": 7,
@@ -254,11 +255,11 @@ def test_check_without_cassettes_dir_is_a_usage_error(
     )
 
 
-def test_check_skips_contract_files_and_other_names(
+def test_check_skips_shape_files_and_other_names(
     capsys: pytest.CaptureFixture[str], examples: Path
 ) -> None:
-    contract = "# A shape contract, not a cassette.\nmodel: gpt-4o-mini\n"
-    (examples / "test_forecast.contract.yaml").write_text(contract, encoding="utf-8")
+    shape = "# A shape file, not a cassette.\nmodel: gpt-4o-mini\n"
+    (examples / "test_forecast.shape.yaml").write_text(shape, encoding="utf-8")
     (examples / "notes.txt").write_text("not a cassette", encoding="utf-8")
     hidden = examples / ".cache"
     hidden.mkdir()
@@ -272,8 +273,8 @@ def test_check_skips_contract_files_and_other_names(
         "9 files, 12 exchanges, 9 chat completions (1 streamed), 2 error responses, "
         "1 embeddings exchange, 0 unreadable files, 1 invalid completion"
     )
-    # A contract file named on the command line is skipped too (a shell glob names them).
-    assert run(capsys, "check", "cassettes/test_forecast.contract.yaml")[1] == (
+    # A shape file named on the command line is skipped too (a shell glob names them).
+    assert run(capsys, "check", "cassettes/test_forecast.shape.yaml")[1] == (
         "0 files, 0 exchanges, 0 chat completions (0 streamed), 0 error responses, "
         "0 unreadable files, 0 invalid completions\n"
     )
@@ -514,7 +515,7 @@ def test_scrub_removes_every_secret_and_keeps_the_rest(
 
 def test_scrub_check_and_idempotence(capsys: pytest.CaptureFixture[str], dirty: Path) -> None:
     original = digest(dirty)
-    status, out, _ = run(capsys, "scrub", "--check", "secrets.yaml")
+    status, out, _ = run(capsys, "scrub", "--dry-run", "secrets.yaml")
     assert status == 1
     assert out == SCRUBBED_LINE.replace("scrubbed", "would scrub", 1) + "\n"
     assert digest(dirty) == original
@@ -522,7 +523,7 @@ def test_scrub_check_and_idempotence(capsys: pytest.CaptureFixture[str], dirty: 
     assert run(capsys, "scrub", "secrets.yaml")[0] == 0
     scrubbed = digest(dirty)
     assert scrubbed != original
-    assert run(capsys, "scrub", "--check", "secrets.yaml") == (0, "clean secrets.yaml\n", "")
+    assert run(capsys, "scrub", "--dry-run", "secrets.yaml") == (0, "clean secrets.yaml\n", "")
     assert run(capsys, "scrub", "secrets.yaml") == (0, "clean secrets.yaml\n", "")
     assert digest(dirty) == scrubbed
     assert not [p.name for p in dirty.parent.iterdir() if p.name.startswith(".")]
@@ -552,7 +553,7 @@ def test_scrub_extra_header_and_query_names(
         "      x-stainless-arch:\n",
         "      X-Custom-Auth:\n      - FAKEauth\n      x-stainless-arch:\n",
     )
-    assert run(capsys, "scrub", "--check", "custom.yaml") == (0, "clean custom.yaml\n", "")
+    assert run(capsys, "scrub", "--dry-run", "custom.yaml") == (0, "clean custom.yaml\n", "")
     status, out, _ = run(
         capsys, "scrub", "custom.yaml", "--header", "x-custom-auth", "--query", "Session"
     )
@@ -642,7 +643,7 @@ def test_scrub_json_cassette(
         base64.b64decode(scrubbed["interactions"][1]["response"]["body"]["string"])
     )
     assert b"Your old key REDACTED is revoked." in inner
-    assert run(capsys, "scrub", "--check", "secrets.json") == (0, "clean secrets.json\n", "")
+    assert run(capsys, "scrub", "--dry-run", "secrets.json") == (0, "clean secrets.json\n", "")
 
 
 def test_scrub_never_shows_a_secret_even_in_a_key(
@@ -666,7 +667,7 @@ def test_scrub_never_shows_a_secret_even_in_a_key(
 def test_scrub_unreadable_files(capsys: pytest.CaptureFixture[str], dirty: Path) -> None:
     (dirty.parent / "list.yaml").write_text("- not\n- a cassette\n", encoding="utf-8")
     (dirty.parent / "binary.yaml").write_bytes(b"\xff\xfe\x00")
-    status, out, err = run(capsys, "scrub", "--check", "list.yaml", "binary.yaml", "secrets.yaml")
+    status, out, err = run(capsys, "scrub", "--dry-run", "list.yaml", "binary.yaml", "secrets.yaml")
     assert status == 1
     assert err == ""
     assert out.splitlines() == [
@@ -691,7 +692,8 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
         assert re.search(rf"^    {name} +\S", out, re.MULTILINE)
     status, out, _ = run(capsys, "scrub", "--help")
     assert status == 0
-    assert "--check" in out
+    assert "--dry-run" in out
+    assert "--check" not in out
     assert "--header NAME" in out
     status, out, _ = run(capsys, "--version")
     assert (status, out) == (0, "chatresp 0.1.0\n")

@@ -185,7 +185,7 @@ def test_scrub_and_audit_honour_the_filter_settings(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = filtered_cassette(pytester.path / "cassettes/old.yaml")
-    assert run(capsys, "scrub", "--check", "cassettes") == (0, "clean cassettes/old.yaml\n", "")
+    assert run(capsys, "scrub", "--dry-run", "cassettes") == (0, "clean cassettes/old.yaml\n", "")
     assert run(capsys, "audit") == (0, "1 file audited: nothing flagged\n", "")
     (pytester.path / "pytest.ini").write_text(FILTERS)
     status, out, _ = run(capsys, "audit")
@@ -204,7 +204,7 @@ def test_scrub_and_audit_honour_the_filter_settings(
     assert out.startswith("scrubbed cassettes/old.yaml: 3 values (")
     text = path.read_text()
     assert "FAKE-" not in text
-    assert run(capsys, "scrub", "--check", "cassettes") == (0, "clean cassettes/old.yaml\n", "")
+    assert run(capsys, "scrub", "--dry-run", "cassettes") == (0, "clean cassettes/old.yaml\n", "")
 
 
 def test_scrub_flags_add_to_the_filter_settings(
@@ -214,7 +214,7 @@ def test_scrub_flags_add_to_the_filter_settings(
     (pytester.path / "pytest.ini").write_text(
         "[pytest]\nchatresp_filter_request_headers = x-session-ref\n"
     )
-    status, out, _ = run(capsys, "scrub", "--check", "--query", "tenant", "cassettes")
+    status, out, _ = run(capsys, "scrub", "--dry-run", "--query", "tenant", "cassettes")
     assert status == 1
     assert out == (
         "would scrub cassettes/old.yaml: 2 values (query parameter tenant, "
@@ -235,7 +235,7 @@ def test_the_command_and_check_mode_discover_the_same_files(
     for name in ("a.yaml", "b.yml", "c.json", "nested/deeper/d.yaml", "real/e.yaml"):
         write_cassette(cassettes / name, completion())
     write_cassette(cassettes / ".hidden/skipped.yaml", completion())
-    (cassettes / "a.contract.yaml").write_text("model: gpt-4o-mini\n")
+    (cassettes / "a.shape.yaml").write_text("model: gpt-4o-mini\n")
     (cassettes / ".a.yaml.chatresp-99999-abc123.tmp").write_text("partial")
     (cassettes / "notes.txt").write_text("not a cassette")
     (cassettes / "linked.yaml").symlink_to(outside)  # a link to a file: read
@@ -264,7 +264,7 @@ def test_the_command_and_check_mode_discover_the_same_files(
     status, out, _ = run(capsys, "check", "--json")
     assert status == 1  # the FIFO
     assert [entry["path"] for entry in json.loads(out)["files"]] == expected
-    # pytest's check mode, which walks the tree its own way (it enters linked directories).
+    # pytest's --chatresp-collect-cassettes, which walks the tree its own way (it enters linked directories).
     result = pytester.runpytest(
         "-p", "no:cacheprovider", "--chatresp-collect-cassettes", "--collect-only", "-q"
     )
@@ -277,13 +277,13 @@ def test_the_command_and_check_mode_discover_the_same_files(
     )
 
 
-def test_a_contract_file_or_partial_write_named_directly_is_skipped(tmp_path: Path) -> None:
-    contract = tmp_path / "x.contract.yaml"
-    contract.write_text("model: gpt-4o-mini\n")
+def test_a_shape_file_or_partial_write_named_directly_is_skipped(tmp_path: Path) -> None:
+    shape = tmp_path / "x.shape.yaml"
+    shape.write_text("model: gpt-4o-mini\n")
     partial = tmp_path / ".x.yaml.chatresp-4242-abc.tmp"
     partial.write_text("partial")
     plain = write_cassette(tmp_path / "x.yaml", completion())
-    assert find([contract, partial, plain, tmp_path]).paths == [plain]
+    assert find([shape, partial, plain, tmp_path]).paths == [plain]
 
 
 # --- orphans ----------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def test_orphans_follow_the_configured_cassette_dir_and_skip_what_discovery_skip
     write_cassette(root / "recordings/test_it/test_gone.yaml", completion())
     write_cassette(root / "recordings/.old/ignored.yaml", completion())
     write_cassette(root / "cassettes/test_it/test_elsewhere.yaml", completion())
-    (root / "recordings/test_it/test_used.contract.yaml").write_text("model: gpt-4o-mini\n")
+    (root / "recordings/test_it/test_used.shape.yaml").write_text("model: gpt-4o-mini\n")
     (root / "test_it.py").write_text(
         "import pytest\n\n"
         "def test_used(chat_completion):\n    pass\n\n"

@@ -349,7 +349,7 @@ def chatresp(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-SUBCOMMANDS = (("check",), ("show",), ("scrub",), ("scrub", "--check"), ("audit",))
+SUBCOMMANDS = (("check",), ("show",), ("scrub",), ("scrub", "--dry-run"), ("audit",))
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "dangling"])
@@ -439,7 +439,7 @@ def test_show_escapes_control_characters(
 
 @pytest.mark.parametrize(
     "arguments",
-    [["check"], ["check", "--json"], ["audit"], ["audit", "--json"], ["scrub", "--check"]],
+    [["check"], ["check", "--json"], ["audit"], ["audit", "--json"], ["scrub", "--dry-run"]],
 )
 def test_check_audit_and_scrub_escape_control_characters(
     tmp_path: Path,

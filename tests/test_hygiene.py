@@ -367,5 +367,5 @@ def test_audit_without_brotli_reports_the_body_it_cannot_read(
         " brotli-compressed; install brotli to read it), which should not be recorded"
         " (remove it by hand)"
     ) in out
-    assert main(["scrub", "--check", str(path)]) == 1
+    assert main(["scrub", "--dry-run", str(path)]) == 1
     assert "a body the scan cannot read" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""Exchanges by kind, and the check mode's report: every completion read, as ``chatresp check``.
+"""Exchanges by kind, and the run report of collected cassettes: every completion read, as
+``chatresp check`` counts them.
 
 A body is an error only when its ``error`` is present and not null (every successful Responses
 API body says ``"error": null``). Responses API, embeddings and other exchanges are kept and
@@ -175,11 +176,11 @@ def test_check_mode_counts_every_completion_like_chatresp_check(
     monkeypatch.chdir(pytester.path)
     capsys.readouterr()
     assert main(["check", "--json", "cassettes"]) == 1
-    summary = json.loads(capsys.readouterr().out)["summary"]
-    assert total["read"] == summary["completions"] == 4
-    assert total["invalid"] == summary["invalid"] == 2
-    assert total["kinds"] == summary["kinds"]
-    assert total["kinds"]["error"] == summary["errors"] == 1
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert total["read"] == totals["completions"] == 4
+    assert total["invalid"] == totals["invalid"] == 2
+    assert total["kinds"] == totals["kinds"]
+    assert total["kinds"]["error"] == totals["errors"] == 1
 
 
 RESPONSES_TEST = """

@@ -5,7 +5,7 @@ Each case records one call with the plugin; then every file under the project is
 way a reader could (raw bytes, YAML and JSON, ``!!binary``, gzip, zlib, raw deflate, brotli,
 URL-decoding, base64 and base64url, stream events joined) and none may show the credential.
 Either the plugin scrubbed it, or the last scan refused the cassette and nothing was written.
-Then ``chatresp audit`` and ``chatresp scrub --check`` must report files that hold such leaks.
+Then ``chatresp audit`` and ``chatresp scrub --dry-run`` must report files that hold such leaks.
 """
 
 from __future__ import annotations
@@ -453,7 +453,7 @@ def test_unrelated_header_values_joined_are_no_secret() -> None:
     assert find_secrets({"response": {"headers": headers}}, Secrets()) == []
 
 
-# --- audit and scrub --check on files that hold a leak ---------------------------------------
+# --- audit and scrub --dry-run on files that hold a leak ---------------------------------------
 
 
 def _interaction(body: Any, *, headers: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -646,7 +646,7 @@ def test_audit_and_scrub_check_report_each_leak(
     assert main(["audit", str(path)]) == 1
     audit = capsys.readouterr().out
     assert audit.strip().endswith("1 file audited: see above")
-    assert main(["scrub", "--check", str(path)]) == 1
+    assert main(["scrub", "--dry-run", str(path)]) == 1
     check = capsys.readouterr()
     assert path.read_bytes() == before
     for secret in (OPENAI_KEY, GOOGLE_KEY, QUERY_TOKEN, USERINFO_PASSWORD, PROXY_PASSWORD):

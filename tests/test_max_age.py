@@ -15,7 +15,7 @@ from helpers import completion, write_cassette
 from openai_server import OpenAIServer
 
 #: One test replaying its cassette (the recording fixture's path), one reading it through the
-#: ``chat_completion`` fixture (the reading path): the age is checked on both.
+#: ``chat_completion`` fixture (the reading path): the age limit applies to both.
 TESTS = """
 import httpx
 import pytest

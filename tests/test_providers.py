@@ -83,29 +83,35 @@ DEVIATIONS: dict[tuple[str, int], str] = {
     **UNALLOWABLE,
     ("groq.yaml", 0): (
         f"service_tier: expected {_TIERS}, got 'on_demand' "
-        "(Groq; to accept it: chatresp_allow = service_tier=on_demand)"
+        "(Groq; to accept it: chatresp_allow = service_tier=on_demand, or per test "
+        '@pytest.mark.chat_cassette(allow=["service_tier=on_demand"]))'
     ),
     ("groq_stream.yaml", 0): (
         f"chunk[5].service_tier: expected {_TIERS}, got 'on_demand' "
-        "(Groq; to accept it: chatresp_allow = service_tier=on_demand)"
+        "(Groq; to accept it: chatresp_allow = service_tier=on_demand, or per test "
+        '@pytest.mark.chat_cassette(allow=["service_tier=on_demand"]))'
     ),
     ("together.yaml", 0): (
         f"choices[0].finish_reason: expected {_FINISH_REASONS}, got 'eos' "
-        "(Together; to accept it: chatresp_allow = choices[].finish_reason=eos)"
+        "(Together; to accept it: chatresp_allow = choices[].finish_reason=eos, or per test "
+        '@pytest.mark.chat_cassette(allow=["choices[].finish_reason=eos"]))'
     ),
     ("openrouter.yaml", 0): (
         f"service_tier: expected {_TIERS}, got 'provisioned' "
-        "(OpenRouter; to accept it: chatresp_allow = service_tier=provisioned)"
+        "(OpenRouter; to accept it: chatresp_allow = service_tier=provisioned, or per test "
+        '@pytest.mark.chat_cassette(allow=["service_tier=provisioned"]))'
     ),
     ("mistral.yaml", 0): (
         "choices[0].message.content: expected a string, got array "
         "[{'type': 'thinking', 'thinking': [{'type': 'text', 'text':… "
-        "(Mistral; to accept it: chatresp_allow = choices[].message.content=*)"
+        "(Mistral; to accept it: chatresp_allow = choices[].message.content=*, or per test "
+        '@pytest.mark.chat_cassette(allow=["choices[].message.content=*"]))'
     ),
     ("deepseek.yaml", 1): (
         f"choices[0].finish_reason: expected {_FINISH_REASONS}, got 'insufficient_system_resource' "
         "(DeepSeek; to accept it: chatresp_allow = "
-        "choices[].finish_reason=insufficient_system_resource)"
+        "choices[].finish_reason=insufficient_system_resource, or per test "
+        '@pytest.mark.chat_cassette(allow=["choices[].finish_reason=insufficient_system_resource"]))'
     ),
 }
 
@@ -153,7 +159,7 @@ def sdk_verdict(exchange: Exchange) -> bool:
     )
 
 
-_SUGGESTION = re.compile(r"\(([^;()]+); to accept it: chatresp_allow = (.+)\)$")
+_SUGGESTION = re.compile(r"\(([^;()]+); to accept it: chatresp_allow = (.+?), or per test @")
 
 
 def suggestions(cassette: Cassette) -> list[str]:
@@ -387,7 +393,8 @@ def test_allowances_are_minimal(provider: str) -> None:
             for message in failures(exchange)
         ]
         assert found, f"{provider} still loads without {dropped!r}"
-        assert any(message.endswith(f"chatresp_allow = {dropped})") for message in found)
+        hint = f'chatresp_allow = {dropped}, or per test @pytest.mark.chat_cassette(allow=["{dropped}"]))'
+        assert any(message.endswith(hint) for message in found)
 
 
 def test_allowances_accept_only_their_value() -> None:
@@ -578,7 +585,8 @@ def test_answer(chat_completion):
             "eos",
             glob(
                 "*interaction 0: choices[0].finish_reason: expected * got 'eos' "
-                "(Together; to accept it: chatresp_allow = choices[].finish_reason=eos)"
+                "(Together; to accept it: chatresp_allow = choices[].finish_reason=eos, or per test "
+                '@pytest.mark.chat_cassette(allow=["choices[].finish_reason=eos"]))'
             ),
             id="together",
         ),

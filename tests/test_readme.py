@@ -62,26 +62,80 @@ def test_every_option_and_ini_key_is_documented(pytester: pytest.Pytester) -> No
     assert not missing, f"not in the README: {missing}"
 
 
-def settings_table() -> list[list[str]]:
-    start = README.index("| command line | ini | marker | default | meaning |")
+def settings_table(readme: str = README) -> list[list[str]]:
+    start = readme.index("| command line | ini | marker | default | meaning |")
     rows = []
-    for line in README[start:].splitlines()[2:]:
+    for line in readme[start:].splitlines()[2:]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip("|").split("|")])
     return rows
 
 
-def test_the_settings_table_is_every_setting() -> None:
+def _plain(cell: str) -> str:
+    """A table cell without Markdown: code spans and links as their text."""
+    return re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", cell).replace("`", "")
+
+
+def _default_cell(default: object) -> str:
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if default is None or default == ():
+        return ""
+    return f"`{default}`"
+
+
+def settings_table_mismatches(rows: list[list[str]]) -> list[str]:
+    """How the table differs from ``SETTINGS``: it must hold one row per setting, in declared
+    order, none missing and none extra: its option (with the value's name), its ini key beside
+    it, the marker, the default and the meaning ``--help`` gives."""
     from pytest_chatresp.settings import SETTINGS
 
-    table = {row[0].strip("`").split("=")[0]: row for row in settings_table()}
-    declared = {spec.option: spec for spec in SETTINGS}
-    assert sorted(table) == sorted(declared)
-    for option, spec in declared.items():
-        row = table[option]
-        assert row[1] == (f"`{spec.ini_key}`" if spec.ini else ""), option
-        assert (row[2] != "") == spec.marker, option
+    options = [row[0].strip("`").split("=")[0] for row in rows]
+    declared = [spec.option for spec in SETTINGS]
+    if options != declared:
+        missing = [option for option in declared if option not in options]
+        extra = [option for option in options if option not in declared]
+        return [f"rows {options}, settings {declared}: missing {missing}, extra {extra}"]
+    problems = []
+    for row, spec in zip(rows, SETTINGS, strict=True):
+        value = f"={spec.metavar}" if spec.kind != "bool" else ""
+        marker = ("yes (adds)" if spec.marker_adds else "yes") if spec.marker else ""
+        expected = [
+            f"`{spec.option}{value}`",
+            f"`{spec.ini_key}`" if spec.ini else "",
+            marker,
+            _default_cell(spec.default),
+        ]
+        if row[:4] != expected:
+            problems.append(f"{spec.name}: {row[:4]} != {expected}")
+        # The README may say more after a "; ", never something else.
+        if _plain(row[4]).split("; ")[0] != spec.help.split("; ")[0]:
+            problems.append(f"{spec.name}: meaning {row[4]!r} is not the help {spec.help!r}")
+    return problems
+
+
+def test_the_settings_table_is_every_setting() -> None:
+    assert settings_table_mismatches(settings_table()) == []
+
+
+def test_the_settings_table_comparison_sees_a_missing_an_extra_or_a_wrong_row() -> None:
+    lines = README.splitlines(keepends=True)
+    header = lines.index("| command line | ini | marker | default | meaning |\n")
+    first, last = header + 2, header + 2 + len(settings_table()) - 1
+    last_option = settings_table()[-1][0].strip("`").split("=")[0]
+    missing = "".join(lines[:last] + lines[last + 1 :])
+    extra = "".join([*lines[: last + 1], "| `--chatresp-gone` |  |  | false | gone |\n"])
+    row = lines[first].replace("`chatresp_cassette_dir`", "")
+    no_ini = "".join([*lines[:first], row, *lines[first + 1 :]])
+    for readme, expected in (
+        (missing, f"missing ['{last_option}'], extra []"),
+        (extra, "missing [], extra ['--chatresp-gone']"),
+        (no_ini, "cassette_dir: "),
+    ):
+        problems = settings_table_mismatches(settings_table(readme))
+        assert len(problems) == 1, problems
+        assert expected in problems[0]
 
 
 def migration_files() -> dict[str, str]:

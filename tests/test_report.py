@@ -1,4 +1,4 @@
-"""Cassettes as test items (--chatresp-collect-cassettes) and the end-of-run report, through pytester."""
+"""Cassettes as test items (--chatresp-collect-cassettes) and the run report, through pytester."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_check_mode_collects_every_cassette(pytester: pytest.Pytester) -> None:
     cassettes = project(pytester)
     write_cassette(cassettes / "broken/bad.yaml", completion(), bad_completion())
     (cassettes / "broken/unreadable.yaml").write_text("interactions: [\n")
-    (cassettes / "test_a/test_one.contract.yaml").write_text("- model: gpt-4o\n")
+    (cassettes / "test_a/test_one.shape.yaml").write_text("- model: gpt-4o\n")
     result = pytester.runpytest("--chatresp-collect-cassettes", "-v", "-p", "no:randomly")
     result.assert_outcomes(passed=7, failed=2)
     result.stdout.fnmatch_lines(
@@ -68,7 +68,7 @@ def test_check_mode_collects_every_cassette(pytester: pytest.Pytester) -> None:
         ]
     )
     result.stdout.fnmatch_lines(["cassettes/broken/unreadable.yaml: not valid YAML at line 2*"])
-    result.stdout.no_fnmatch_line("*contract.yaml*")
+    result.stdout.no_fnmatch_line("*shape.yaml*")
     result.stdout.no_fnmatch_line("*Traceback*")
 
 
@@ -81,7 +81,7 @@ def test_check_mode_from_addopts_works_with_k_and_x(pytester: pytest.Pytester) -
     result.assert_outcomes(passed=2, deselected=7)
     result = pytester.runpytest("-x", "-k", "broken")
     result.assert_outcomes(failed=1, deselected=7)
-    result.stdout.fnmatch_lines(["chatresp: checking every cassette"])
+    result.stdout.fnmatch_lines(["chatresp: collecting every cassette"])
 
 
 def test_check_mode_under_xdist(pytester: pytest.Pytester) -> None:

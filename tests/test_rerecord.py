@@ -305,7 +305,7 @@ def test_a_changed_host_shows_both_and_suggests_the_base_url(
             "        recorded: '127.0.0.1'",
             "        now:      'localhost'",
             "cassette: cassettes/test_user/test_a.yaml, record mode 'none'",
-            "Only where the request is sent differs (host): check the client's base_url"
+            "Only where the request is sent differs (host): correct the client's base_url"
             " (or the endpoint your code builds) rather than recording again.",
         ],
         consecutive=True,
@@ -496,17 +496,17 @@ def test_sdk(chat_cassette):
     ask("hello")
 
 
-def test_httpx(chat_contract):
+def test_httpx(chat_shape):
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     httpx.post(CHAT, json=body, headers={"authorization": "Bearer " + KEY})
 
 
-def test_requests(chat_contract):
+def test_requests(chat_shape):
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     requests.post(CHAT, json=body, timeout=5)
 
 
-def test_swallowed(chat_contract):
+def test_swallowed(chat_shape):
     try:
         ask("hello")
     except Exception:
@@ -514,7 +514,7 @@ def test_swallowed(chat_contract):
 
 
 @pytest.mark.vcr  # pytest-recording's: its tests are left to it
-def test_theirs(chat_contract):
+def test_theirs(chat_shape):
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "theirs"}]}
     assert httpx.post(CHAT, json=body).status_code == 200
 """
@@ -533,9 +533,9 @@ def test_a_forgotten_marker_cannot_reach_the_network(
     result.assert_outcomes(failed=4, passed=1)
     for test, fixture in (
         ("test_sdk", "chat_cassette"),
-        ("test_httpx", "chat_contract"),
-        ("test_requests", "chat_contract"),
-        ("test_swallowed", "chat_contract"),
+        ("test_httpx", "chat_shape"),
+        ("test_requests", "chat_shape"),
+        ("test_swallowed", "chat_shape"),
     ):
         result.stdout.fnmatch_lines(
             [
@@ -838,8 +838,9 @@ def test_a_rejected_key_while_recording_writes_nothing_and_prints_no_key(
             "http://127.0.0.1:*/v1/chat/completions (model 'gpt-4o-mini', last message 'hi')",
             "test: test_user.py::test_a",
             "cassette: cassettes/test_user/test_a.yaml (not written), record mode 'once'",
-            "Check $OPENAI_API_KEY (sent as the value of request header authorization, REDACTED "
-            "here), then record again: pytest --chatresp-record-mode=once test_user.py::test_a",
+            "Put a valid key in $OPENAI_API_KEY (sent as the value of request header "
+            "authorization, REDACTED here), then record again: "
+            "pytest --chatresp-record-mode=once test_user.py::test_a",
             "the server said: Incorrect API key provided: REDACTED. You can find your API key at "
             "https://platform.openai.com/account/api-keys.",
         ],

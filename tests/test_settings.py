@@ -61,7 +61,7 @@ def test_marker_allowances_add_to_the_run() -> None:
             "max_age",
             "-1",
             "chatresp_max_age: -1 is not a number of days greater than 0 (0.5 is twelve hours;"
-            " leave it unset to check no age)",
+            " leave it unset for no age limit)",
         ),
         ("max_age", "0", "chatresp_max_age: 0 is not a number of days greater than 0"),
         ("strict", "maybe", "chatresp_strict = 'maybe' is not valid; use true or false."),

@@ -283,28 +283,28 @@ def test_a_new_contract_violation_is_reported(
     assert _hashes(pytester.path / "cassettes") == recorded
 
 
-def test_a_contract_is_compared_with_the_live_answer_and_never_written(
+def test_a_shape_is_compared_with_the_live_answer_and_never_written(
     pytester: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     monkeypatch.delenv("CHATRESP_TEST_SHAPE", raising=False)
     pytester.makepyfile(
         test_shape=TESTS.split("@pytest.mark", maxsplit=1)[0] + "@pytest.mark.chat_cassette\n"
-        "def test_shape(chat_cassette, chat_contract):\n"
+        "def test_shape(chat_cassette, chat_shape):\n"
         "    ask('shape?')\n"
-        "    assert chat_contract == chat_cassette.completions[0]\n"
+        "    assert chat_shape == chat_cassette.completions[0]\n"
     )
     pytester.runpytest("--chatresp-record-mode=once").assert_outcomes(passed=1)
     before = _hashes(pytester.path / "cassettes")
     assert sorted(before) == [
-        "test_shape/test_shape.contract.yaml",
+        "test_shape/test_shape.shape.yaml",
         "test_shape/test_shape.yaml",
     ]
     monkeypatch.setenv("CHATRESP_TEST_SHAPE", "service_tier=flex")
     result = pytester.runpytest("--chatresp-verify", "--chatresp-update-shapes")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*service_tier: 'default' → 'flex'*"])
-    result.stdout.no_fnmatch_line("contract written*")
+    result.stdout.no_fnmatch_line("shape written*")
     assert _hashes(pytester.path / "cassettes") == before
 
 

@@ -48,6 +48,7 @@ def _verdict_key(digest: str, shown: str, rules: Rules) -> str:
         digest,
         shown,
         rules.strict,
+        rules.for_command,
         sorted(rules.skip_checks),
         [f"{type(a).__qualname__}:{a!r}" for a in rules.allow],
     ]

@@ -469,7 +469,14 @@ def build_exchange(
             if checked is not None:
                 exchange.violations.extend(checked)
                 return exchange
-            context = CheckContext(path, index, request.json, uri=request.uri, allow=rules.allow)
+            context = CheckContext(
+                path,
+                index,
+                request.json,
+                uri=request.uri,
+                allow=rules.allow,
+                for_command=rules.for_command,
+            )
             exchange.violations.extend(run_checks(fast, context, rules.skip_checks))
             return exchange
 
@@ -528,6 +535,7 @@ def build_exchange(
             exchange.stream_done,
             uri=request.uri,
             allow=rules.allow,
+            for_command=rules.for_command,
         )
         exchange.violations.extend(run_checks(exchange._completion, context, rules.skip_checks))
     return exchange

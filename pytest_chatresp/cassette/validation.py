@@ -11,6 +11,7 @@ from pytest_chatresp.errors import Violation, field_path, shorten, violations_fr
 from pytest_chatresp.models import ChatCompletionChunk, validate_chunk, validate_completion
 from pytest_chatresp.providers import (
     Allowance,
+    accept_hint,
     allowance_for,
     allowance_works,
     normalized_path,
@@ -97,7 +98,7 @@ def _validate(
         if field not in workable:
             return ""
         shown = field.replace(".delta.", ".message.", 1)
-        return f" ({provider}; to accept it: chatresp_allow = {allowance_for(shown, value)})"
+        return accept_hint(provider, allowance_for(shown, value), command=rules.for_command)
 
     exchange.violations.extend(
         violations_from(
@@ -136,6 +137,7 @@ def _checks_despite(
         exchange.request.json,
         uri=exchange.request.uri,
         allow=rules.allow,
+        for_command=rules.for_command,
     )
     found = run_checks(model, context, rules.skip_checks, provisional=True)
     return [

@@ -5,7 +5,7 @@
 cassette holds, exchange by exchange, ``chatresp scrub`` removes secrets from cassettes already
 written, with the recording rules, and ``chatresp audit`` flags what a cassette should not hold.
 Run in a project, the command reads the project's settings as pytest does. Exit status: 0 when
-all is well, 1 when a cassette is invalid, unreadable or (``scrub --check``) not clean, 2 on a
+all is well, 1 when a cassette is invalid, unreadable or (``scrub --dry-run``) not clean, 2 on a
 usage error. Every failure is a message, never a traceback.
 
 One module a subcommand (``check``, ``orphans``, ``show``, ``scrub``, ``audit``); ``main`` holds

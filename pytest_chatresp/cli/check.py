@@ -30,10 +30,10 @@ def add_parser(commands: Any) -> None:
         "check",
         help="validate every chat completion in cassette files and directories",
         description="Validate every chat completion in cassette files and directories "
-        "(recursively: *.yaml, *.yml, *.json; *.contract.yaml files, dot directories and "
+        "(recursively: *.yaml, *.yml, *.json; *.shape.yaml files, dot directories and "
         "links to directories are skipped), with the project's settings (chatresp_allow, "
         "chatresp_skip_checks, chatresp_strict) unless a flag overrides them. One line per "
-        "violation and per unreadable file, then a summary.",
+        "violation and per unreadable file, then the totals.",
     )
     check.add_argument(
         "paths",
@@ -64,7 +64,7 @@ def add_parser(commands: Any) -> None:
         "the tests with pytest; PATHs are then test paths)",
     )
     check.add_argument("--json", action="store_true", help="machine-readable output")
-    check.add_argument("-q", "--quiet", action="store_true", help="print the summary line only")
+    check.add_argument("-q", "--quiet", action="store_true", help="print the totals line only")
     check.set_defaults(handler=run)
 
 
@@ -72,7 +72,7 @@ def add_parser(commands: Any) -> None:
 
 
 @dataclass
-class _FileReport:
+class _FileResult:
     path: str
     exchanges: int = 0
     completions: int = 0
@@ -105,35 +105,35 @@ class _FileReport:
         }
 
 
-def _report(path: Path, rules: Rules) -> _FileReport:
+def _result(path: Path, rules: Rules) -> _FileResult:
     from pytest_chatresp.cassette import load_cassette
 
     shown = display_path(path)
-    report = _FileReport(shown)
+    result = _FileResult(shown)
     try:
         cassette = load_cassette(path, rules=rules)
     except Exception as exc:  # one file's failure must not hide the other files' results
-        report.unreadable = failure(exc, shown, "cannot read the file")
-        return report
+        result.unreadable = failure(exc, shown, "cannot read the file")
+        return result
     for exchange in cassette.exchanges:
-        report.exchanges += 1
-        report.kinds[exchange.kind] += 1
+        result.exchanges += 1
+        result.kinds[exchange.kind] += 1
         if exchange.error is not None:
-            report.errors += 1
+            result.errors += 1
         elif exchange.is_completion:
-            report.completions += 1
-            report.streamed += exchange.streamed
+            result.completions += 1
+            result.streamed += exchange.streamed
         if exchange.violations:
-            report.invalid += 1
-            report.violations.extend(exchange.violations)
-    return report
+            result.invalid += 1
+            result.violations.extend(exchange.violations)
+    return result
 
 
 # --- the run ------------------------------------------------------------------------------------
 
 
 @dataclass
-class _Summary:
+class _Totals:
     files: int = 0
     exchanges: int = 0
     completions: int = 0
@@ -144,16 +144,16 @@ class _Summary:
     violations: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
 
-    def add(self, report: _FileReport) -> None:
+    def add(self, result: _FileResult) -> None:
         self.files += 1
-        self.kinds.update(report.kinds)
-        self.exchanges += report.exchanges
-        self.completions += report.completions
-        self.streamed += report.streamed
-        self.errors += report.errors
-        self.unreadable += report.unreadable is not None
-        self.invalid += report.invalid
-        self.violations += len(report.violations)
+        self.kinds.update(result.kinds)
+        self.exchanges += result.exchanges
+        self.completions += result.completions
+        self.streamed += result.streamed
+        self.errors += result.errors
+        self.unreadable += result.unreadable is not None
+        self.invalid += result.invalid
+        self.violations += len(result.violations)
 
     @property
     def ok(self) -> bool:
@@ -251,6 +251,7 @@ def _rules(args: argparse.Namespace, settings: ProjectSettings) -> Rules:
             settings.skip_checks, "--skip-checks" if args.skip_checks else "chatresp_skip_checks"
         ),
         allow=_allowances(settings.allow, "--allow" if args.allow else "chatresp_allow"),
+        for_command=True,
     )
 
 
@@ -262,30 +263,30 @@ def run(args: argparse.Namespace) -> int:
         return run_orphans(args.paths)
     rules = _rules(args, settings)
     files = cassettes_named(args.paths, settings)
-    summary = _Summary()
-    reports: list[_FileReport] = []
+    totals = _Totals()
+    results: list[_FileResult] = []
     progress = _Progress(len(files.paths))
     try:
         for position, path in enumerate(files.paths, start=1):
             progress.update(position)
-            report = _report(path, rules)
-            summary.add(report)
+            result = _result(path, rules)
+            totals.add(result)
             if args.json:
-                reports.append(report)
-            elif not args.quiet and report.lines():
+                results.append(result)
+            elif not args.quiet and result.lines():
                 progress.clear()
-                for line in report.lines():
+                for line in result.lines():
                     out(line)
     finally:
         progress.clear()
     for problem in files.problems:
         err(f"{PROG}: {problem}")
     if args.json:
-        document = {"files": [r.as_data() for r in reports], "summary": summary.as_data()}
+        document = {"files": [r.as_data() for r in results], "totals": totals.as_data()}
         out(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        out(summary.line())
+        out(totals.line())
     if not files.paths and not files.problems:
         shown = ", ".join(args.paths) if args.paths else display_path(settings.cassette_dir)
         err(f"{PROG}: no cassette files found in {shown}")
-    return EXIT_OK if summary.ok and not files.problems else EXIT_FAILED
+    return EXIT_OK if totals.ok and not files.problems else EXIT_FAILED

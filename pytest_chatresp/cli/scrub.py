@@ -28,7 +28,7 @@ def add_parser(commands: Any) -> None:
         "cassettes", nargs="+", metavar="CASSETTE", help="cassette files or directories"
     )
     scrub.add_argument(
-        "--check",
+        "--dry-run",
         action="store_true",
         help="write nothing; exit 1 if a file holds something to scrub",
     )
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             result = scrub_file(path, rules)
-            if result.changed and not args.check:
+            if result.changed and not args.dry_run:
                 assert result.text is not None
                 write_atomically(path, result.text)
         except Exception as exc:  # one file's failure must not stop the others
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not result.changed:
             out(f"clean {shown}")
-        elif args.check:
+        elif args.dry_run:
             out(f"would scrub {shown}: {result.describe()}")
             status = EXIT_FAILED
         else:

@@ -284,7 +284,7 @@ def explain(
     )
     if where_only:
         lines.append(
-            f"Only where the request is sent differs ({', '.join(sorted(recorded_at))}): check "
+            f"Only where the request is sent differs ({', '.join(sorted(recorded_at))}): correct "
             "the client's base_url (or the endpoint your code builds) rather than recording again."
         )
     elif exists:

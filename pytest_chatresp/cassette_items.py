@@ -13,20 +13,20 @@ from .discovery import cassette_files, is_cassette
 from .session import ChatrespSession, session_of
 
 __all__ = [
-    "CassetteCheckFailure",
-    "CassetteCheckFile",
-    "CassetteCheckItem",
+    "CassetteFile",
+    "CassetteItem",
+    "CassetteItemFailure",
     "add_unreached_cassettes",
-    "checked_cassette",
+    "collects_cassette",
     "take_bracketed_arguments",
 ]
 
 
-class CassetteCheckFailure(Exception):
-    """A cassette checked as a test item breaks the contract."""
+class CassetteItemFailure(Exception):
+    """A cassette collected as a test item breaks the contract."""
 
 
-class CassetteCheckItem(pytest.Item):
+class CassetteItem(pytest.Item):
     """Validates every chat completion of one cassette file."""
 
     def runtest(self) -> None:
@@ -36,7 +36,7 @@ class CassetteCheckItem(pytest.Item):
         try:
             cassette = session.cache.load(self.path, rules=session.rules)
         except CassetteError as exc:
-            raise CassetteCheckFailure(str(exc)) from None
+            raise CassetteItemFailure(str(exc)) from None
         # Counted before judging: the report's totals are every completion read, as in
         # ``chatresp check``, valid or not.
         report = session.report
@@ -48,10 +48,10 @@ class CassetteCheckItem(pytest.Item):
             report.no_completion[session.relative(self.path)] = kinds
         violations = cassette.violations
         if violations:
-            raise CassetteCheckFailure(str(CassetteError(violations)))
+            raise CassetteItemFailure(str(CassetteError(violations)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, CassetteCheckFailure):
+        if isinstance(excinfo.value, CassetteItemFailure):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))
 
@@ -63,8 +63,8 @@ class CassetteCheckItem(pytest.Item):
         return self.path, 0, f"cassette {shown}"
 
 
-class CassetteCheckFile(pytest.File):
-    """A cassette file under the cassette dir, in check mode: one item that validates it.
+class CassetteFile(pytest.File):
+    """A cassette file under the cassette dir, collected: one item that validates it.
 
     Its node id, which pytest prints raw (progress, section headers, the summary), has the
     file name's control characters escaped; the file is still found by its path.
@@ -73,21 +73,21 @@ class CassetteCheckFile(pytest.File):
     @classmethod
     def from_parent(  # type: ignore[override]
         cls, parent: pytest.Collector, *, path: Path, **kwargs: Any
-    ) -> CassetteCheckFile:
+    ) -> CassetteFile:
         from .errors import printable
 
-        node: CassetteCheckFile = super().from_parent(parent, path=path, **kwargs)
+        node: CassetteFile = super().from_parent(parent, path=path, **kwargs)
         shown = printable(node.nodeid)
         if shown != node.nodeid:
             node = super().from_parent(parent, path=path, nodeid=shown, **kwargs)
         return node
 
-    def collect(self) -> Iterator[CassetteCheckItem]:
-        yield CassetteCheckItem.from_parent(self, name="contract")
+    def collect(self) -> Iterator[CassetteItem]:
+        yield CassetteItem.from_parent(self, name="contract")
 
 
-def checked_cassette(session: ChatrespSession, path: Path) -> bool:
-    """Whether check mode collects this file: one the discovery lists below the cassette dir."""
+def collects_cassette(session: ChatrespSession, path: Path) -> bool:
+    """Whether this file is collected: one the discovery lists below the cassette dir."""
     return session.settings.collect_cassettes and any(
         is_cassette(path, root) for root in session.cassette_roots
     )
@@ -110,9 +110,9 @@ def take_bracketed_arguments(session: ChatrespSession) -> None:
 def add_unreached_cassettes(
     session: ChatrespSession, collector: pytest.Session, items: list[pytest.Item]
 ) -> None:
-    """Every cassette is checked, also those below no collected path, unless the command line
+    """Every cassette is collected, also those below no collected path, unless the command line
     names paths in the cassette dir: then those only. Files pytest does not collect (a FIFO, a
-    link to a device) are checked too, and fail by name. Cassettes named by a bracketed id
+    link to a device) are collected too, and fail by name. Cassettes named by a bracketed id
     keep only their own item in their folder."""
     config = session.config
     directories = [directory.resolve() for directory in session.cassette_roots]
@@ -120,15 +120,15 @@ def add_unreached_cassettes(
         Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args
     ]
     roots = [p for p in named if any(p == d or d in p.parents for d in directories)] or directories
-    seen = {item.path for item in items if isinstance(item, CassetteCheckItem)}
+    seen = {item.path for item in items if isinstance(item, CassetteItem)}
     for directory in session.cassette_roots:
         for path in cassette_files(directory):
             where = Path(path.parent.resolve(), path.name)
             if path in seen or not any(where == root or root in where.parents for root in roots):
                 continue
             seen.add(path)
-            if checked_cassette(session, path):
-                items.extend(CassetteCheckFile.from_parent(collector, path=path).collect())
+            if collects_cassette(session, path):
+                items.extend(CassetteFile.from_parent(collector, path=path).collect())
     if session.wanted:
         folders = {path.parent for path in session.wanted}
         kept: list[pytest.Item] = []

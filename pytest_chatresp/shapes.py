@@ -1,10 +1,10 @@
-"""Shape snapshots: a small, readable contract file beside a cassette.
+"""Shape snapshots: a small, readable shape file beside a cassette.
 
-A contract describes the shape of a test's chat completions: the model (without its date
+A shape file describes the shape of a test's chat completions: the model (without its date
 suffix), the service tier, the number of choices, each choice's finish reason, tool call names
 and argument keys, whether content is text or JSON (and then its top-level keys), and whether
 usage is present. When a cassette is re-recorded, a changed shape fails the comparison with a
-diff that says what changed, until the contract is updated on purpose.
+diff that says what changed, until the shape file is updated on purpose.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 from .errors import display_path
 
-__all__ = ["CONTRACT_SUFFIX", "ContractSnapshot", "contract_path", "diff_shapes", "shape_of"]
+__all__ = ["SHAPE_SUFFIX", "ShapeSnapshot", "diff_shapes", "shape_of", "shape_path"]
 
-CONTRACT_SUFFIX = ".contract.yaml"
+SHAPE_SUFFIX = ".shape.yaml"
 _DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
 _HEADER = (
     "# The shape of the chat completions of {cassette}.\n"
@@ -27,14 +27,14 @@ _HEADER = (
 )
 
 
-def contract_path(cassette: Path) -> Path:
-    """``cassettes/t/x.yaml`` → ``cassettes/t/x.contract.yaml``."""
+def shape_path(cassette: Path) -> Path:
+    """``cassettes/t/x.yaml`` → ``cassettes/t/x.shape.yaml``."""
     name = cassette.name
     for suffix in (".yaml", ".yml", ".json"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
-    return cassette.with_name(name + CONTRACT_SUFFIX)
+    return cassette.with_name(name + SHAPE_SUFFIX)
 
 
 def _content_shape(content: str | None) -> Any:
@@ -50,7 +50,7 @@ def _content_shape(content: str | None) -> Any:
 
 
 def shape_of(completion: Any) -> dict[str, Any]:
-    """The contract entry of one completion."""
+    """The shape entry of one completion."""
     choices = []
     for choice in completion.choices:
         message = choice.message
@@ -132,10 +132,10 @@ def _dump(entries: list[dict[str, Any]], cassette: str) -> str:
     return _HEADER.format(cassette=cassette) + body
 
 
-class ContractSnapshot:
-    """Compares completions with the contract file, in order: ``assert chat_contract == c``.
+class ShapeSnapshot:
+    """Compares completions with the shape file, in order: ``assert chat_shape == c``.
 
-    ``may_write`` lets a missing contract (or a missing entry) be written; ``update`` rewrites
+    ``may_write`` lets a missing shape file (or a missing entry) be written; ``update`` rewrites
     entries that differ. Nothing is written until :meth:`save`.
     """
 
@@ -143,7 +143,7 @@ class ContractSnapshot:
 
     def __init__(self, cassette: Path, *, may_write: bool, update: bool, remedy: str) -> None:
         self.cassette = cassette
-        self.path = contract_path(cassette)
+        self.path = shape_path(cassette)
         self.may_write = may_write
         self.update = update
         self.remedy = remedy
@@ -155,7 +155,7 @@ class ContractSnapshot:
         self.explanation: list[str] = []
 
     def __repr__(self) -> str:
-        return f"<chat contract {display_path(self.path)}>"
+        return f"<chat shape {display_path(self.path)}>"
 
     def __eq__(self, other: object) -> bool:
         from .assertions import _completion
@@ -173,7 +173,7 @@ class ContractSnapshot:
                 self._entries.append(shape)
                 self._dirty = True
                 return True
-            what = "no contract file" if self._stored is None else f"no entry {position}"
+            what = "no shape file" if self._stored is None else f"no entry {position}"
             self.explanation = [
                 f"{shown}: {what} for this completion.",
                 f"Write it with: {self.remedy}",
@@ -189,7 +189,7 @@ class ContractSnapshot:
         self.explanation = [
             f"the shape of completion {position} differs from {shown}:",
             *(f"  {line}" for line in diff_shapes(expected, shape)),
-            f"If the change is intended, update the contract with: {self.remedy}",
+            f"If the change is intended, update the shape file with: {self.remedy}",
         ]
         return False
 
@@ -198,7 +198,7 @@ class ContractSnapshot:
         return self._dirty
 
     def save(self) -> bool:
-        """Write the contract if it changed; says whether it did."""
+        """Write the shape file if it changed; says whether it did."""
         if not self._dirty:
             return False
         from .files import write_atomically
