@@ -130,7 +130,7 @@ class Target:
 
     def text(self) -> str:
         sign = "<=" if self.at_most else ">="
-        return f"{sign} {self.bound:g}{self.unit}"
+        return f"{sign} {self.bound:g}{self.unit.strip() if self.unit != 'x' else 'x'}"
 
     def markdown(self) -> str:
         sign = "≤" if self.at_most else "≥"
@@ -145,50 +145,48 @@ class Target:
 #: Every row of the table, by its key, in the order of the table. A run of every section
 #: produces each of them once; the README's generated table has one row each.
 TARGETS: dict[str, Target] = {
-    "P1-1": Target("P1 cold `load_cassette` of 1 exchange vs vcrpy's deserialize", 1.1),
-    "P1-100": Target("P1 the same, 100 exchanges", 1.1),
-    "P1-1000": Target("P1 the same, 1,000 exchanges (1.6 MB), validation included", 1.1),
+    "P1-1": Target("cold `load_cassette` of 1 exchange vs vcrpy's deserialize", 1.1),
+    "P1-100": Target("the same, 100 exchanges", 1.1),
+    "P1-1000": Target("the same, 1,000 exchanges (1.6 MB), validation included", 1.1),
     "P2": Target(
-        "P2 a fresh `CassetteCache(store).load` of the 1,000-exchange file (its stored verdict) "
+        "a fresh `CassetteCache(store).load` of the 1,000-exchange file (its stored verdict) "
         "vs vcrpy's deserialize",
         30,
         at_most=False,
     ),
     "P2-used": Target(
-        "P2 the same with `.completions` and every exchange's kind read", 30, at_most=False
+        "the same with `.completions` and every exchange's kind read", 30, at_most=False
     ),
     "P2u": Target(
-        "P2u a second pytest session: set-up of 5 tests taking `chat_completions` from their "
+        "a second pytest session: set-up of 5 tests taking `chat_completions` from their "
         "own 1,000-exchange cassettes (`--durations`) vs vcrpy's deserialize of the 5 files",
         30,
         at_most=False,
     ),
     "P3-pydantic": Target(
-        "P3 `validate_completion(json.loads(body))` vs `ChatCompletion.model_validate_json(body)`",
+        "`validate_completion(json.loads(body))` vs `ChatCompletion.model_validate_json(body)`",
         1.5,
     ),
     "P3-sdk": Target(
-        "P3 the same vs the `openai` SDK's `ChatCompletion.model_validate(json.loads(body))`", 1.0
+        "the same vs the `openai` SDK's `ChatCompletion.model_validate(json.loads(body))`", 1.0
     ),
-    "P4": Target("P4 a replay suite through the SDK vs the same suite under pytest-recording", 1.0),
-    "P4-cache": Target("P4 the same with pytest's cache (the store filled by a first run)", 1.0),
-    "P5-startup": Target(
-        "P5 start-up added to `pytest --co` on an empty directory", 80, unit=" ms"
-    ),
+    "P4": Target("a replay suite through the SDK vs the same suite under pytest-recording", 1.0),
+    "P4-cache": Target("the same with pytest's cache (the store filled by a first run)", 1.0),
+    "P5-startup": Target("start-up added to `pytest --co` on an empty directory", 80, unit=" ms"),
     "P5-imports": Target(
-        "P5 `openai` or `vcr` modules imported by the plugin's import", 0, unit=""
+        "`openai` or `vcr` modules imported by the plugin's import", 0, unit=" modules"
     ),
     "S": Target(
-        "S `parse_sse` + `merge_chunks` of a 500-chunk stream vs `json.loads` of its chunks", 2
+        "`parse_sse` + `merge_chunks` of a 500-chunk stream vs `json.loads` of its chunks", 2
     ),
     "M": Target(
-        "M merging 8 shard reports of a 5,000-test suite in-process (read, `merge_reports`, "
+        "merging 8 shard reports of a 5,000-test suite in-process (read, `merge_reports`, "
         "write, summary)",
         500,
         unit=" ms",
     ),
     "M-command": Target(
-        "M the same as the command `chatresp report SHARD.json x8 --json OUT`", 500, unit=" ms"
+        "the same as the command `chatresp report SHARD.json x8 --json OUT`", 500, unit=" ms"
     ),
 }
 
@@ -213,9 +211,9 @@ class Row:
         unit = self.target.unit
         if unit == "x":
             return f"{self.value:.2f}{TIMES if markdown else 'x'}"
-        if unit == "":
-            return f"{self.value:g}"
-        return f"{self.value:.0f}{unit}"
+        if unit == " ms":
+            return f"{self.value:.0f} ms"
+        return f"{self.value:g}{unit}"
 
 
 @dataclass
@@ -965,21 +963,43 @@ def test_load(chat_completions):
     assert len(chat_completions) == {count}
 """
 
+_USER_CONFTEST = """\
+import json
+
+
+def pytest_runtest_logreport(report):
+    # The figure --durations prints, unrounded (it shows hundredths of a second).
+    if report.when == "setup":
+        with open("setup-durations.jsonl", "a") as handle:
+            handle.write(json.dumps([report.nodeid, report.duration]) + "\\n")
+"""
+
 _USER_MODULES = 5
 _DURATION = re.compile(r"^\s*([0-9.]+)s (setup|call|teardown)\s+(\S+)\s*$")
 
 
-def setup_seconds(stdout: str, nodeids: Sequence[str]) -> dict[str, float]:
-    """Each test's set-up time from ``--durations=0 --durations-min=0``; every one is needed."""
-    found: dict[str, float] = {}
+def setup_seconds(suite: Path, stdout: str, nodeids: Sequence[str]) -> float:
+    """The 5 tests' set-up seconds of the session that printed ``stdout``.
+
+    Parsed from ``--durations=0 --durations-min=0``, every test needed; each figure is then
+    taken unrounded from what the suite's conftest kept of the same reports, and checked
+    against the printed one (which has only hundredths of a second).
+    """
+    printed: dict[str, float] = {}
     for line in stdout.splitlines():
         match = _DURATION.match(line)
         if match and match.group(2) == "setup":
-            found[match.group(3)] = float(match.group(1))
-    missing = [n for n in nodeids if n not in found]
+            printed[match.group(3)] = float(match.group(1))
+    missing = [n for n in nodeids if n not in printed]
     if missing:
         raise RuntimeError(f"no set-up time for {missing} in:\n{stdout[-3000:]}")
-    return {n: found[n] for n in nodeids}
+    kept = suite / "setup-durations.jsonl"
+    exact = dict(json.loads(line) for line in kept.read_text().splitlines())
+    kept.unlink()
+    for nodeid in nodeids:
+        if abs(exact[nodeid] - printed[nodeid]) > 0.006:
+            raise RuntimeError(f"{nodeid}: --durations says {printed[nodeid]} s, {exact[nodeid]}")
+    return sum(exact[n] for n in nodeids)
 
 
 def bench_p2u(files: Files, cfg: Settings, results: Results) -> None:
@@ -995,6 +1015,7 @@ def bench_p2u(files: Files, cfg: Settings, results: Results) -> None:
     shutil.rmtree(suite, ignore_errors=True)
     suite.mkdir(parents=True)
     (suite / "pytest.ini").write_text(_ini())
+    (suite / "conftest.py").write_text(_USER_CONFTEST)
     cassettes: list[Path] = []
     nodeids: list[str] = []
     for number in range(_USER_MODULES):
@@ -1009,7 +1030,7 @@ def bench_p2u(files: Files, cfg: Settings, results: Results) -> None:
     # using only this plugin, and the test order fixed.
     args = ["-q", "-p", "no:recording", "-p", "no:randomly", "--durations=0", "--durations-min=0"]
     cold = run_pytest(suite, args)
-    cold_setup = sum(setup_seconds(cold.stdout, nodeids).values())
+    cold_setup = setup_seconds(suite, cold.stdout, nodeids)
     kept = store_summary(suite / ".pytest_cache" / "d" / "chatresp")
     texts = [path.read_text(encoding="utf-8") for path in cassettes]
 
@@ -1028,7 +1049,7 @@ def bench_p2u(files: Files, cfg: Settings, results: Results) -> None:
         if rep % 2:
             theirs.append(vcrpy())
         warm = run_pytest(suite, args)
-        ours.append(sum(setup_seconds(warm.stdout, nodeids).values()))
+        ours.append(setup_seconds(suite, warm.stdout, nodeids))
         walls.append(warm.wall)
         if not rep % 2:
             theirs.append(vcrpy())
