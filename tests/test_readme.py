@@ -166,3 +166,43 @@ def test_the_migration_example_replays_pytest_recordings_cassette(
     checked.stdout.fnmatch_lines(
         ["tests/cassettes/test_weather/test_forecast.yaml::contract PASSED*"]
     )
+
+
+BENCHMARK_BEGIN = "<!-- benchmark-table:begin -->"
+BENCHMARK_END = "<!-- benchmark-table:end -->"
+
+
+def benchmark_targets() -> list[str]:
+    """The keys of ``TARGETS`` in benchmarks/run.py, read without running it."""
+    import ast
+
+    tree = ast.parse((ROOT / "benchmarks" / "run.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "TARGETS":
+            assert isinstance(node.value, ast.Dict)
+            return [ast.literal_eval(key) for key in node.value.keys if key is not None]
+    raise AssertionError("benchmarks/run.py declares no TARGETS")
+
+
+def test_the_performance_table_is_written_by_the_benchmark() -> None:
+    assert README.count(BENCHMARK_BEGIN) == 1
+    assert README.count(BENCHMARK_END) == 1
+    start, end = README.index(BENCHMARK_BEGIN), README.index(BENCHMARK_END)
+    assert start < end
+    block = README[start:end].splitlines()
+    header = "| measure | target | measured | met | medians (min\u2013max) |"
+    assert header in block
+    rows = [line for line in block[block.index(header) + 2 :] if line.startswith("|")]
+    keys = [re.match(r"\| \*\*([A-Za-z0-9-]+)\*\* ", row) for row in rows]
+    assert all(keys), rows
+    assert [key.group(1) for key in keys if key] == benchmark_targets()
+    met = [row.split(" | ")[3] for row in rows]
+    assert set(met) <= {"yes", "**no**"}
+    assert f"**{met.count('yes')} of {len(rows)} targets met" in README[start:end]
+
+
+def test_the_performance_prose_holds_no_typed_figures() -> None:
+    section = README[README.index("## Performance\n") : README.index(BENCHMARK_BEGIN)]
+    section += README[README.index(BENCHMARK_END) : README.index("### The cache")]
+    figures = re.findall(r"\d[\d.,]*\s*(?:\u00d7|x\b|ms\b|µs|s\b|%)", section)
+    assert not figures, f"figures typed by hand outside the generated table: {figures}"
