@@ -386,8 +386,26 @@ class RunReport:
         from .hygiene.policy import redact_text
 
         # Redacted as text: a secret is a substring of a JSON string, REDACTED keeps it valid.
-        text = redact_text(json.dumps(self.to_dict(), indent=2))
+        text = redact_text(_json_lines(self.to_dict()))
         path.write_text(text + "\n", encoding="utf-8")
+
+
+def _json_lines(document: dict[str, Any]) -> str:
+    """``document`` as JSON with each top-level key, and each entry of a top-level object
+    (a test, a cassette), on a line of its own: a diff shows which test changed, and a
+    5,000-test report is written by the C encoder (``indent`` would use the slow one)."""
+    lines = ["{"]
+    for number, (key, value) in enumerate(document.items()):
+        comma = "," if number < len(document) - 1 else ""
+        if isinstance(value, dict) and value:
+            lines.append(f"  {json.dumps(key)}: {{")
+            entries = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items()]
+            lines.append(",\n".join(entries))
+            lines.append("  }" + comma)
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines)
 
 
 def _describe(tally: Tally) -> str:
