@@ -10,6 +10,7 @@ behaviour pass and still checks the rest.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -191,18 +192,33 @@ def _tool_args(completion: ChatCompletion, context: CheckContext) -> _Found:
 
 def schema_errors(value: Any, schema: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``[(path, message)]`` of a JSON Schema validation, the first offending value first."""
-    import jsonschema
-    from referencing import Registry
-
-    validator_class = jsonschema.validators.validator_for(schema)
-    # An explicit registry: a $ref to a URL is unresolvable, never fetched (replay is offline).
-    validator = validator_class(schema, registry=Registry())
+    try:
+        text = json.dumps(schema, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        validator = _validator(schema)
+    else:
+        validator = _validator_of_text(text)
     errors = sorted(validator.iter_errors(value), key=lambda e: (len(e.absolute_path), e.path))
     out = []
     for error in errors:
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         out.append((path.lstrip("."), error.message))
     return out
+
+
+def _validator(schema: Any) -> Any:
+    import jsonschema
+    from referencing import Registry
+
+    validator_class = jsonschema.validators.validator_for(schema)
+    # An explicit registry: a $ref to a URL is unresolvable, never fetched (replay is offline).
+    return validator_class(schema, registry=Registry())
+
+
+@functools.lru_cache(maxsize=256)
+def _validator_of_text(text: str) -> Any:
+    """One validator a schema (the tools of a suite's requests repeat): made once."""
+    return _validator(json.loads(text))
 
 
 def _schema_problems() -> tuple[type[BaseException], ...]:

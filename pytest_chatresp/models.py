@@ -426,7 +426,23 @@ def _line_error(error: Any) -> Any:
 
 
 def validate_completion(data: Any, *, strict: bool = False) -> ChatCompletion:
-    """Validate a decoded JSON body as a :class:`ChatCompletion` (raises ``ValidationError``)."""
+    """Validate a response body as a :class:`ChatCompletion` (raises ``ValidationError``).
+
+    ``data`` is the body's JSON text (``str`` or ``bytes``, validated straight from the text)
+    or the body already decoded (``json.loads``).
+    """
+    if isinstance(data, str | bytes | bytearray):
+        if not strict:
+            return ChatCompletion.model_validate_json(data)
+        import json
+
+        try:
+            data = json.loads(data)
+        except ValueError as exc:  # as model_validate_json reports text that is not JSON
+            raise ValidationError.from_exception_data(
+                "ChatCompletion",
+                [{"type": "json_invalid", "loc": (), "input": data, "ctx": {"error": str(exc)}}],
+            ) from None
     if strict:
         return _strictly(ChatCompletion, data, chunk=False)
     return ChatCompletion.model_validate(data)
