@@ -163,7 +163,7 @@ def _parse_yaml(text: bytes, shown: str) -> Any:
                     f"YAML aliases would expand it to more than {limit:,} characters "
                     "(a 'billion laughs' file?); not read",
                 )
-        return loader.construct_document(node)
+        return _construct(loader, node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -172,6 +172,61 @@ def _parse_yaml(text: bytes, shown: str) -> Any:
         raise CassetteError.single(shown, f"not valid YAML: {exc}") from None
     finally:
         loader.dispose()
+
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+
+
+class _Cycle(Exception):
+    """A collection inside itself: left to PyYAML's constructor, which builds such graphs."""
+
+
+def _construct(loader: Any, root: Any) -> Any:
+    """The document of the node graph ``root``, as ``loader.construct_document`` builds it.
+
+    Plain text, mappings with text keys and lists (nearly all of what vcrpy writes) are built
+    here directly; every other node (numbers, null, ``!!binary``, merge keys, the Python tags,
+    non-text keys) is built by the loader's own constructor, so the result is the same. An
+    alias is the same object wherever it appears, as PyYAML makes it.
+    """
+    import yaml
+
+    scalar, mapping, sequence = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+    built: dict[int, Any] = {}
+    started: set[int] = set()
+
+    def build(node: Any) -> Any:
+        kind, tag = type(node), node.tag
+        if kind is scalar:
+            return node.value if tag == _STR else loader.construct_object(node, deep=True)
+        known = built.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in started:
+            raise _Cycle
+        started.add(id(node))
+        value: Any
+        if kind is mapping and tag == _MAP:
+            pairs = node.value
+            if all(type(k) is scalar and k.tag == _STR for k, _ in pairs):
+                value = {k.value: build(v) for k, v in pairs}
+            else:
+                value = loader.construct_object(node, deep=True)
+        elif kind is sequence and tag == _SEQ:
+            value = [build(item) for item in node.value]
+        else:
+            value = loader.construct_object(node, deep=True)
+        built[id(node)] = value
+        return value
+
+    try:
+        document = build(root)
+    except _Cycle:
+        return loader.construct_document(root)
+    loader.constructed_objects, loader.recursive_objects = {}, {}
+    return document
 
 
 def _expanded_size(root: Any, limit: int) -> int:
