@@ -279,41 +279,47 @@ def read_cassette_bytes(path: str | os.PathLike[str]) -> bytes:
     a file swapped for a FIFO in between cannot hang the reader). At most
     :data:`MAX_CASSETTE_BYTES` are read.
     """
-    shown = display_path(path)
+
+    def shown() -> str:  # only a message needs it
+        return display_path(path)
+
     try:
         refused = _not_regular(os.stat(path).st_mode)
         if refused:
-            raise CassetteError.single(shown, f"{refused}, not a cassette file")
+            raise CassetteError.single(shown(), f"{refused}, not a cassette file")
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         if os.path.islink(path):
             target = os.readlink(path)
             raise CassetteError.single(
-                shown, f"a symbolic link to {target}, which does not exist"
+                shown(), f"a symbolic link to {target}, which does not exist"
             ) from None
-        raise CassetteError.single(shown, "no such cassette file") from None
+        raise CassetteError.single(shown(), "no such cassette file") from None
     except OSError as exc:
-        raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+        raise CassetteError.single(shown(), f"cannot read the file: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         refused = _not_regular(info.st_mode)
         if refused:
-            raise CassetteError.single(shown, f"{refused}, not a cassette file")
+            raise CassetteError.single(shown(), f"{refused}, not a cassette file")
         if info.st_size > MAX_CASSETTE_BYTES:
-            raise CassetteError.single(shown, _too_large(info.st_size))
+            raise CassetteError.single(shown(), _too_large(info.st_size))
         chunks: list[bytes] = []
         size = 0
         while size <= MAX_CASSETTE_BYTES:
-            chunk = os.read(fd, min(max(info.st_size - size, 0) + 65536, 16 * 1024 * 1024))
+            want = min(max(info.st_size - size, 0) + 65536, 16 * 1024 * 1024)
+            chunk = os.read(fd, want)
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
+            if len(chunk) < want and size == info.st_size:
+                break  # the size the file said, and no more there: its end, no read to find it
         if size > MAX_CASSETTE_BYTES:
-            raise CassetteError.single(shown, _too_large(size))
+            raise CassetteError.single(shown(), _too_large(size))
     except OSError as exc:
-        raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+        raise CassetteError.single(shown(), f"cannot read the file: {exc.strerror}") from None
     finally:
         os.close(fd)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

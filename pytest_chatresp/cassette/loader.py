@@ -44,7 +44,7 @@ class Cassette:
         exchanges: list[Exchange],
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = path if isinstance(path, Path) else Path(path)
         self._exchanges: list[Exchange] | None = exchanges
         self._metadata: dict[str, Any] = metadata or {}
         self._build: Callable[[], Cassette] | None = None
