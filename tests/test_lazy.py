@@ -240,3 +240,19 @@ def test_a_report_adds_figures_as_it_adds_exchanges(tmp_path: Path) -> None:
     by_exchanges.add_exchanges("t", "read", cassette.exchanges, str(path))
     by_figures.add_figures("t", "read", cassette.figures(), str(path))
     assert by_figures.to_dict() == by_exchanges.to_dict()
+
+
+def test_a_verdict_is_taken_after_replay_asked_for_the_document(
+    tmp_path: Path, whole_builds: list[str]
+) -> None:
+    path = write_cassette(tmp_path / "many.yaml", *_bodies(3))
+    store = tmp_path / "store"
+    CassetteCache(store, key=KEY).load(path)
+    warm = CassetteCache(store, key=KEY)
+    warm.document(path)  # what a marked test's replay reads first
+    whole_builds.clear()
+    cassette = warm.load(path)
+    assert whole_builds == []  # the stored verdict, not a second judgement
+    assert cassette.completions == load_cassette(path).completions
+    assert warm.backing is not None
+    assert (warm.backing.hits, warm.backing.misses) == (1, 0)  # one cassette, one hit

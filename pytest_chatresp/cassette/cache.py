@@ -67,6 +67,8 @@ class _Entry:
     signature: tuple[int, int, int]
     digest: str | None = None
     data: bytes | None = None
+    #: How many bytes the file held when read (its ``digest``'s), kept once ``data`` is parsed.
+    size: int = 0
     document: Any = None
     parsed: bool = False
     #: A stored verdict served this file (the session's hit): its document is not counted again.
@@ -142,6 +144,7 @@ class CassetteCache:
                     entry.data = None
                 else:
                     entry.digest = hashlib.sha256(entry.data).hexdigest()
+                    entry.size = len(entry.data)
             self._entries[name] = entry
         return entry
 
@@ -224,16 +227,19 @@ class CassetteCache:
         return build_exchange(shown, index, interactions[index], rules=rules, checked=checked)
 
     def _stored_verdict(self, path: Path, entry: _Entry, rules: Rules) -> Cassette | None:
-        backing, digest, data = self.backing, entry.digest, entry.data
-        if backing is None or digest is None or data is None:
+        # The bytes may be parsed already (replay asked for the document first): their digest
+        # and size still say what the verdict is the verdict of.
+        backing, digest = self.backing, entry.digest
+        if backing is None or digest is None:
             return None
         shown = display_path(path)
         key = _verdict_key(digest, shown, rules)
-        payload = backing.get("verdict", key, self._limit(len(data)), counted=False)
+        payload = backing.get("verdict", key, self._limit(entry.size), counted=False)
         verdict = Verdict.from_payload(payload, shown) if payload is not None else None
         if verdict is None:
             return None
-        backing.hits += 1
+        if not entry.parsed:  # a document looked up for replay was counted already
+            backing.hits += 1
         entry.served = True
         return Cassette.deferred(
             path,
