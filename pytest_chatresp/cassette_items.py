@@ -40,12 +40,10 @@ class CassetteItem(pytest.Item):
         # Counted before judging: the report's totals are every completion read, as in
         # ``chatresp check``, valid or not.
         report = session.report
-        report.add_exchanges(self.nodeid, "read", cassette.exchanges, str(self.path))
-        if not any(e.is_completion for e in cassette.exchanges):
-            kinds: dict[str, int] = {}
-            for exchange in cassette.exchanges:
-                kinds[exchange.kind] = kinds.get(exchange.kind, 0) + 1
-            report.no_completion[session.relative(self.path)] = kinds
+        figures = cassette.figures()
+        report.add_figures(self.nodeid, "read", figures, str(self.path))
+        if not figures.completions:
+            report.no_completion[session.relative(self.path)] = dict(figures.kinds)
         violations = cassette.violations
         if violations:
             raise CassetteItemFailure(str(CassetteError(violations)))

@@ -5,7 +5,7 @@ running.py (around one test), cassette_items.py (cassettes as items), report.py 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,8 +98,8 @@ def chat_cassette(request: pytest.FixtureRequest) -> Cassette:
 
 
 @pytest.fixture
-def chat_completions(request: pytest.FixtureRequest) -> list[ChatCompletion]:
-    """Every chat completion of the test's recorded cassette, in order."""
+def chat_completions(request: pytest.FixtureRequest) -> Sequence[ChatCompletion]:
+    """Every chat completion of the test's recorded cassette, in order, each built when read."""
     from .running import load
 
     return load(request.node).completions

@@ -17,17 +17,19 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .files import read_regular
 from .verification import VerifyReport
+
+if TYPE_CHECKING:
+    from .cassette.figures import Figures
 
 __all__ = [
     "KINDS",
     "REPORT_FORMAT",
     "RunReport",
     "Tally",
-    "drift_fields",
 ]
 
 #: How a test met a completion: read from a cassette by a fixture, replayed, or recorded.
@@ -65,25 +67,6 @@ def cassette_identity(path: Path) -> str | None:
     """``sha256:<hex>`` of a cassette's bytes, or ``None`` when it is not a readable file."""
     data = read_regular(path, sys.maxsize)
     return None if data is None else "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def drift_fields(model: Any, prefix: str = "") -> list[str]:
-    """Paths of the fields of a response that the models don't know (``choices[].x``)."""
-    from pydantic import BaseModel
-
-    found: list[str] = []
-    for name in model.model_extra or {}:
-        found.append(f"{prefix}.{name}" if prefix else name)
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        path = f"{prefix}.{name}" if prefix else name
-        if isinstance(value, BaseModel):
-            found.extend(drift_fields(value, path))
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, BaseModel):
-                    found.extend(drift_fields(item, f"{path}[]"))
-    return sorted(set(found))
 
 
 @dataclass
@@ -149,14 +132,6 @@ class Tally:
         )
 
 
-def _tier(value: Any) -> str:
-    return "null" if value is None else str(value)
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 class RunReport:
     """Completions seen in a run, per test, plus drift: unknown fields with a count and a place."""
 
@@ -205,46 +180,34 @@ class RunReport:
 
     def add(self, nodeid: str, kind: str, completions: Iterable[Any], where: str) -> None:
         """Count ``completions`` (``ChatCompletion``) met by test ``nodeid`` as ``kind``."""
-        tally = self.tests.setdefault(nodeid, Tally())
+        from .cassette.figures import Figures
+
+        figures = Figures()
         for completion in completions:
-            setattr(tally, kind, getattr(tally, kind) + 1)
-            tally.models[completion.model] += 1
-            tally.tiers[_tier(completion.service_tier)] += 1
-            usage = completion.usage
-            if usage is not None:
-                tally.prompt_tokens += usage.prompt_tokens
-                tally.completion_tokens += usage.completion_tokens
-                tally.total_tokens += usage.total_tokens
-            source = completion.source
-            place = source.path if source is not None else where
-            for path in drift_fields(completion):
-                self._note_drift(path, 1, place)
+            figures.add_completion(completion)
+        self.add_figures(nodeid, kind, figures, where)
 
     def add_exchanges(self, nodeid: str, kind: str, exchanges: Iterable[Any], where: str) -> None:
         """Count every exchange (``Exchange``) by kind, and every chat completion met as
         ``kind``, valid or not: an invalid one adds the model, tier and tokens it says."""
+        from .cassette.figures import figures_of
+
+        self.add_figures(nodeid, kind, figures_of(exchanges), where)
+
+    def add_figures(self, nodeid: str, kind: str, figures: Figures, where: str) -> None:
+        """Add the :class:`Figures` of what test ``nodeid`` met as ``kind``; ``where`` is the
+        place of drift found in completions read from no cassette."""
         tally = self.tests.setdefault(nodeid, Tally())
-        valid = []
-        for exchange in exchanges:
-            tally.kinds[exchange.kind] += 1
-            if not exchange.is_completion:
-                continue
-            if exchange.valid and exchange._completion is not None:
-                valid.append(exchange._completion)
-                continue
-            setattr(tally, kind, getattr(tally, kind) + 1)
-            tally.invalid += 1
-            document = exchange.merged if exchange.streamed else exchange.json
-            document = document if isinstance(document, dict) else {}
-            model = document.get("model")
-            tally.models[model if isinstance(model, str) else "?"] += 1
-            tally.tiers[_tier(document.get("service_tier"))] += 1
-            usage = document.get("usage")
-            if isinstance(usage, dict):
-                tally.prompt_tokens += _count(usage.get("prompt_tokens"))
-                tally.completion_tokens += _count(usage.get("completion_tokens"))
-                tally.total_tokens += _count(usage.get("total_tokens"))
-        self.add(nodeid, kind, valid, where)
+        setattr(tally, kind, getattr(tally, kind) + figures.completions)
+        tally.invalid += figures.invalid
+        tally.kinds.update(figures.kinds)
+        tally.models.update(figures.models)
+        tally.tiers.update(figures.tiers)
+        tally.prompt_tokens += figures.prompt_tokens
+        tally.completion_tokens += figures.completion_tokens
+        tally.total_tokens += figures.total_tokens
+        for (path, place), count in figures.drift.items():
+            self._note_drift(path, count, place if place is not None else where)
 
     def _note_drift(self, path: str, count: int, place: str) -> None:
         """The example shown is the first place in order, not the first met: a serial run,

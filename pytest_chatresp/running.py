@@ -68,9 +68,9 @@ def load(item: pytest.Item) -> Cassette:
         if not item.stash.get(_READ_KEY, False):
             item.stash[_READ_KEY] = True
             report = session.report
-            report.add_exchanges(item.nodeid, "read", cassette.exchanges, str(path))
+            report.add_figures(item.nodeid, "read", cassette.figures(), str(path))
             if marked:  # a test that reads uses them all
-                everything = range(len(cassette.exchanges))
+                everything = range(len(cassette))
                 report.note_played(session.relative(path), len(everything), everything)
             session.apply_age_limit(item, path, cassette.metadata)
         return cassette

@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from pytest_chatresp.checks import Rules
-from pytest_chatresp.errors import CassetteError, Violation, display_path
+from pytest_chatresp.errors import CassetteError, display_path
 
 from . import document as _document
 from . import loader as _loader
+from .document import interactions_of
+from .exchange import Exchange, build_exchange
 from .loader import Cassette, collector_paused
 from .store import CacheStore, Unstorable, decode_document, encode_document, reached_directly
 from .store_key import build_identity, stats_dir, user_key
+from .verdict import Verdict
 
 __all__ = ["CassetteCache"]
 
@@ -55,28 +58,6 @@ def _verdict_key(digest: str, shown: str, rules: Rules) -> str:
     return hashlib.sha256(json.dumps(judged).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _verdict_of(payload: bytes, shown: str) -> tuple[int, list[Violation]] | None:
-    """The (exchange count, violations) a verdict entry holds, or ``None`` if it is not one."""
-    try:
-        data = json.loads(payload)
-        stored, count, found = data["shown"], data["count"], data["violations"]
-    except (ValueError, LookupError, TypeError, RecursionError):
-        return None
-    if stored != shown or type(count) is not int or count < 0 or type(found) is not list:
-        return None
-    violations = []
-    for item in found:
-        if type(item) is not list or len(item) != 4:
-            return None
-        index, where, message, check = item
-        if not (index is None or type(index) is int) or type(message) is not str:
-            return None
-        if not (where is None or type(where) is str) or not (check is None or type(check) is str):
-            return None
-        violations.append(Violation(shown, index, where, message, check))
-    return count, violations
-
-
 # --- the cache ----------------------------------------------------------------------------------
 
 
@@ -87,6 +68,8 @@ class _Entry:
     signature: tuple[int, int, int]
     digest: str | None = None
     data: bytes | None = None
+    #: How many bytes the file held when read (its ``digest``'s), kept once ``data`` is parsed.
+    size: int = 0
     document: Any = None
     parsed: bool = False
     #: A stored verdict served this file (the session's hit): its document is not counted again.
@@ -162,6 +145,7 @@ class CassetteCache:
                     entry.data = None
                 else:
                     entry.digest = hashlib.sha256(entry.data).hexdigest()
+                    entry.size = len(entry.data)
             self._entries[name] = entry
         return entry
 
@@ -227,25 +211,42 @@ class CassetteCache:
         entry.cassettes[rules] = cassette
         return cassette
 
-    def _build(self, path: Path, entry: _Entry, rules: Rules, verdict: list[Violation]) -> Cassette:
+    def _build(self, path: Path, entry: _Entry, rules: Rules, verdict: Verdict) -> Cassette:
         document = self._document_of(path, entry)
-        return _loader.cassette_from_document(path, document, rules=rules, verdict=verdict)
+        return _loader.cassette_from_document(
+            path, document, rules=rules, verdict=verdict.violations
+        )
+
+    def _build_one(
+        self, path: Path, entry: _Entry, rules: Rules, verdict: Verdict, index: int
+    ) -> Exchange:
+        shown = display_path(path)
+        interactions = interactions_of(self._document_of(path, entry), shown)
+        if len(interactions) != verdict.count:
+            raise CassetteError.single(shown, "changed while it was read", field="interactions")
+        checked = [v for v in verdict.violations if v.index == index]
+        return build_exchange(shown, index, interactions[index], rules=rules, checked=checked)
 
     def _stored_verdict(self, path: Path, entry: _Entry, rules: Rules) -> Cassette | None:
-        backing, digest, data = self.backing, entry.digest, entry.data
-        if backing is None or digest is None or data is None:
+        # The bytes may be parsed already (replay asked for the document first): their digest
+        # and size still say what the verdict is the verdict of.
+        backing, digest = self.backing, entry.digest
+        if backing is None or digest is None:
             return None
         shown = display_path(path)
         key = _verdict_key(digest, shown, rules)
-        payload = backing.get("verdict", key, self._limit(len(data)), counted=False)
-        verdict = _verdict_of(payload, shown) if payload is not None else None
+        payload = backing.get("verdict", key, self._limit(entry.size), counted=False)
+        verdict = Verdict.from_payload(payload, shown) if payload is not None else None
         if verdict is None:
             return None
-        backing.hits += 1
+        if not entry.parsed:  # a document looked up for replay was counted already
+            backing.hits += 1
         entry.served = True
-        count, violations = verdict
         return Cassette.deferred(
-            path, lambda: self._build(path, entry, rules, violations), count, violations
+            path,
+            verdict,
+            lambda: self._build(path, entry, rules, verdict),
+            lambda index: self._build_one(path, entry, rules, verdict, index),
         )
 
     def _keep_verdict(self, path: Path, entry: _Entry, rules: Rules, cassette: Cassette) -> None:
@@ -253,16 +254,6 @@ class CassetteCache:
         if backing is None or digest is None:
             return
         shown = display_path(path)
-        violations = cassette.violations
-        if any(v.path != shown for v in violations):
-            return  # not the verdict of this file alone: judged again each session
-        payload = {
-            "shown": shown,
-            "count": len(cassette),
-            "violations": [[v.index, v.field, v.message, v.check] for v in violations],
-        }
-        try:
-            text = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        except (ValueError, UnicodeEncodeError):
-            return
-        backing.put("verdict", _verdict_key(digest, shown, rules), text)
+        payload = cassette.verdict().to_payload(shown)
+        if payload is not None:  # None: not the verdict of this file alone, judged each session
+            backing.put("verdict", _verdict_key(digest, shown, rules), payload)

@@ -163,7 +163,7 @@ def _parse_yaml(text: bytes, shown: str) -> Any:
                     f"YAML aliases would expand it to more than {limit:,} characters "
                     "(a 'billion laughs' file?); not read",
                 )
-        return loader.construct_document(node)
+        return _construct(loader, node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -172,6 +172,61 @@ def _parse_yaml(text: bytes, shown: str) -> Any:
         raise CassetteError.single(shown, f"not valid YAML: {exc}") from None
     finally:
         loader.dispose()
+
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+
+
+class _Cycle(Exception):
+    """A collection inside itself: left to PyYAML's constructor, which builds such graphs."""
+
+
+def _construct(loader: Any, root: Any) -> Any:
+    """The document of the node graph ``root``, as ``loader.construct_document`` builds it.
+
+    Plain text, mappings with text keys and lists (nearly all of what vcrpy writes) are built
+    here directly; every other node (numbers, null, ``!!binary``, merge keys, the Python tags,
+    non-text keys) is built by the loader's own constructor, so the result is the same. An
+    alias is the same object wherever it appears, as PyYAML makes it.
+    """
+    import yaml
+
+    scalar, mapping, sequence = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+    built: dict[int, Any] = {}
+    started: set[int] = set()
+
+    def build(node: Any) -> Any:
+        kind, tag = type(node), node.tag
+        if kind is scalar:
+            return node.value if tag == _STR else loader.construct_object(node, deep=True)
+        known = built.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in started:
+            raise _Cycle
+        started.add(id(node))
+        value: Any
+        if kind is mapping and tag == _MAP:
+            pairs = node.value
+            if all(type(k) is scalar and k.tag == _STR for k, _ in pairs):
+                value = {k.value: build(v) for k, v in pairs}
+            else:
+                value = loader.construct_object(node, deep=True)
+        elif kind is sequence and tag == _SEQ:
+            value = [build(item) for item in node.value]
+        else:
+            value = loader.construct_object(node, deep=True)
+        built[id(node)] = value
+        return value
+
+    try:
+        document = build(root)
+    except _Cycle:
+        return loader.construct_document(root)
+    loader.constructed_objects, loader.recursive_objects = {}, {}
+    return document
 
 
 def _expanded_size(root: Any, limit: int) -> int:
@@ -224,41 +279,47 @@ def read_cassette_bytes(path: str | os.PathLike[str]) -> bytes:
     a file swapped for a FIFO in between cannot hang the reader). At most
     :data:`MAX_CASSETTE_BYTES` are read.
     """
-    shown = display_path(path)
+
+    def shown() -> str:  # only a message needs it
+        return display_path(path)
+
     try:
         refused = _not_regular(os.stat(path).st_mode)
         if refused:
-            raise CassetteError.single(shown, f"{refused}, not a cassette file")
+            raise CassetteError.single(shown(), f"{refused}, not a cassette file")
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         if os.path.islink(path):
             target = os.readlink(path)
             raise CassetteError.single(
-                shown, f"a symbolic link to {target}, which does not exist"
+                shown(), f"a symbolic link to {target}, which does not exist"
             ) from None
-        raise CassetteError.single(shown, "no such cassette file") from None
+        raise CassetteError.single(shown(), "no such cassette file") from None
     except OSError as exc:
-        raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+        raise CassetteError.single(shown(), f"cannot read the file: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         refused = _not_regular(info.st_mode)
         if refused:
-            raise CassetteError.single(shown, f"{refused}, not a cassette file")
+            raise CassetteError.single(shown(), f"{refused}, not a cassette file")
         if info.st_size > MAX_CASSETTE_BYTES:
-            raise CassetteError.single(shown, _too_large(info.st_size))
+            raise CassetteError.single(shown(), _too_large(info.st_size))
         chunks: list[bytes] = []
         size = 0
         while size <= MAX_CASSETTE_BYTES:
-            chunk = os.read(fd, min(max(info.st_size - size, 0) + 65536, 16 * 1024 * 1024))
+            want = min(max(info.st_size - size, 0) + 65536, 16 * 1024 * 1024)
+            chunk = os.read(fd, want)
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
+            if len(chunk) < want and size == info.st_size:
+                break  # the size the file said, and no more there: its end, no read to find it
         if size > MAX_CASSETTE_BYTES:
-            raise CassetteError.single(shown, _too_large(size))
+            raise CassetteError.single(shown(), _too_large(size))
     except OSError as exc:
-        raise CassetteError.single(shown, f"cannot read the file: {exc.strerror}") from None
+        raise CassetteError.single(shown(), f"cannot read the file: {exc.strerror}") from None
     finally:
         os.close(fd)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from pytest_chatresp.checks import Rules
 from pytest_chatresp.errors import CassetteError, Violation, display_path
@@ -23,8 +23,16 @@ from pytest_chatresp.models import ChatCompletion
 from . import document as _document
 from .document import interactions_of
 from .exchange import Exchange, build_exchange
+from .figures import Figures, figures_of
+from .verdict import Verdict
 
-__all__ = ["Cassette", "cassette_from_document", "collector_paused", "load_cassette"]
+__all__ = [
+    "Cassette",
+    "Completions",
+    "cassette_from_document",
+    "collector_paused",
+    "load_cassette",
+]
 
 
 class Cassette:
@@ -36,27 +44,30 @@ class Cassette:
         exchanges: list[Exchange],
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = path if isinstance(path, Path) else Path(path)
         self._exchanges: list[Exchange] | None = exchanges
         self._metadata: dict[str, Any] = metadata or {}
         self._build: Callable[[], Cassette] | None = None
-        self._verdict: list[Violation] = []
-        self._count = 0
+        self._build_one: Callable[[int], Exchange] | None = None
+        self._one: dict[int, Exchange] = {}
+        self._verdict: Verdict | None = None
+        self._figures: Figures | None = None
 
     @classmethod
     def deferred(
         cls,
         path: str | os.PathLike[str],
+        verdict: Verdict,
         build: Callable[[], Cassette],
-        count: int,
-        violations: list[Violation],
+        build_one: Callable[[int], Exchange],
     ) -> Cassette:
-        """A cassette whose verdict (``count`` exchanges, ``violations``) is known already,
-        its exchanges built by ``build`` (the same file under the same rules) when first asked
-        for: a test that reads only the verdict builds no model."""
-        cassette = cls(path, [])
-        cassette._exchanges, cassette._build = None, build
-        cassette._count, cassette._verdict = count, violations
+        """A cassette whose :class:`Verdict` is known already (the same file under the same
+        rules), its exchanges built when first asked for: all of them by ``build``, or one
+        interaction's by ``build_one`` (its index) when one completion is read. A test that
+        reads only the verdict builds no model."""
+        cassette = cls(path, [], verdict.metadata)
+        cassette._exchanges, cassette._build, cassette._build_one = None, build, build_one
+        cassette._verdict, cassette._figures = verdict, verdict.figures
         return cassette
 
     def _built(self) -> list[Exchange]:
@@ -64,8 +75,22 @@ class Cassette:
             assert self._build is not None
             with collector_paused():
                 built = self._build()
-            self._exchanges, self._metadata, self._build = built.exchanges, built.metadata, None
+            exchanges = built.exchanges
+            for index, exchange in self._one.items():  # the ones a test holds already
+                exchanges[index] = exchange
+            self._exchanges, self._metadata, self._build = exchanges, built.metadata, None
+            self._build_one, self._one = None, {}
         return self._exchanges
+
+    def _exchange(self, index: int) -> Exchange:
+        """The exchange of interaction ``index``, built alone when the others are not."""
+        if self._exchanges is not None or self._build_one is None:
+            return self._built()[index]
+        exchange = self._one.get(index)
+        if exchange is None:
+            with collector_paused():
+                exchange = self._one[index] = self._build_one(index)
+        return exchange
 
     @property
     def exchanges(self) -> list[Exchange]:
@@ -74,24 +99,28 @@ class Cassette:
 
     @exchanges.setter
     def exchanges(self, value: list[Exchange]) -> None:
-        self._exchanges, self._build = value, None
+        self._exchanges, self._build, self._build_one, self._verdict = value, None, None, None
+        self._figures = None
 
     @property
     def metadata(self) -> dict[str, Any]:
         """vcrpy's cassette metadata; ``metadata["chatresp"]`` is the plugin's provenance."""
-        self._built()
+        if self._verdict is None or self._verdict.metadata is None:
+            self._built()
         return self._metadata
 
     @metadata.setter
     def metadata(self, value: dict[str, Any]) -> None:
         self._built()
-        self._metadata = value
+        self._metadata, self._verdict = value, None
 
     def __repr__(self) -> str:
         return f"<Cassette {display_path(self.path)}: {len(self)} exchanges>"
 
     def __len__(self) -> int:
-        return self._count if self._exchanges is None else len(self._exchanges)
+        if self._exchanges is None and self._verdict is not None:
+            return self._verdict.count
+        return len(self.exchanges)
 
     def __iter__(self) -> Iterator[Exchange]:
         return iter(self.exchanges)
@@ -108,13 +137,26 @@ class Cassette:
 
     @property
     def violations(self) -> list[Violation]:
-        if self._exchanges is None:
-            return list(self._verdict)
-        return [v for e in self._exchanges for v in e.violations]
+        if self._exchanges is None and self._verdict is not None:
+            return list(self._verdict.violations)
+        return [v for e in self.exchanges for v in e.violations]
+
+    def verdict(self) -> Verdict:
+        """What judging the file found: its exchanges, violations, completions, figures."""
+        if self._exchanges is None and self._verdict is not None:
+            return self._verdict
+        return Verdict.of(self.exchanges, self._metadata, self.figures())
+
+    def figures(self) -> Figures:
+        """The run report's figures of the file: kinds, models, tiers, tokens, drift."""
+        if self._figures is None:
+            self._figures = figures_of(self.exchanges)
+        return self._figures
 
     @property
-    def completions(self) -> list[ChatCompletion]:
-        """The completion of every successful chat exchange, in order.
+    def completions(self) -> Completions:
+        """The completion of every successful chat exchange, in order: a read-only sequence
+        (equal to the list of the same completions) whose items are built when first read.
 
         Raises :class:`CassetteError` listing every violation when any response breaks the
         contract.
@@ -122,7 +164,68 @@ class Cassette:
         violations = self.violations
         if violations:
             raise CassetteError(violations)
-        return [e._completion for e in self.exchanges if e._completion is not None]
+        if self._exchanges is None and self._verdict is not None:
+            indices = self._verdict.completions
+            return Completions(self.path, len(indices), lambda k: self._completion_at(indices[k]))
+        built = [e._completion for e in self.exchanges if e._completion is not None]
+        return Completions(self.path, len(built), built.__getitem__)
+
+    def _completion_at(self, index: int) -> ChatCompletion:
+        completion = self._exchange(index)._completion
+        if completion is None:  # the verdict said so of the same bytes under the same rules
+            raise CassetteError.single(
+                display_path(self.path), "holds no chat completion any more", index=index
+            )
+        return completion
+
+
+class Completions(Sequence[ChatCompletion]):
+    """A cassette's chat completions, in order, each built when first read.
+
+    Equal to a list (or any sequence) of the same completions; slicing gives a list.
+    """
+
+    __slots__ = ("_count", "_fetch", "_path")
+
+    def __init__(self, path: Path, count: int, fetch: Callable[[int], ChatCompletion]) -> None:
+        self._path, self._count, self._fetch = path, count, fetch
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> ChatCompletion: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ChatCompletion]: ...
+
+    def __getitem__(self, index: int | slice) -> ChatCompletion | list[ChatCompletion]:
+        if isinstance(index, slice):
+            return [self._fetch(k) for k in range(self._count)[index]]
+        if not -self._count <= index < self._count:
+            raise IndexError(
+                f"completion index {index} out of range: {display_path(self._path)} holds "
+                f"{self._count} chat completion(s)"
+            )
+        return self._fetch(index % self._count)
+
+    def __iter__(self) -> Iterator[ChatCompletion]:
+        for k in range(self._count):
+            yield self._fetch(k)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Completions | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Completions: {self._count} chat completion(s) of {display_path(self._path)}>"
 
 
 def cassette_from_document(
