@@ -13,9 +13,13 @@
 
 from __future__ import annotations
 
-from .document import MAX_CASSETTE_BYTES, interactions_of, read_cassette_bytes, read_document
-from .exchange import EXCHANGE_KINDS, APIErrorInfo, Exchange, Request, build_exchange
-from .loader import Cassette, cassette_from_document, load_cassette
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .document import MAX_CASSETTE_BYTES, interactions_of, read_cassette_bytes, read_document
+    from .exchange import EXCHANGE_KINDS, APIErrorInfo, Exchange, Request, build_exchange
+    from .loader import Cassette, cassette_from_document, load_cassette
 
 __all__ = [
     "EXCHANGE_KINDS",
@@ -31,3 +35,25 @@ __all__ = [
     "read_cassette_bytes",
     "read_document",
 ]
+
+# Imported on first use: a warm session's cassettes come from their stored verdicts, and need
+# neither the models (pydantic) nor the exchange builder until a test reads a completion.
+_HOMES = {
+    "document": ("MAX_CASSETTE_BYTES", "interactions_of", "read_cassette_bytes", "read_document"),
+    "exchange": ("EXCHANGE_KINDS", "APIErrorInfo", "Exchange", "Request", "build_exchange"),
+    "loader": ("Cassette", "cassette_from_document", "load_cassette"),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -21,7 +21,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_chatresp.checks import Rules
 from pytest_chatresp.errors import CassetteError, display_path
@@ -29,11 +29,13 @@ from pytest_chatresp.errors import CassetteError, display_path
 from . import document as _document
 from . import loader as _loader
 from .document import interactions_of
-from .exchange import Exchange, build_exchange
 from .loader import Cassette, collector_paused
 from .store import CacheStore, Unstorable, decode_document, encode_document, reached_directly
 from .store_key import build_identity, stats_dir, user_key
 from .verdict import Verdict
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
 
 __all__ = ["CassetteCache"]
 
@@ -220,6 +222,8 @@ class CassetteCache:
     def _build_one(
         self, path: Path, entry: _Entry, rules: Rules, verdict: Verdict, index: int
     ) -> Exchange:
+        from .exchange import build_exchange
+
         shown = display_path(path)
         interactions = interactions_of(self._document_of(path, entry), shown)
         if len(interactions) != verdict.count:

@@ -14,17 +14,20 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from pytest_chatresp.checks import Rules
 from pytest_chatresp.errors import CassetteError, Violation, display_path
-from pytest_chatresp.models import ChatCompletion
 
 from . import document as _document
 from .document import interactions_of
-from .exchange import Exchange, build_exchange
 from .figures import Figures, figures_of
 from .verdict import Verdict
+
+if TYPE_CHECKING:
+    from pytest_chatresp.models import ChatCompletion
+
+    from .exchange import Exchange
 
 __all__ = [
     "Cassette",
@@ -179,7 +182,7 @@ class Cassette:
         return completion
 
 
-class Completions(Sequence[ChatCompletion]):
+class Completions(Sequence["ChatCompletion"]):
     """A cassette's chat completions, in order, each built when first read.
 
     Equal to a list (or any sequence) of the same completions; slicing gives a list.
@@ -241,6 +244,8 @@ def cassette_from_document(
     found (from the cache's tagged store): the contract checks of well-typed completions are
     then not run again.
     """
+    from .exchange import build_exchange
+
     shown = display_path(path)
     interactions = interactions_of(document, shown)
     found: dict[int | None, list[Violation]] = {}

@@ -153,20 +153,17 @@ def build_identity() -> str:
     """Everything besides a cassette's bytes that shapes what reading it gives.
 
     The store's format, this plugin's version and source, Python, PyYAML, pydantic and
-    pydantic-core, and the optional decoders.
+    pydantic-core (their installed versions: a warm session imports neither pydantic nor
+    PyYAML until a test reads a completion), and the optional decoders.
     """
-    import pydantic
-    import pydantic_core
-    import yaml
-
     return "|".join(
         [
             f"store {STORE_FORMAT}",
             f"pytest-chatresp {_version('pytest-chatresp')} {_source_fingerprint()}",
             f"python {sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}",
-            f"pyyaml {yaml.__version__}",
-            f"pydantic {pydantic.VERSION}",
-            f"pydantic-core {pydantic_core.__version__}",
+            f"pyyaml {_version('PyYAML')}",
+            f"pydantic {_version('pydantic')}",
+            f"pydantic-core {_version('pydantic-core')}",
             _decoders(),
         ]
     )
