@@ -195,29 +195,24 @@ class ChatrespSession:
                     pytrace=False,
                 )
             return named
-        first, second = self._default_files(item)
+        first, second = self.default_paths(item)
         for path in (first, second):
             if present(path):
-                return Path(path)
+                return path
         if self.settings_for(item).serializer == "json":
-            return Path(_defaults_of(self, item)[1])  # the first layout's .json file
-        return Path(first)
+            return _defaults_of(self, item)[1]  # the first layout's .json file
+        return first
 
     def default_paths(self, item: pytest.Item) -> tuple[Path, Path]:
-        """A test's default cassette in the configured layout, then in the other one."""
-        first, second = self._default_files(item)
-        return Path(first), Path(second)
-
-    def _default_files(self, item: pytest.Item) -> tuple[str, str]:
-        """:meth:`default_paths` as strings: which file of each layout is there is asked
-        afresh, since a test may have recorded one since the last call."""
+        """A test's default cassette in the configured layout, then in the other one. Which
+        file of each layout is there is asked afresh: a test may have recorded one since."""
         first_yaml, first_json, second_yaml, second_json = _defaults_of(self, item)
         return _existing(first_yaml, first_json), _existing(second_yaml, second_json)
 
     @staticmethod
     def existing(stem: Path) -> Path:
         """The cassette of this stem: its ``.yaml`` file unless only the ``.json`` one exists."""
-        return Path(_existing(*_suffixed(stem)))
+        return _existing(*_suffixed(stem))
 
     def record_settings(
         self, item: pytest.Item, vcr_options: dict[str, Any], project: Any = None
@@ -344,7 +339,7 @@ def _rules(empty: Rules, settings: Settings) -> Rules:
 MARKER_KEY: pytest.StashKey[CassetteMarker | None] = pytest.StashKey()
 #: A test's default cassette files: the configured layout's .yaml and .json, then the other
 #: layout's. Only the names are kept: whether each exists is asked each time.
-_DEFAULTS_KEY: pytest.StashKey[tuple[str, str, str, str]] = pytest.StashKey()
+_DEFAULTS_KEY: pytest.StashKey[tuple[Path, Path, Path, Path]] = pytest.StashKey()
 SESSION_KEY: pytest.StashKey[ChatrespSession] = pytest.StashKey()
 
 
@@ -361,17 +356,17 @@ def marker_of(item: pytest.Item) -> CassetteMarker | None:
     return item.stash[MARKER_KEY]
 
 
-def _suffixed(stem: Path) -> tuple[str, str]:
+def _suffixed(stem: Path) -> tuple[Path, Path]:
     """The ``.yaml`` and ``.json`` files of a cassette stem."""
-    return str(stem.with_name(stem.name + ".yaml")), str(stem.with_name(stem.name + ".json"))
+    return stem.with_name(stem.name + ".yaml"), stem.with_name(stem.name + ".json")
 
 
-def _existing(yaml_path: str, json_path: str) -> str:
+def _existing(yaml_path: Path, json_path: Path) -> Path:
     """The ``.yaml`` file unless only the ``.json`` one exists."""
     return json_path if present(json_path) and not present(yaml_path) else yaml_path
 
 
-def _defaults_of(session: ChatrespSession, item: pytest.Item) -> tuple[str, str, str, str]:
+def _defaults_of(session: ChatrespSession, item: pytest.Item) -> tuple[Path, Path, Path, Path]:
     """The names of a test's default cassette files, worked out once per test (they depend on
     the test and the run's settings only)."""
     defaults = item.stash.get(_DEFAULTS_KEY, None)
