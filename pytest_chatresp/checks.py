@@ -23,7 +23,15 @@ from .providers import allowed, provider_of, way_out
 if TYPE_CHECKING:
     from .models import ChatCompletion
 
-__all__ = ["CHECKS", "CheckContext", "Rules", "prepare", "run_checks", "schema_errors"]
+__all__ = [
+    "CHECKS",
+    "CheckContext",
+    "Rules",
+    "may_need_schemas",
+    "prepare",
+    "run_checks",
+    "schema_errors",
+]
 
 _EPOCH_2015 = 1420070400
 _DAY = 86400
@@ -248,6 +256,23 @@ def prepare() -> None:
     """Import what the checks need ahead of a test, so that none imports inside a running
     event loop (an import reads directories: a blocking call)."""
     _schema_problems()
+
+
+def may_need_schemas(body: object) -> bool:
+    """Whether checking the answer to a request with this recorded body may validate against
+    a JSON Schema (its ``tools`` or ``response_format``), and so needs :func:`prepare`. Only
+    an empty body, or plain JSON text that names neither key and escapes no character,
+    certainly does not."""
+    if body is None or body in (b"", ""):
+        return False
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return True  # compressed, or not text: it may decode to anything
+    if not isinstance(body, str) or not body.lstrip().startswith("{"):
+        return True
+    return "\\" in body or any(key in body for key in ("tools", "response_format"))
 
 
 def _schema_check(value: Any, schema: Any) -> tuple[list[tuple[str, str]], str | None]:

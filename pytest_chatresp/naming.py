@@ -26,7 +26,7 @@ _LONGEST_NAME = 120
 _KEPT = 100
 
 
-def present(path: Path) -> bool:
+def present(path: str | os.PathLike[str]) -> bool:
     """Whether something is at ``path``; a name too long for the file system names nothing."""
     try:
         return os.path.lexists(path)

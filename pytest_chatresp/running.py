@@ -90,9 +90,6 @@ def recording(
         from .verify import before_test
 
         before_test(item)  # skips the test once a spending limit is reached
-    from .checks import prepare
-
-    prepare()  # the checks' imports, done here rather than in the code under test's loop
     settings = session.record_settings(item, vcr_options, project)
     recorder = Recorder(session.cassette_path(item), settings, session.cache.document)
     failure: str | None = None
@@ -117,6 +114,10 @@ def recording(
             if not os.environ.get(name):
                 credentials.setenv(name, _PLACEHOLDER_KEY)
     try:
+        if recorder.may_check_schemas():
+            from .checks import prepare
+
+            prepare()  # the checks' imports, here rather than in the code under test's loop
         yield
     finally:
         credentials.undo()

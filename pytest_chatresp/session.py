@@ -201,23 +201,19 @@ class ChatrespSession:
             if present(path):
                 return path
         if self.settings_for(item).serializer == "json":
-            return first.with_suffix(".json")
+            return _defaults_of(self, item)[1]  # the first layout's .json file
         return first
 
     def default_paths(self, item: pytest.Item) -> tuple[Path, Path]:
-        """A test's default cassette in the configured layout, then in the other one."""
-        ours = self.existing(Path(self.cassette_dir, module_of(item), cassette_name(item)))
-        theirs = self.existing(recording_layout_path(item))
-        if self.settings.cassette_layout == "pytest-recording":
-            return theirs, ours
-        return ours, theirs
+        """A test's default cassette in the configured layout, then in the other one. Which
+        file of each layout is there is asked afresh: a test may have recorded one since."""
+        first_yaml, first_json, second_yaml, second_json = _defaults_of(self, item)
+        return _existing(first_yaml, first_json), _existing(second_yaml, second_json)
 
     @staticmethod
     def existing(stem: Path) -> Path:
         """The cassette of this stem: its ``.yaml`` file unless only the ``.json`` one exists."""
-        yaml_path = stem.with_name(stem.name + ".yaml")
-        json_path = stem.with_name(stem.name + ".json")
-        return json_path if present(json_path) and not present(yaml_path) else yaml_path
+        return _existing(*_suffixed(stem))
 
     def record_settings(
         self, item: pytest.Item, vcr_options: dict[str, Any], project: Any = None
@@ -342,6 +338,9 @@ def _rules(empty: Rules, settings: Settings) -> Rules:
 
 
 MARKER_KEY: pytest.StashKey[CassetteMarker | None] = pytest.StashKey()
+#: A test's default cassette files: the configured layout's .yaml and .json, then the other
+#: layout's. Only the names are kept: whether each exists is asked each time.
+_DEFAULTS_KEY: pytest.StashKey[tuple[Path, Path, Path, Path]] = pytest.StashKey()
 SESSION_KEY: pytest.StashKey[ChatrespSession] = pytest.StashKey()
 
 
@@ -356,6 +355,29 @@ def marker_of(item: pytest.Item) -> CassetteMarker | None:
         except MarkerError as exc:
             pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
     return item.stash[MARKER_KEY]
+
+
+def _suffixed(stem: Path) -> tuple[Path, Path]:
+    """The ``.yaml`` and ``.json`` files of a cassette stem."""
+    return stem.with_name(stem.name + ".yaml"), stem.with_name(stem.name + ".json")
+
+
+def _existing(yaml_path: Path, json_path: Path) -> Path:
+    """The ``.yaml`` file unless only the ``.json`` one exists."""
+    return json_path if present(json_path) and not present(yaml_path) else yaml_path
+
+
+def _defaults_of(session: ChatrespSession, item: pytest.Item) -> tuple[Path, Path, Path, Path]:
+    """The names of a test's default cassette files, worked out once per test (they depend on
+    the test and the run's settings only)."""
+    defaults = item.stash.get(_DEFAULTS_KEY, None)
+    if defaults is None:
+        ours = _suffixed(Path(session.cassette_dir, module_of(item), cassette_name(item)))
+        theirs = _suffixed(recording_layout_path(item))
+        if session.settings.cassette_layout == "pytest-recording":
+            ours, theirs = theirs, ours
+        defaults = item.stash[_DEFAULTS_KEY] = (*ours, *theirs)
+    return defaults
 
 
 def session_of(config: pytest.Config) -> ChatrespSession:

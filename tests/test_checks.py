@@ -570,3 +570,28 @@ def test_a_missing_field_leaves_the_checks_unrun(pytester: pytest.Pytester) -> N
         [f"{CASSETTE}, interaction 0: choices[0].finish_reason: required field is missing"]
     )
     assert "usage-sum" not in result.stdout.str()
+
+
+# --- which recorded requests need the schema checks' imports ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "needs"),
+    [
+        (None, False),
+        (b"", False),
+        (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}', False),
+        ('{"model": "gpt-4o-mini"}', False),
+        (b'{"model": "m", "tools": [{"type": "function"}]}', True),
+        (b'{"model": "m", "response_format": {"type": "json_schema"}}', True),
+        # An escaped key is still the key once parsed.
+        (b'{"model": "m", "\\u0074ools": []}', True),
+        (b"\x1f\x8b\x08\x00compressed", True),  # gzip: it may decode to anything
+        (b"model=m", True),  # not JSON text: left to the checks
+        ({"model": "m"}, True),  # already parsed: not looked into
+    ],
+)
+def test_may_need_schemas(body: object, needs: bool) -> None:
+    from pytest_chatresp.checks import may_need_schemas
+
+    assert may_need_schemas(body) is needs

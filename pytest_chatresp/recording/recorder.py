@@ -16,7 +16,7 @@ from typing import Any
 
 from pytest_chatresp.cassette import Cassette, Exchange, Request, build_exchange, read_document
 from pytest_chatresp.cassette.readable import FORMAT_KEY
-from pytest_chatresp.checks import CHECKS, Rules
+from pytest_chatresp.checks import CHECKS, Rules, may_need_schemas
 from pytest_chatresp.errors import CassetteError, display_path
 from pytest_chatresp.hygiene.policy import (
     DEFAULT_QUERY_PARAMETERS,
@@ -110,6 +110,8 @@ class Recorder:
         self.replayed: list[Exchange] = []
         self.recorded: list[Exchange] = []
         self._documents = documents or read_document
+        #: The file as vcrpy loaded it through :meth:`document`, kept for its metadata.
+        self._loaded_document: Any = None
         #: The secret values known for this cassette: the environment's, and those scrubbed.
         self.secrets = Secrets.from_environment()
         self._context: Any = None
@@ -133,7 +135,8 @@ class Recorder:
         self._save_error = error
 
     def document(self, path: Path) -> Any:
-        return self._documents(path)
+        document = self._loaded_document = self._documents(path)
+        return document
 
     def _format(self) -> str:
         """The serializer: the file's own, unless it is new or recorded again with ``all``."""
@@ -267,11 +270,19 @@ class Recorder:
         self._instrument(self._vcr_cassette)
         self.loaded = len(_vcrpy.stored(self._vcr_cassette))
         if self.loaded:
-            document = self.document(self.path)
+            document = self._loaded_document  # read by the persister as vcrpy loaded it
             self.previous_metadata = (
                 document.get("metadata") if isinstance(document, dict) else None
             )
         return self
+
+    def may_check_schemas(self) -> bool:
+        """Whether an answer this test sees may be checked against a JSON Schema: the cassette
+        may record, or one of its recorded requests may declare tools or a response format."""
+        cassette = self._vcr_cassette
+        if cassette is None or not _vcrpy.write_protected(cassette):
+            return True
+        return any(may_need_schemas(request.body) for request, _ in _vcrpy.stored(cassette))
 
     def __exit__(self, *exc_info: object) -> None:
         context, self._context = self._context, None
