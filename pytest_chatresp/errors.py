@@ -52,11 +52,11 @@ def display_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | No
 
 @functools.lru_cache(maxsize=64)
 def _rootdir(cwd: str) -> str:
-    from .settings import SettingError, read_project_ini
+    from .inifile import UnreadableConfig, find_pytest_config
 
     try:
-        found = read_project_ini(Path(cwd)).rootdir
-    except SettingError:
+        found = find_pytest_config(Path(cwd)).rootdir
+    except UnreadableConfig:
         return cwd
     return cwd if found is None else str(found)
 

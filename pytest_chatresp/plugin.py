@@ -189,7 +189,7 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Every marker is read here, once, so a bad argument stops the run naming the test."""
     read_markers(items)
-    from .running import FIXTURES
+    from .session import FIXTURES
 
     warn_shared_defaults(items, FIXTURES)
     chatresp = session_of(config)

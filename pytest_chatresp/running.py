@@ -10,16 +10,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .marker import MARKER
-from .session import marker_of, session_of
+from .session import FIXTURES, marker_of, session_of
 
 if TYPE_CHECKING:
     from .cassette import Cassette
     from .network import NetworkGuard
     from .recording import Recorder
 
-__all__ = ["FIXTURES", "RECORDER_KEY", "guarded_call", "load", "recording"]
+__all__ = ["RECORDER_KEY", "guarded_call", "load", "recording"]
 
-FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_shape"})
 RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
 _READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
 #: Credential variables of the SDKs supported, set to a placeholder while a test replays.

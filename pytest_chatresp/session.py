@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .report import RunReport
 
 __all__ = [
+    "FIXTURES",
     "MARKER_KEY",
     "SESSION_KEY",
     "ChatrespSession",
@@ -36,6 +37,9 @@ __all__ = [
     "session_of",
     "warn_shared_defaults",
 ]
+
+#: The fixtures that read a test's cassette (a test using one has a default cassette).
+FIXTURES = frozenset({"chat_cassette", "chat_completion", "chat_completions", "chat_shape"})
 
 
 @dataclass
@@ -115,11 +119,8 @@ class ChatrespSession:
         ``chatresp_unplayed = fail``, or drift in a verify run."""
         if self.has_report and self.settings.unplayed == "fail" and self.report.unplayed():
             return True
-        if self.settings.verify:
-            from .verify import drifted
-
-            return drifted(self)
-        return False
+        settings = self.settings
+        return settings.verify and bool(self.report.verify.drifted(settings.verify_served_model))
 
     def end_cache_session(self) -> None:
         """Keep this session's hit rate for the next session's header (``pytest -v``)."""
@@ -468,9 +469,9 @@ def both_markers(nodeid: str) -> str:
 
 
 def _verify_header(settings: Any) -> str:
-    from .verify import header
+    from .verification import verify_header
 
-    return header(settings)
+    return verify_header(settings)
 
 
 # --- what chatresp check --orphans asks of a collected session ---------------------------------
@@ -478,8 +479,6 @@ def _verify_header(settings: Any) -> str:
 
 def cassette_used_by(item: pytest.Item) -> Path | None:
     """The cassette file a collected test uses, or ``None`` (``chatresp check --orphans``)."""
-    from .running import FIXTURES
-
     if item.get_closest_marker(VCR_MARKER) is not None:  # pytest-recording's default cassette
         return session_of(item.config).existing(recording_layout_path(item))
     if marker_of(item) is None and not set(getattr(item, "fixturenames", ())) & FIXTURES:

@@ -9,14 +9,14 @@ way pytest finds it, so the command sees what ``pytest`` sees. This module impor
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
 import shlex
-import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from .inifile import UnreadableConfig, find_pytest_config
 
 __all__ = [
     "LAYOUTS",
@@ -428,62 +428,6 @@ class ProjectIni:
     values: dict[str, object] = field(default_factory=dict)
 
 
-def _ini_sections(path: Path, sections: Iterable[str]) -> dict[str, str] | None:
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    try:
-        parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
-    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
-        raise SettingError(str(path), "(unreadable)", f"fix the file: {exc}") from None
-    for section in sections:
-        if parser.has_section(section):
-            return dict(parser.items(section))
-    return None
-
-
-def _toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SettingError(str(path), "(unreadable)", f"fix the file: {exc}") from None
-
-
-def _pytest_section(path: Path) -> dict[str, object] | None:
-    """pytest's configuration in one candidate file, or None when the file has none."""
-    name = path.name
-    if name in ("pytest.toml", ".pytest.toml"):
-        table = _toml(path).get("pytest", {})
-        return dict(table) if isinstance(table, dict) else {}
-    if name in ("pytest.ini", ".pytest.ini"):
-        return dict(_ini_sections(path, ("pytest",)) or {})  # wins even when empty
-    if name == "pyproject.toml":
-        tool = _toml(path).get("tool", {})
-        pytest_table = tool.get("pytest") if isinstance(tool, dict) else None
-        if not isinstance(pytest_table, dict):
-            return None
-        options = pytest_table.get("ini_options")
-        if isinstance(options, dict):
-            return dict(options)
-        return {k: v for k, v in pytest_table.items() if k != "ini_options"}
-    if name == "tox.ini":
-        found = _ini_sections(path, ("pytest",))
-        return None if found is None else dict(found)
-    found = _ini_sections(path, ("tool:pytest",))  # setup.cfg
-    return None if found is None else dict(found)
-
-
-#: The file names pytest looks for in each directory, in its order.
-_CANDIDATES = (
-    "pytest.toml",
-    ".pytest.toml",
-    "pytest.ini",
-    ".pytest.ini",
-    "pyproject.toml",
-    "tox.ini",
-    "setup.cfg",
-)
-
-
 def _raw(spec: Setting, value: object) -> object:
     """A value as pytest's ``getini`` gives it for the setting's type."""
     if not isinstance(value, str):
@@ -498,25 +442,14 @@ def _raw(spec: Setting, value: object) -> object:
 
 
 def read_project_ini(start: Path) -> ProjectIni:
-    """The chatresp values of the ini file pytest would read when run in ``start``: from there
-    upward, the first of pytest.toml, pytest.ini (its ``[pytest]`` section wins even when
-    empty), pyproject.toml (``[tool.pytest.ini_options]``), tox.ini (``[pytest]``) and setup.cfg
-    (``[tool:pytest]``). A pyproject.toml without pytest settings still names the rootdir."""
-    start = start.resolve()
-    pyproject: Path | None = None
-    for base in (start, *start.parents):
-        for name in _CANDIDATES:
-            path = base / name
-            if not path.is_file():
-                continue
-            if name == "pyproject.toml" and pyproject is None:
-                pyproject = path
-            section = _pytest_section(path)
-            if section is not None:
-                return ProjectIni(base, path, _chatresp_values(section))
-    if pyproject is not None:
-        return ProjectIni(pyproject.parent, pyproject, {})
-    return ProjectIni(None, None, {})
+    """The chatresp values of the ini file pytest would read when run in ``start`` (see
+    :func:`pytest_chatresp.inifile.find_pytest_config`); a file that cannot be read is a
+    :class:`SettingError` naming it."""
+    try:
+        found = find_pytest_config(start)
+    except UnreadableConfig as exc:
+        raise SettingError(str(exc.path), "(unreadable)", f"fix the file: {exc.reason}") from None
+    return ProjectIni(found.rootdir, found.path, _chatresp_values(found.section))
 
 
 def _chatresp_values(section: Mapping[str, object]) -> dict[str, object]:

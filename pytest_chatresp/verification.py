@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .shapes import diff_shapes, shape_of
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 __all__ = ["TestVerification", "VerifyReport", "compare"]
 
@@ -202,3 +205,17 @@ class VerifyReport:
             out.append("not verified (nothing sent):")
             out.extend(f"  {nodeid}" for nodeid in sorted(self.skipped))
         return out
+
+
+def verify_header(settings: Settings) -> str:
+    """The report header's words for a verify run: what it may spend."""
+    limits = [
+        f"{value} {what}"
+        for value, what in (
+            (settings.verify_max_requests, "requests"),
+            (settings.verify_max_tokens, "tokens"),
+        )
+        if value is not None
+    ]
+    spend = f"at most {' and '.join(limits)}" if limits else "no limit on requests or tokens"
+    return f"verifying against the live service ({spend}; nothing written)"

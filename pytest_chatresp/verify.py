@@ -19,9 +19,8 @@ from .session import ChatrespSession, session_of
 
 if TYPE_CHECKING:
     from .recording import Recorder
-    from .settings import Settings
 
-__all__ = ["KEY_VARIABLES", "after_test", "before_test", "check_start", "drifted", "header"]
+__all__ = ["KEY_VARIABLES", "after_test", "before_test", "check_start"]
 
 #: Where the SDKs supported read their key; verify mode needs one of them set.
 KEY_VARIABLES = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
@@ -39,20 +38,6 @@ def check_start(session: ChatrespSession) -> None:
         f"needs a real API key: set ${KEY_VARIABLES[0]} (or ${KEY_VARIABLES[1]}), for example "
         "from a CI secret: OPENAI_API_KEY=... pytest --chatresp-verify"
     )
-
-
-def header(settings: Settings) -> str:
-    """The report header's words for a verify run: what it may spend."""
-    limits = [
-        f"{value} {what}"
-        for value, what in (
-            (settings.verify_max_requests, "requests"),
-            (settings.verify_max_tokens, "tokens"),
-        )
-        if value is not None
-    ]
-    spend = f"at most {' and '.join(limits)}" if limits else "no limit on requests or tokens"
-    return f"verifying against the live service ({spend}; nothing written)"
 
 
 def _limit_reached(session: ChatrespSession) -> str | None:
@@ -87,9 +72,3 @@ def after_test(item: pytest.Item, recorder: Recorder) -> None:
     session = session_of(item.config)
     pairs = [(c.live, c.recorded) for c in recorder.counterparts.found]
     session.report.verify.tests[item.nodeid] = compare(session.relative(recorder.path), pairs)
-
-
-def drifted(session: ChatrespSession) -> bool:
-    """Whether any verified test's answers drifted (the run then fails)."""
-    settings = session.settings
-    return settings.verify and bool(session.report.verify.drifted(settings.verify_served_model))
