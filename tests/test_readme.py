@@ -49,9 +49,9 @@ def test_the_two_set_up_commands_are_what_ci_runs() -> None:
     assert block is not None
     first, second = block.group(1).strip().splitlines()
     assert first.endswith(".venv/bin/pytest examples")
-    assert second == ".venv/bin/pytest"
+    assert second == ".venv/bin/pytest -n auto"
     assert ".venv/bin/pytest examples\n" in ci
-    assert ci.rstrip().endswith(".venv/bin/pytest")
+    assert ci.rstrip().endswith(".venv/bin/pytest -n auto")
 
 
 def test_every_option_and_ini_key_is_documented(pytester: pytest.Pytester) -> None:
