@@ -116,7 +116,7 @@ def chat_completion(request: pytest.FixtureRequest) -> ChatCompletion:
         pytest.fail(
             f"{session_of(request.config).relative(cassette.path)} holds {len(completions)} "
             "chat completions; the chat_completion fixture needs exactly one. Use the "
-            "chat_completions fixture for a list.",
+            "chat_completions fixture for all of them.",
             pytrace=False,
         )
     return completions[0]

@@ -21,6 +21,7 @@ __all__ = ["RECORDER_KEY", "guarded_call", "load", "recording"]
 
 RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
 _READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
+_CASSETTE_KEY: pytest.StashKey[Cassette] = pytest.StashKey()
 #: Credential variables of the SDKs supported, set to a placeholder while a test replays.
 _REPLAY_CREDENTIALS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
 _PLACEHOLDER_KEY = "chatresp-replay-placeholder"
@@ -59,7 +60,12 @@ def load(item: pytest.Item) -> Cassette:
             pytrace=False,
         )
     try:
-        cassette = session.cache.load(path, rules=session.rules_for(item))
+        # One cassette a test (its fixtures share it), of its own: no other test holds its
+        # completions.
+        cassette = item.stash.get(_CASSETTE_KEY, None)
+        if cassette is None or cassette.path != path:
+            cassette = session.cache.load(path, rules=session.rules_for(item))
+            item.stash[_CASSETTE_KEY] = cassette
         cassette.completions  # noqa: B018 - validates every response before the test body
     except CassetteError as exc:
         failure = str(exc)

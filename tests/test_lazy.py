@@ -83,6 +83,11 @@ def test_lazy_completions_equal_the_eager_ones(tmp_path: Path, whole_builds: lis
     with pytest.raises(IndexError, match=r"completion index 5 out of range: .*holds 5"):
         lazy[5]
     assert whole_builds == []
+    assert lazy != tuple(eager)  # as a list is not equal to a tuple
+    assert lazy + [eager[0]] == [*eager, eager[0]]  # noqa: RUF005 - the operator is the subject
+    assert [eager[0]] + lazy == [eager[0], *eager]  # noqa: RUF005
+    with pytest.raises(TypeError, match="completion indices must be integers or slices, not str"):
+        lazy["x"]  # type: ignore[call-overload]
 
 
 def test_a_held_completion_is_the_one_the_exchanges_hold(tmp_path: Path) -> None:
@@ -256,3 +261,39 @@ def test_a_verdict_is_taken_after_replay_asked_for_the_document(
     assert cassette.completions == load_cassette(path).completions
     assert warm.backing is not None
     assert (warm.backing.hits, warm.backing.misses) == (1, 0)  # one cassette, one hit
+
+
+# --- each test its own completions ---------------------------------------------------------------
+
+SHARED_TESTS = """
+import pytest
+
+@pytest.mark.chat_cassette("shared.yaml")
+def test_a(chat_completion):
+    chat_completion.usage.total_tokens = 999
+    chat_completion.choices.append(chat_completion.choices[0])
+
+@pytest.mark.chat_cassette("shared.yaml")
+def test_b(chat_completion):
+    assert chat_completion.usage.total_tokens == 15
+    assert len(chat_completion.choices) == 1
+
+def test_c(chat_completions, chat_cassette):
+    assert chat_cassette.completions[0] is chat_completions[0]  # one cassette within a test
+    assert chat_completions[0].usage.total_tokens == 15
+"""
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_a_test_that_changes_its_completion_changes_nothing_another_sees(
+    pytester: pytest.Pytester, warm: bool
+) -> None:
+    write_cassette(pytester.path / "cassettes/shared.yaml", completion())
+    link = pytester.path / "cassettes/test_shared/test_c.yaml"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(pytester.path / "cassettes/shared.yaml")
+    pytester.makepyfile(test_shared=SHARED_TESTS)
+    if warm:
+        pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from helpers import completion, write_cassette
 
@@ -50,7 +52,7 @@ def test_chat_completion_needs_exactly_one(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "cassettes/test_it/test_one.yaml holds 2 chat completions; the chat_completion "
-            "fixture needs exactly one. Use the chat_completions fixture for a list."
+            "fixture needs exactly one. Use the chat_completions fixture for all of them."
         ]
     )
 
@@ -321,8 +323,18 @@ def test_error_responses_are_not_completions(pytester: pytest.Pytester) -> None:
 
 
 def test_cassette_parsed_once_per_session_and_again_when_changed(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import pytest_chatresp.cassette.document as reader
+
+    parsed: list[str] = []
+    original = reader.read_document
+
+    def counting(path: object, data: bytes | None = None) -> object:
+        parsed.append(Path(str(path)).name)
+        return original(path, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reader, "read_document", counting)
     path = write_cassette(pytester.path / "cassettes/shared.yaml", completion(id="first"))
     pytester.makepyfile(
         test_it="""
@@ -334,11 +346,13 @@ def test_cassette_parsed_once_per_session_and_again_when_changed(
         @pytest.mark.parametrize("n", range(3))
         def test_same(chat_completion, chat_completions, n):
             SEEN.append(chat_completion)
-            assert chat_completions[0] is chat_completion
-            assert all(c is SEEN[0] for c in SEEN)
+            assert chat_completions[0] is chat_completion  # the fixtures of a test share it
+            assert chat_completion == SEEN[0]  # equal to the other tests' completions,
+            assert len({id(c) for c in SEEN}) == len(SEEN)  # but each test's its own
         """
     )
-    pytester.runpytest().assert_outcomes(passed=3)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    assert parsed == ["shared.yaml"]
     write_cassette(path, completion(id="second"))
     pytester.makepyfile(
         test_again="""

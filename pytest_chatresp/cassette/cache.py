@@ -77,6 +77,8 @@ class _Entry:
     #: A stored verdict served this file (the session's hit): its document is not counted again.
     served: bool = False
     cassettes: dict[Rules, Cassette] = field(default_factory=dict)
+    #: The verdict of each judged cassette, for the cassettes of later callers.
+    verdicts: dict[Rules, Verdict] = field(default_factory=dict)
 
 
 class CassetteCache:
@@ -198,13 +200,22 @@ class CassetteCache:
     def load(
         self, path: str | os.PathLike[str], *, strict: bool = False, rules: Rules | None = None
     ) -> Cassette:
-        """The file as a :class:`Cassette` validated under ``rules`` (or ``strict``)."""
+        """The file as a :class:`Cassette` validated under ``rules`` (or ``strict``).
+
+        Each call gives a cassette of its own, whose completions no other caller holds (a test
+        that changes one changes nothing another test sees); the file is judged once, later
+        calls build their exchanges from the kept document under the verdict found.
+        """
         rules = rules or Rules(strict=strict)
         path = Path(path)
         entry = self._entry(path)
-        cassette = entry.cassettes.get(rules)
-        if cassette is None:
-            cassette = self._stored_verdict(path, entry, rules)
+        judged = entry.cassettes.get(rules)
+        if judged is not None:
+            verdict = entry.verdicts.get(rules)
+            if verdict is None:
+                verdict = entry.verdicts[rules] = judged.verdict()
+            return self._deferred(path, entry, rules, verdict)
+        cassette = self._stored_verdict(path, entry, rules)
         if cassette is None:
             document = self._document_of(path, entry)
             with collector_paused():
@@ -246,6 +257,9 @@ class CassetteCache:
         if not entry.parsed:  # a document looked up for replay was counted already
             backing.hits += 1
         entry.served = True
+        return self._deferred(path, entry, rules, verdict)
+
+    def _deferred(self, path: Path, entry: _Entry, rules: Rules, verdict: Verdict) -> Cassette:
         return Cassette.deferred(
             path,
             verdict,

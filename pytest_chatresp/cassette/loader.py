@@ -185,7 +185,8 @@ class Cassette:
 class Completions(Sequence["ChatCompletion"]):
     """A cassette's chat completions, in order, each built when first read.
 
-    Equal to a list (or any sequence) of the same completions; slicing gives a list.
+    Equal to a list of the same completions (as a list, not to a tuple); slicing, and adding
+    a list, give a list.
     """
 
     __slots__ = ("_count", "_fetch", "_path")
@@ -205,6 +206,10 @@ class Completions(Sequence["ChatCompletion"]):
     def __getitem__(self, index: int | slice) -> ChatCompletion | list[ChatCompletion]:
         if isinstance(index, slice):
             return [self._fetch(k) for k in range(self._count)[index]]
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise TypeError(
+                f"completion indices must be integers or slices, not {type(index).__name__}"
+            )
         if not -self._count <= index < self._count:
             raise IndexError(
                 f"completion index {index} out of range: {display_path(self._path)} holds "
@@ -216,8 +221,18 @@ class Completions(Sequence["ChatCompletion"]):
         for k in range(self._count):
             yield self._fetch(k)
 
+    def __add__(self, other: object) -> list[ChatCompletion]:
+        if isinstance(other, Completions | list):
+            return [*self, *other]
+        return NotImplemented
+
+    def __radd__(self, other: object) -> list[ChatCompletion]:
+        if isinstance(other, list):
+            return [*other, *self]
+        return NotImplemented
+
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Completions | list | tuple):
+        if isinstance(other, Completions | list):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
