@@ -188,6 +188,14 @@ def _earlier_versions(metadata: Any) -> dict[str, Any] | None:
     return None
 
 
+def recording_tests(metadata: Any) -> list[str]:
+    """The tests that recorded a cassette's exchanges, as its metadata says, in file order."""
+    ours = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    entries = ours.get("exchanges") if isinstance(ours, dict) else None
+    tests = [e.get("test") for e in entries or [] if isinstance(e, dict)]
+    return list(dict.fromkeys(t for t in tests if isinstance(t, str) and t))
+
+
 def oldest_recording(metadata: Any) -> datetime | None:
     """When the oldest exchange of a cassette was recorded, if its metadata says."""
     if not isinstance(metadata, dict) or not isinstance(metadata.get(METADATA_KEY), dict):

@@ -285,7 +285,7 @@ class ChatrespSession:
         from datetime import UTC, datetime
 
         from .errors import CassetteAgeWarning, CassetteError
-        from .provenance import inferred_recording, oldest_recording
+        from .provenance import inferred_recording, oldest_recording, recording_tests
 
         shown = self.relative(path)
         recorded, source = oldest_recording(metadata), ""
@@ -301,10 +301,21 @@ class ChatrespSession:
             recorded, source = inferred[0], f", inferred from {inferred[1]}"
         days = (datetime.now(UTC) - recorded).total_seconds() / 86400
         if days > limit:
+            if marker_of(item) is not None:
+                remedy = "Record it again with: " + record_command("all", item.nodeid)
+            elif tests := [t for t in recording_tests(metadata) if t != item.nodeid]:
+                remedy = "Record it again by running the test that wrote it: " + (
+                    record_command("all", tests[0])
+                )
+            else:
+                remedy = (
+                    f"{item.nodeid} only reads it: record it again from a test marked "
+                    f"@pytest.mark.{MARKER} that makes its calls, with "
+                    "--chatresp-record-mode=all"
+                )
             message = (
-                f"{shown} was recorded {days:.0f} days ago ({recorded:%Y-%m-%d}{source}), "
-                f"more than --chatresp-max-age={limit:g}. Record it again with: "
-                + record_command("all", item.nodeid)
+                f"{shown} was recorded {_age(days)} ago ({recorded:%Y-%m-%d}{source}), "
+                f"more than --chatresp-max-age={_number(limit)}. {remedy}"
             )
             made_an_error = False
             try:
@@ -320,6 +331,20 @@ class ChatrespSession:
                 made_an_error = True
             if made_an_error:
                 pytest.fail(message, pytrace=False)
+
+
+def _age(days: float) -> str:
+    """``40 days``, ``1 day``, ``5 hours``, ``3 minutes``."""
+    for size, unit in ((1.0, "day"), (1 / 24, "hour"), (1 / 1440, "minute")):
+        if days >= size:
+            count = int(days / size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return "less than a minute"
+
+
+def _number(limit: float) -> str:
+    """A number of days as a user writes it, without an exponent: ``30``, ``0.00001``."""
+    return str(int(limit)) if limit == int(limit) else f"{limit:.8f}".rstrip("0")
 
 
 #: Options of the project's ``vcr_config`` the plugin sets itself: where the cassette is, its

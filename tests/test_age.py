@@ -58,7 +58,8 @@ def test_age_inferred_from_the_date_header(pytester: pytest.Pytester) -> None:
         [
             "*CassetteAgeWarning: cassettes/test_user/test_dated.yaml was recorded * days ago "
             "(2025-04-30, inferred from its Date header), more than --chatresp-max-age=30. "
-            "Record it again with: pytest --chatresp-record-mode=all test_user.py::test_dated"
+            "test_user.py::test_dated only reads it: record it again from a test marked "
+            "@pytest.mark.chat_cassette that makes its calls, with --chatresp-record-mode=all"
         ]
     )
 
@@ -79,8 +80,9 @@ def test_age_inferred_from_created_fails_when_told(pytester: pytest.Pytester) ->
         [
             "cassettes/test_user/test_created.yaml was recorded * days ago "
             "(2023-11-14, inferred from the responses' created), more than "
-            "--chatresp-max-age=30. Record it again with: "
-            "pytest --chatresp-record-mode=all test_user.py::test_created"
+            "--chatresp-max-age=30. test_user.py::test_created only reads it: record it again "
+            "from a test marked @pytest.mark.chat_cassette that makes its calls, with "
+            "--chatresp-record-mode=all"
         ]
     )
 

@@ -34,6 +34,13 @@ WARNING = (
     "more than --chatresp-max-age={limit}. Record it again with: "
     "pytest --chatresp-record-mode=all test_old.py::{name}"
 )
+#: A test that only reads its cassette (a fixture, no marker) records nothing: not its command.
+READS_WARNING = (
+    "*CassetteAgeWarning: cassettes/test_old/test_reads.yaml was recorded * days ago "
+    "(2020-01-01), more than --chatresp-max-age={limit}. test_old.py::test_reads only reads it: "
+    "record it again from a test marked @pytest.mark.chat_cassette that makes its calls, with "
+    "--chatresp-record-mode=all"
+)
 
 
 def recorded_on(path: Path, day: str) -> None:
@@ -74,7 +81,7 @@ def test_ini_max_age_warns_about_an_old_cassette(old: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             WARNING.format(name="test_replays", limit=30),
-            WARNING.format(name="test_reads", limit=30),
+            READS_WARNING.format(limit=30),
         ]
     )
 
@@ -103,7 +110,7 @@ def test_a_cassette_younger_than_the_limit_passes_quietly(old: pytest.Pytester) 
     ini(old, "chatresp_max_age = 30")
     result = old.runpytest()
     result.assert_outcomes(passed=2, warnings=1)
-    result.stdout.fnmatch_lines([WARNING.format(name="test_reads", limit=30)])
+    result.stdout.fnmatch_lines([READS_WARNING.format(limit=30)])
     result.stdout.no_fnmatch_line("*test_replays.yaml was recorded*")
 
 
@@ -188,3 +195,27 @@ def test_the_warning_points_at_the_test_and_the_header_names_the_setting(
         ["*test_old.py:4: CassetteAgeWarning: *", "    @pytest.mark.chat_cassette"]
     )
     result.stdout.no_fnmatch_line("*pytest_chatresp*")
+
+
+def test_a_read_only_test_is_told_the_test_that_recorded_its_cassette(
+    old: pytest.Pytester,
+) -> None:
+    path = old.path / "cassettes/test_old/test_reads.yaml"
+    document = json.loads(path.read_text())
+    document["metadata"]["chatresp"]["exchanges"][0]["test"] = "tests/test_app.py::test_call"
+    path.write_text(json.dumps(document))
+    result = old.runpytest("--chatresp-max-age=30", "-k", "reads")
+    result.assert_outcomes(passed=1, deselected=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*cassettes/test_old/test_reads.yaml was recorded * days ago (2020-01-01), more than "
+            "--chatresp-max-age=30. Record it again by running the test that wrote it: "
+            "pytest --chatresp-record-mode=all tests/test_app.py::test_call"
+        ]
+    )
+
+
+def test_a_limit_below_a_day_is_written_as_given(old: pytest.Pytester) -> None:
+    result = old.runpytest("--chatresp-max-age=0.00001", "-k", "replays")
+    result.assert_outcomes(passed=1, deselected=1, warnings=1)
+    result.stdout.fnmatch_lines(["*more than --chatresp-max-age=0.00001. Record it again*"])
