@@ -328,8 +328,8 @@ class RunReport:
         if missing:
             if failing:
                 out.append(
-                    "interactions no test played, which fails the run (ini chatresp_unplayed ="
-                    " fail): record the tests that use these cassettes again with"
+                    "interactions no test played, which fails the run (chatresp_unplayed = "
+                    "fail): record the tests that use these cassettes again with"
                     " --chatresp-record-mode=all to drop them, or set chatresp_unplayed = warn:"
                 )
             else:

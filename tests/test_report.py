@@ -283,7 +283,7 @@ def test_unplayed_fail_says_why_the_run_fails(pytester: pytest.Pytester) -> None
     assert result.ret == 1
     result.stdout.fnmatch_lines(
         [
-            "interactions no test played, which fails the run (ini chatresp_unplayed = fail): "
+            "interactions no test played, which fails the run (chatresp_unplayed = fail): "
             "record the tests that use these cassettes again with --chatresp-record-mode=all to "
             "drop them, or set chatresp_unplayed = warn:",
             "  cassettes/shared.yaml: interaction(s) 3 of 4",
