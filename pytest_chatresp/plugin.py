@@ -155,6 +155,13 @@ def chat_shape(request: pytest.FixtureRequest) -> Iterator[ShapeSnapshot]:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    from .running import guarded_setup
+
+    return (yield from guarded_setup(item))
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     from .running import guarded_call
 
@@ -227,18 +234,7 @@ def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
     chatresp = session_of(config)
-    show_unplayed = chatresp.settings.unplayed != "ignore"
-    lines = (
-        chatresp.report.lines(
-            verbose=config.get_verbosity() > 0,
-            unplayed=show_unplayed,
-            failing=chatresp.settings.unplayed == "fail",
-        )
-        if chatresp.has_report
-        else []
-    )
-    if chatresp.settings.verify:
-        lines += chatresp.report.verify.lines(chatresp.settings.verify_served_model)
+    lines = chatresp.summary_lines(verbose=config.get_verbosity() > 0)
     if not chatresp.shapes_written and not lines:
         return
     from .errors import printable

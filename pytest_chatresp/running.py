@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .network import NetworkGuard
     from .recording import Recorder
 
-__all__ = ["RECORDER_KEY", "guarded_call", "load", "recording"]
+__all__ = ["RECORDER_KEY", "guarded_call", "guarded_setup", "load", "recording"]
 
 RECORDER_KEY: pytest.StashKey[Recorder] = pytest.StashKey()
 _READ_KEY: pytest.StashKey[bool] = pytest.StashKey()
@@ -171,6 +171,19 @@ def _replaying(recorder: Recorder) -> bool:
     """Whether a marked test only replays: mode none, or once with its cassette there before
     the run."""
     return recorder.settings.replay_only
+
+
+def guarded_setup(item: pytest.Item) -> Generator[None, Any, Any]:
+    """The body of ``pytest_runtest_setup``: a fixture of a test that records (one that makes
+    the client, say) failing for want of a key or a server gets the recording's own message."""
+    try:
+        return (yield)
+    except Exception as exc:  # an interrupt or an exit passes through
+        recorder = item.stash.get(RECORDER_KEY, None)
+        failure = _recording_failure(item, recorder, exc) if recorder is not None else None
+        if failure:
+            raise pytest.fail.Exception(failure, pytrace=False) from None
+        raise
 
 
 def guarded_call(item: pytest.Item) -> Generator[None, Any, Any]:

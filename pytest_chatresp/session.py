@@ -122,6 +122,23 @@ class ChatrespSession:
         settings = self.settings
         return settings.verify and bool(self.report.verify.drifted(settings.verify_served_model))
 
+    def summary_lines(self, *, verbose: bool) -> list[str]:
+        """The run's summary for the terminal: the run report's figures, unplayed
+        interactions as the settings ask, and what a verify run found."""
+        settings = self.settings
+        lines = (
+            self.report.lines(
+                verbose=verbose,
+                unplayed=settings.unplayed != "ignore",
+                failing=settings.unplayed == "fail",
+            )
+            if self.has_report
+            else []
+        )
+        if settings.verify:
+            lines += self.report.verify.lines(settings.verify_served_model)
+        return lines
+
     def end_cache_session(self) -> None:
         """Keep this session's hit rate for the next session's header (``pytest -v``)."""
         if self._cache is not None:

@@ -404,6 +404,41 @@ def test_after():
 """
 
 
+CLIENT_FIXTURE = """
+@pytest.fixture
+def client():
+    return openai.OpenAI(base_url=URL, max_retries=0)  # from the environment, at set-up
+
+
+@pytest.mark.chat_cassette
+def test_a(client):
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+"""
+
+
+def test_a_client_fixture_without_a_key_gets_the_recordings_message(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    user_tests(project, CLIENT_FIXTURE)
+    result = run(project, "--chatresp-record-mode=once", "test_user.py::test_a")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_a*",
+            "Recording needs a real API key: the client was given none and $OPENAI_API_KEY is"
+            " not set.",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*openai.OpenAIError*")
+    assert not cassette_path(project).exists()
+    # Replaying, the same fixture needs no key: the plugin sets a placeholder before it runs.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-FAKE-recording-key-not-real-000000")
+    run(project, "--chatresp-record-mode=once").assert_outcomes(passed=1)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    run(project).assert_outcomes(passed=1)
+
+
 def test_replay_needs_no_key_and_recording_names_the_missing_one(
     project: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
