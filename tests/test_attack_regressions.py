@@ -327,3 +327,40 @@ def test_a_credential_after_any_spelling_the_pattern_reads_is_redacted(scheme: s
 
     text = f"401: Authorization: {scheme} dXNlcjpGQUtFMHBhc3N3b3JkMTIz was refused"
     assert redact_text(text, Secrets()) == f"401: Authorization: {scheme} REDACTED was refused"
+
+
+# --- header values joined by the secret scan ------------------------------------------------------
+
+_SPLIT_KEY = "sk-proj-FAKE0split0key0ABCDEFGHIJ0123456789xyz"
+
+
+def _headers_document(headers: dict[str, list[str]]) -> dict[str, object]:
+    return {"interactions": [{"response": {"headers": headers, "body": {"string": "{}"}}}]}
+
+
+def test_an_id_ending_in_sk_dash_beside_another_header_is_no_key() -> None:
+    from pytest_chatresp.hygiene.policy import Secrets
+    from pytest_chatresp.hygiene.scan import find_secrets
+
+    headers = {
+        "x-worker": ["93d5wcnlylk6task-IAD"],  # "sk-IAD" and any 20 characters after it
+        "x-request-id": ["req_0123456789abcdefghijklmn"],
+        "content-type": ["application/json"],
+    }
+    assert find_secrets(_headers_document(headers), Secrets()) == []
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["key_in_environment", "key_shape_only"])
+@pytest.mark.parametrize("encoded", [False, True], ids=["plain", "base64"])
+def test_a_key_or_its_base64_split_across_two_headers_is_found(known: bool, encoded: bool) -> None:
+    import base64
+
+    from pytest_chatresp.hygiene.policy import Secrets
+    from pytest_chatresp.hygiene.scan import find_secrets
+
+    text = base64.b64encode(_SPLIT_KEY.encode()).decode() if encoded else _SPLIT_KEY
+    headers = {"x-team-route": [text[:14]], "server": ["cloudflare"], "x-trace-tail": [text[14:]]}
+    secrets = Secrets.from_environment({"OPENAI_API_KEY": _SPLIT_KEY}) if known else Secrets()
+    found = find_secrets(_headers_document(headers), secrets)
+    assert found
+    assert {where for where, _ in found} == {"interactions[0].response.headers"}
