@@ -20,6 +20,7 @@ import pytest
 from helpers import completion, write_cassette
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openai_server import OpenAIServer
 
 from pytest_chatresp.cassette import read_document
 from pytest_chatresp.errors import CassetteError
@@ -364,3 +365,37 @@ def test_a_key_or_its_base64_split_across_two_headers_is_found(known: bool, enco
     found = find_secrets(_headers_document(headers), secrets)
     assert found
     assert {where for where, _ in found} == {"interactions[0].response.headers"}
+
+
+def test_a_recording_with_a_header_ending_in_sk_dash_beside_an_id_is_written(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    """Two ordinary request headers, joined, read "sk-7run_0123…": no key, the cassette is kept."""
+    pytester.makepyfile(
+        test_rec=textwrap.dedent(
+            """
+            import os
+
+            import openai
+            import pytest
+
+            @pytest.mark.chat_cassette
+            def test_rec():
+                client = openai.OpenAI(
+                    base_url=os.environ["CHATRESP_TEST_BASE_URL"],
+                    api_key="sk-FAKE-test-key-not-real",
+                    max_retries=0,
+                    default_headers={"X-Worker": "build-task-7",
+                                     "X-Run-Id": "run_0123456789abcdefghij"},
+                )
+                answer = client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
+                )
+                assert answer.choices[0].message.content
+            """
+        )
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--chatresp-record-mode=once")
+    result.assert_outcomes(passed=1)
+    assert "would hold a secret" not in result.stdout.str()
+    assert (pytester.path / "cassettes" / "test_rec" / "test_rec.yaml").is_file()
