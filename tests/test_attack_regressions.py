@@ -399,3 +399,22 @@ def test_a_recording_with_a_header_ending_in_sk_dash_beside_an_id_is_written(
     result.assert_outcomes(passed=1)
     assert "would hold a secret" not in result.stdout.str()
     assert (pytester.path / "cassettes" / "test_rec" / "test_rec.yaml").is_file()
+
+
+# --- contract checks on a completion with a wrong-typed value ------------------------------------
+
+
+@pytest.mark.parametrize("index", [None, [0], {"a": 1}])
+def test_a_wrong_typed_choice_index_is_one_finding_not_two(
+    pytester: pytest.Pytester, index: object
+) -> None:
+    choice = {"index": index, "message": {"role": "assistant", "content": "hi"}}
+    choice |= {"logprobs": None, "finish_reason": "stop"}
+    write_cassette(pytester.path / "cassettes/test_i/test_i.yaml", completion(choices=[choice]))
+    pytester.makepyfile(test_i="def test_i(chat_completion):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["cassettes/test_i/test_i.yaml, interaction 0: choices[[]0].index: *"]
+    )
+    assert "check choice-index" not in result.stdout.str()
