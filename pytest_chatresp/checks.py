@@ -23,7 +23,15 @@ from .providers import allowed, provider_of, way_out
 if TYPE_CHECKING:
     from .models import ChatCompletion
 
-__all__ = ["CHECKS", "CheckContext", "Rules", "prepare", "run_checks", "schema_errors"]
+__all__ = [
+    "CHECKS",
+    "CLOCK_CHECKS",
+    "CheckContext",
+    "Rules",
+    "prepare",
+    "run_checks",
+    "schema_errors",
+]
 
 _EPOCH_2015 = 1420070400
 _DAY = 86400
@@ -456,6 +464,10 @@ def _created(completion: ChatCompletion, context: CheckContext) -> _Found:
         return [("created", f"expected a time not in the future, found {_n(created)}")]
     return []
 
+
+#: The checks whose finding depends on when they run ("created": not in the future), not on
+#: the bytes alone: a verdict holding one of their findings is judged again each session.
+CLOCK_CHECKS = frozenset({"created"})
 
 CHECKS: dict[str, _Check] = {
     "usage-sum": _usage_sum,

@@ -418,3 +418,26 @@ def test_a_wrong_typed_choice_index_is_one_finding_not_two(
         ["cassettes/test_i/test_i.yaml, interaction 0: choices[[]0].index: *"]
     )
     assert "check choice-index" not in result.stdout.str()
+
+
+# --- stored verdicts ------------------------------------------------------------------------------
+
+
+def test_a_verdict_the_clock_gave_is_not_kept_for_a_later_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion dated three days ahead (a server's clock) is "in the future" today and not
+    five days later: a later session finds what a cold one finds, not today's stored finding."""
+    import time
+
+    from pytest_chatresp.cassette.cache import CassetteCache
+
+    now = time.time()
+    path = write_cassette(tmp_path / "c.yaml", completion(created=int(now) + 3 * 86400))
+    today = CassetteCache(tmp_path / "store", key=b"k" * 32).load(path)
+    assert [v.check for v in today.violations] == ["created"]
+    monkeypatch.setattr("pytest_chatresp.checks.time.time", lambda: now + 5 * 86400)
+    later = CassetteCache(tmp_path / "store", key=b"k" * 32).load(path)
+    assert CassetteCache(None).load(path).violations == []
+    assert later.violations == []
+    assert later.completions[0].created == int(now) + 3 * 86400
