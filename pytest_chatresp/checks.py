@@ -23,15 +23,7 @@ from .providers import allowed, provider_of, way_out
 if TYPE_CHECKING:
     from .models import ChatCompletion
 
-__all__ = [
-    "CHECKS",
-    "CLOCK_CHECKS",
-    "CheckContext",
-    "Rules",
-    "prepare",
-    "run_checks",
-    "schema_errors",
-]
+__all__ = ["CHECKS", "CheckContext", "Rules", "prepare", "run_checks", "schema_errors"]
 
 _EPOCH_2015 = 1420070400
 _DAY = 86400
