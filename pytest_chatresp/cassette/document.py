@@ -223,10 +223,28 @@ def _construct(loader: Any, root: Any) -> Any:
 
     try:
         document = build(root)
+    except yaml.constructor.ConstructorError as exc:
+        # Building one node deeply, the constructor refuses a node inside itself that its
+        # whole-document pass builds; any other refusal is the document's (and a failed merge
+        # has already changed the node graph: it must not be built again).
+        if exc.problem != _RECURSIVE:
+            raise
+        return _construct_whole(loader, root)
     except _Cycle:
-        return loader.construct_document(root)
+        return _construct_whole(loader, root)
     loader.constructed_objects, loader.recursive_objects = {}, {}
     return document
+
+
+#: PyYAML's words for a collection inside itself, met while building one node deeply.
+_RECURSIVE = "found unconstructable recursive node"
+
+
+def _construct_whole(loader: Any, root: Any) -> Any:
+    """The document built by the loader's constructor alone, from a clean state."""
+    loader.constructed_objects, loader.recursive_objects = {}, {}
+    loader.state_generators, loader.deep_construct = [], False
+    return loader.construct_document(root)
 
 
 def _expanded_size(root: Any, limit: int) -> int:

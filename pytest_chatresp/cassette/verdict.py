@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_chatresp.checks import CLOCK_CHECKS
 from pytest_chatresp.errors import Violation
 
 from .figures import Figures, figures_of
@@ -51,9 +52,10 @@ class Verdict:
 
     def to_payload(self, shown: str) -> bytes | None:
         """The verdict as JSON, for the cassette shown as ``shown``; ``None`` when it is not
-        the verdict of that file alone (a violation names another)."""
-        if any(v.path != shown for v in self.violations):
-            return None
+        the verdict of that file alone (a violation names another) or of this moment only
+        (a finding of a check in :data:`~pytest_chatresp.checks.CLOCK_CHECKS`)."""
+        if any(v.path != shown or v.check in CLOCK_CHECKS for v in self.violations):
+            return None  # another file's, or a finding the clock may take back
         metadata: str | None = None
         if self.metadata is not None:
             try:

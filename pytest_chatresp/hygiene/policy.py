@@ -256,7 +256,9 @@ def redact_text(text: str, secrets: Secrets | None = None) -> str:
         return match.group(0)
 
     text = _QUERY_PAIR.sub(query, text)
-    if "bearer" in lowered or "basic" in lowered:
+    # "bas", not "basic": the pattern's case-blind "i" also matches U+0130 and U+0131 (the
+    # Turkish capital and dotless i), which casefold to other letters.
+    if "bearer" in lowered or "bas" in lowered:
         text = _MESSAGE_CREDENTIAL.sub(
             lambda m: m.group(0)[: m.start(1) - m.start(0)] + REDACTED, text
         )

@@ -61,6 +61,8 @@ class _Reading:
 
     texts: list[tuple[str, str]] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    #: Two header values joined (see :func:`_joined_fragments`): ``(where, text)``.
+    joined: list[tuple[str, str]] = field(default_factory=list)
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def value(self, value: Any, where: str, depth: int = 0) -> None:
@@ -91,8 +93,7 @@ class _Reading:
             self.text(str(key), inner, depth)
             self.value(item, inner, depth)
             if key == "headers" and isinstance(item, Mapping) and depth < _MAX_DEPTH:
-                for joined in _joined_fragments(item):
-                    self.text(joined, inner, depth + 1)
+                self.joined.extend((inner, joined) for joined in _joined_fragments(item))
 
     def data(self, raw: bytes, where: str, depth: int) -> None:
         for decoded in plausible_decodings(raw):
@@ -301,7 +302,29 @@ def find_secrets(document: Any, secrets: Secrets | None = None) -> list[tuple[st
             if pair is not None and REDACTED not in pair:
                 found.append((where, "Basic credentials (user:password)"))
                 break
+    for where, text in reading.joined:
+        found.extend((where, kind) for kind in _joined_secrets(text, needles, forms))
     return _outermost(found)
+
+
+def _joined_secrets(
+    text: str, needles: re.Pattern[str] | None, forms: Mapping[str, str]
+) -> Iterator[str]:
+    """What two header values joined hold that neither holds alone.
+
+    A known value in any written form, in the joined text or in its base64; a key-shaped
+    string only when the two values are its two halves (the whole text), since any value
+    that ends in "sk-…" followed by any id would be one. Not read further: the views of every
+    pair of values would cost far more than the values themselves.
+    """
+    views = [text, *(raw.decode("utf-8", "replace") for raw in _base64_payloads(text))]
+    for number, view in enumerate(views):
+        if needles is not None:
+            for match in needles.finditer(view):
+                yield forms[match.group(0)]
+        for pattern, description in KEY_PATTERNS:
+            if (pattern.search if number else pattern.fullmatch)(view):
+                yield description
 
 
 def _outermost(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
