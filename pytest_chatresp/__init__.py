@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 # Before assertions.py is imported anywhere, so its asserts are rewritten even when installed
@@ -17,12 +16,9 @@ if "pytest" in sys.modules:
 
     pytest.register_assert_rewrite("pytest_chatresp.assertions")
 
-try:
-    __version__ = version("pytest-chatresp")
-except PackageNotFoundError:  # run from a source tree that is not installed
-    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
+    __version__: str
     from .assertions import (
         assert_choice,
         assert_choices,
@@ -100,7 +96,19 @@ _HOMES = {
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pytest-chatresp")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the installed metadata on first use
+        globals()[name] = value = _version()
+        return value
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'pytest_chatresp' has no attribute {name!r}")

@@ -9,8 +9,6 @@ It knows nothing of the settings (``settings.py`` reads its values) nor of messa
 
 from __future__ import annotations
 
-import configparser
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +54,8 @@ def find_pytest_config(start: Path) -> FoundConfig:
 
 
 def _ini_sections(path: Path, sections: Iterable[str]) -> dict[str, str] | None:
+    import configparser  # imported when a file is read: not at the plugin's start
+
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
@@ -69,6 +69,8 @@ def _ini_sections(path: Path, sections: Iterable[str]) -> dict[str, str] | None:
 
 
 def _toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
