@@ -5,9 +5,10 @@ The public names are imported on first use, so that loading the plugin stays che
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import TYPE_CHECKING, Any
+
+from ._exports import names_on_first_use
 
 # Before assertions.py is imported anywhere, so its asserts are rewritten even when installed
 # in editable mode. Outside pytest (the chatresp command) there is nothing to rewrite.
@@ -93,7 +94,7 @@ _HOMES = {
         "CompletionUsage",
     ),
 }
-_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+_public = names_on_first_use(__name__, _HOMES, globals())
 
 
 def _version() -> str:
@@ -109,12 +110,7 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":  # read from the installed metadata on first use
         globals()[name] = value = _version()
         return value
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pytest_chatresp' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+    return _public(name)
 
 
 def __dir__() -> list[str]:

@@ -248,7 +248,8 @@ def test_an_error_exchange_fails_with_the_file_the_interaction_and_the_error(
 def test_every_public_name_is_importable_from_the_package() -> None:
     import pytest_chatresp
 
-    assert sorted(pytest_chatresp._WHERE) == sorted(pytest_chatresp.__all__)
+    homes = [name for names in pytest_chatresp._HOMES.values() for name in names]
+    assert sorted(homes) == sorted(pytest_chatresp.__all__)
     for name in pytest_chatresp.__all__:
         assert getattr(pytest_chatresp, name) is not None
 

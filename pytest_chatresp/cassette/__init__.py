@@ -13,8 +13,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pytest_chatresp._exports import names_on_first_use
 
 if TYPE_CHECKING:
     from .document import MAX_CASSETTE_BYTES, interactions_of, read_cassette_bytes, read_document
@@ -43,16 +44,7 @@ _HOMES = {
     "exchange": ("EXCHANGE_KINDS", "APIErrorInfo", "Exchange", "Request", "build_exchange"),
     "loader": ("Cassette", "cassette_from_document", "load_cassette"),
 }
-_WHERE = {name: module for module, names in _HOMES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = names_on_first_use(__name__, _HOMES, globals())
 
 
 def __dir__() -> list[str]:
