@@ -65,6 +65,8 @@ def load(item: pytest.Item) -> Cassette:
         cassette = item.stash.get(_CASSETTE_KEY, None)
         if cassette is None or cassette.path != path:
             cassette = session.cache.load(path, rules=session.rules_for(item))
+            if _CASSETTE_KEY not in item.stash:  # let it go with the test
+                item.addfinalizer(lambda: item.stash.__delitem__(_CASSETTE_KEY))
             item.stash[_CASSETTE_KEY] = cassette
         cassette.completions  # noqa: B018 - validates every response before the test body
     except CassetteError as exc:

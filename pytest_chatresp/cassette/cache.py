@@ -76,8 +76,7 @@ class _Entry:
     parsed: bool = False
     #: A stored verdict served this file (the session's hit): its document is not counted again.
     served: bool = False
-    cassettes: dict[Rules, Cassette] = field(default_factory=dict)
-    #: The verdict of each judged cassette, for the cassettes of later callers.
+    #: The verdict under each rules the file was judged by, for the cassettes of later callers.
     verdicts: dict[Rules, Verdict] = field(default_factory=dict)
 
 
@@ -209,19 +208,17 @@ class CassetteCache:
         rules = rules or Rules(strict=strict)
         path = Path(path)
         entry = self._entry(path)
-        judged = entry.cassettes.get(rules)
+        judged = entry.verdicts.get(rules)
         if judged is not None:
-            verdict = entry.verdicts.get(rules)
-            if verdict is None:
-                verdict = entry.verdicts[rules] = judged.verdict()
-            return self._deferred(path, entry, rules, verdict)
+            return self._deferred(path, entry, rules, judged)
         cassette = self._stored_verdict(path, entry, rules)
         if cassette is None:
             document = self._document_of(path, entry)
             with collector_paused():
                 cassette = _loader.cassette_from_document(path, document, rules=rules)
             self._keep_verdict(path, entry, rules, cassette)
-        entry.cassettes[rules] = cassette
+        # The verdict is kept, not the cassette: its models are the caller's, and go with it.
+        entry.verdicts[rules] = cassette.verdict()
         return cassette
 
     def _build(self, path: Path, entry: _Entry, rules: Rules, verdict: Verdict) -> Cassette:
