@@ -44,3 +44,19 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     """pytester, its sessions set up as this project's own (pytester clears PYTEST_ADDOPTS)."""
     monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
     return pytester
+
+
+@pytest.fixture
+def whole_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the cassettes whose exchanges were all built from their document."""
+    from pytest_chatresp.cassette import loader
+
+    built: list[str] = []
+    original = loader.cassette_from_document
+
+    def counting(path: object, document: object, **options: object) -> object:
+        built.append(Path(str(path)).name)
+        return original(path, document, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "cassette_from_document", counting)
+    return built

@@ -524,24 +524,8 @@ def _outcome(cassette: Cassette) -> tuple[int, list[str], list[dict[str, object]
     return len(cassette), violations, completions
 
 
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the cassettes whose exchanges were built from their document."""
-    from pytest_chatresp.cassette import loader
-
-    built: list[str] = []
-    original = loader.cassette_from_document
-
-    def counting(path: object, document: object, **options: object) -> Cassette:
-        built.append(Path(str(path)).name)
-        return original(path, document, **options)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(loader, "cassette_from_document", counting)
-    return built
-
-
 def test_a_warm_session_takes_the_verdict_and_builds_only_what_is_asked_for(
-    tmp_path: Path, builds: list[str]
+    tmp_path: Path, whole_builds: list[str]
 ) -> None:
     good = write_cassette(tmp_path / "good.yaml", _answer("good"))
     bad = _miscounted(tmp_path)
@@ -550,29 +534,29 @@ def test_a_warm_session_takes_the_verdict_and_builds_only_what_is_asked_for(
     for path in (good, bad):
         CassetteCache(store, key=key).load(path)
     assert len(list(store.glob("*.verdict.json"))) == 2
-    builds.clear()
+    whole_builds.clear()
 
     warm = CassetteCache(store, key=key)
     cassettes = {path: warm.load(path) for path in (good, bad)}
-    assert builds == []  # the verdicts alone
+    assert whole_builds == []  # the verdicts alone
     assert [len(c) for c in cassettes.values()] == [1, 1]
     assert [str(v) for v in cassettes[bad].violations] == cold[bad][1]
     assert "usage-sum" in cold[bad][1][0]
     with pytest.raises(CassetteError, match="usage-sum"):
         cassettes[bad].completions  # noqa: B018 - raised from the verdict
-    assert builds == []
+    assert whole_builds == []
     assert {path: _outcome(c) for path, c in cassettes.items()} == cold
-    assert builds == []  # the completions asked for, built one by one from the same bytes
+    assert whole_builds == []  # the completions asked for, built one by one from the same bytes
     first = cassettes[good].completions[0]
     assert cassettes[good].exchanges[0].completion is first  # the one a test holds, kept
-    assert builds == ["good.yaml"]
+    assert whole_builds == ["good.yaml"]
     assert cassettes[good].metadata == load_cassette(good).metadata
     built = cassettes[bad].exchanges  # the checks' findings taken from the verdict
     assert [str(v) for v in built[0].violations] == cold[bad][1]
     assert [str(v) for v in cassettes[bad].violations] == cold[bad][1]
 
 
-def test_a_forged_verdict_is_not_taken(tmp_path: Path, builds: list[str]) -> None:
+def test_a_forged_verdict_is_not_taken(tmp_path: Path, whole_builds: list[str]) -> None:
     bad = _miscounted(tmp_path)
     cold = _outcome(load_cassette(bad))
     store, key = tmp_path / "store", b"k" * 32
@@ -589,9 +573,9 @@ def test_a_forged_verdict_is_not_taken(tmp_path: Path, builds: list[str]) -> Non
         "verdict", _verdict_key(digest, display_path(bad), Rules()), json.dumps(claim).encode()
     )
     assert _verdict_path(store, b"\0" * 32, bad, Rules()) == genuine  # the name is no secret
-    builds.clear()
+    whole_builds.clear()
     assert _outcome(CassetteCache(store, key=key).load(bad)) == cold
-    assert builds == ["miscounted.yaml"]  # judged again, and the genuine verdict kept again
+    assert whole_builds == ["miscounted.yaml"]  # judged again, and the genuine verdict kept again
     assert _outcome(CassetteCache(store, key=key).load(bad)) == cold
 
 

@@ -35,22 +35,6 @@ def _bodies(count: int) -> list[dict[str, object]]:
     return bodies
 
 
-@pytest.fixture
-def whole_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The cassettes whose exchanges were all built from their document."""
-    from pytest_chatresp.cassette import loader
-
-    built: list[str] = []
-    original = loader.cassette_from_document
-
-    def counting(path: object, document: object, **options: object) -> Cassette:
-        built.append(Path(str(path)).name)
-        return original(path, document, **options)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(loader, "cassette_from_document", counting)
-    return built
-
-
 def _warm(path: Path, store: Path) -> Cassette:
     CassetteCache(store, key=KEY).load(path)  # the first session keeps the verdict
     return CassetteCache(store, key=KEY).load(path)
