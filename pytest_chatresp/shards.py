@@ -258,10 +258,15 @@ def merge_reports(
             )
         for nodeid in document["tests"]:
             if nodeid in ran:
+                again = (
+                    "is given twice"
+                    if ran[nodeid] == name
+                    else f"holds {nodeid}, which ran in {ran[nodeid]} too"
+                )
                 raise CassetteError.single(
                     name,
-                    f"{nodeid} ran in {ran[nodeid]} too: shards must run disjoint sets of "
-                    "tests, or its figures would count twice",
+                    f"{again}: shards must run disjoint sets of tests, or their figures would "
+                    "count twice",
                     field="tests",
                 )
             ran[nodeid] = name

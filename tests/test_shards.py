@@ -273,8 +273,14 @@ def test_shards_of_other_versions_or_the_same_tests_are_refused() -> None:
         "reports of shards that ran one version"
     )
     assert refusal(shard(), shard()) == (
-        "shard2.json: tests: test_a.py::test_one ran in shard1.json too: shards must run "
-        "disjoint sets of tests, or its figures would count twice"
+        "shard2.json: tests: holds test_a.py::test_one, which ran in shard1.json too: shards "
+        "must run disjoint sets of tests, or their figures would count twice"
+    )
+    with pytest.raises(CassetteError) as caught:
+        merge_reports([shard(), shard()], ["shard1.json", "shard1.json"])
+    assert str(caught.value) == (
+        "shard1.json: tests: is given twice: shards must run disjoint sets of tests, or their "
+        "figures would count twice"
     )
     resized = shard(
         tests={"test_b.py::test_two": shard()["total"]},

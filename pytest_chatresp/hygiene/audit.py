@@ -46,6 +46,12 @@ def _body_size(body: Any) -> int:
     return 0
 
 
+def _kib(size: int) -> str:
+    """``1,536 bytes`` → ``1.5 KB``: one decimal, so that a size just over the limit does not
+    read as the limit itself."""
+    return f"{size / 1024:,.1f} KB".replace(".0 KB", " KB")
+
+
 def audit_file(path: Path, *, rules: Any, max_body_bytes: int) -> list[Finding]:
     """Everything in one cassette file that should not be there (raises ``CassetteError``)."""
     from pytest_chatresp.cassette import load_cassette
@@ -85,7 +91,7 @@ def audit_file(path: Path, *, rules: Any, max_body_bytes: int) -> list[Finding]:
                         shown,
                         exchange.index,
                         name,
-                        f"{size // 1024} KB, more than {max_body_bytes // 1024} KB{kind}",
+                        f"{_kib(size)}, more than {_kib(max_body_bytes)}{kind}",
                     )
                 )
         seen: set[tuple[str, str]] = set()
