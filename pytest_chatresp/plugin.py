@@ -214,11 +214,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         if chatresp.has_report:
             workeroutput[_WORKER_REPORT] = json.dumps(chatresp.report.to_dict())
         return
-    target = chatresp.settings.report_json
-    if target:
-        chatresp.report.write_json(
-            Path(session.config.invocation_params.dir, target), root=session.config.rootpath
-        )
+    if chatresp.settings.report_json:
+        chatresp.write_report_json(session)
     if chatresp.run_fails():
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -54,6 +54,8 @@ class ChatrespSession:
     cassette_dir: Path
     #: Shape files written this run, shown in the summary.
     shapes_written: list[str] = field(default_factory=list)
+    #: Why the run report was not written, when it was not (a run cut short).
+    not_written: str | None = None
     #: Collected cassettes: cassette files named on the command line with ``[`` in their name.
     wanted: set[Path] = field(default_factory=set)
     #: When the run started. A pytest-xdist worker starts before any worker runs a test (the
@@ -122,6 +124,19 @@ class ChatrespSession:
         settings = self.settings
         return settings.verify and bool(self.report.verify.drifted(settings.verify_served_model))
 
+    def write_report_json(self, session: pytest.Session) -> None:
+        """Write the run report where ``--chatresp-report-json`` says, unless the run was cut
+        short: a shard's report that looks whole but is not would be merged as whole."""
+        config = session.config
+        target = Path(config.invocation_params.dir, str(self.settings.report_json))
+        if session.exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+            self.not_written = (
+                f"run report not written to {self.relative(target)}: the run was cut short, "
+                "and its figures are not those of the whole run"
+            )
+            return
+        self.report.write_json(target, root=config.rootpath)
+
     def summary_lines(self, *, verbose: bool) -> list[str]:
         """The run's summary for the terminal: the run report's figures, unplayed
         interactions as the settings ask, and what a verify run found."""
@@ -137,6 +152,8 @@ class ChatrespSession:
         )
         if settings.verify:
             lines += self.report.verify.lines(settings.verify_served_model)
+        if self.not_written:
+            lines.append(self.not_written)
         return lines
 
     def end_cache_session(self) -> None:

@@ -290,3 +290,32 @@ def test_unplayed_fail_says_why_the_run_fails(pytester: pytest.Pytester) -> None
         ],
         consecutive=True,
     )
+
+
+def test_a_run_cut_short_writes_no_report_that_looks_whole(pytester: pytest.Pytester) -> None:
+    write_cassette(pytester.path / "cassettes/test_cut/test_a.yaml", completion())
+    pytester.makepyfile(
+        test_cut="""
+        def test_a(chat_completion):
+            pass
+
+        def test_b():
+            raise KeyboardInterrupt
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--chatresp-report-json=report.json"
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "run report not written to report.json: the run was cut short, and its figures are "
+            "not those of the whole run"
+        ]
+    )
+    assert not (pytester.path / "report.json").exists()
+    result = pytester.runpytest(
+        "-p", "no:randomly", "-k", "test_a", "--chatresp-report-json=report.json"
+    )
+    assert result.ret == pytest.ExitCode.OK
+    assert (pytester.path / "report.json").is_file()
