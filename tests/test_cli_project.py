@@ -335,9 +335,13 @@ def test_orphans_give_no_verdict_when_collection_fails(pytester: pytest.Pytester
     (root / "test_broken.py").write_text(
         "import no_such_module_here\n\ndef test_one(chat_completion):\n    pass\n"
     )
+    (root / "test_fine.py").write_text("def test_listed(chat_completion):\n    pass\n")
     done = chatresp(root, "check", "--orphans")
     assert done.returncode == 1
     assert "orphan" not in done.stdout
     lines = done.stderr.splitlines()
     assert lines[0] == "chatresp: pytest could not collect the tests (exit 2):"
+    assert "ERRORS" in lines[1]  # what went wrong, not the ids collected before it
     assert any("no_such_module_here" in line for line in lines)
+    assert not any("test_listed" in line for line in lines)
+    assert "PytestAssertRewriteWarning" not in done.stderr

@@ -63,13 +63,24 @@ def _collect_tests(test_paths: Sequence[str]) -> _Collection:
     import pytest
 
     collector = _Collector()
-    arguments = ["--collect-only", "-q", "-p", "no:cacheprovider", *test_paths]
+    # This process imported the plugin before pytest could mark it for assert rewriting: that
+    # warning is about the command, not the user's tests.
+    arguments = ["--collect-only", "-q", "-p", "no:cacheprovider"]
+    arguments += ["-W", "ignore::pytest.PytestAssertRewriteWarning", *test_paths]
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
         status = pytest.main(arguments, plugins=[collector])
     return _Collection(
         int(status), captured.getvalue(), collector.cassette_dir, collector.roots, collector.used
     )
+
+
+def _errors_of(output: str) -> str:
+    """What pytest said went wrong: its errors section, without the ids of the tests that
+    were collected (``--collect-only -q`` lists them first)."""
+    lines = output.splitlines()
+    start = next((n for n, line in enumerate(lines) if "= ERRORS =" in line), None)
+    return "\n".join(lines[start:] if start is not None else lines)
 
 
 def run_orphans(test_paths: Sequence[str]) -> int:
@@ -80,7 +91,7 @@ def run_orphans(test_paths: Sequence[str]) -> int:
     # A module that fails to import hides its tests' cassettes: no verdict then.
     if collection.status not in _COLLECTED or directory is None:
         err(f"{PROG}: pytest could not collect the tests (exit {collection.status}):")
-        err(collection.output[-_SHOWN_OUTPUT:].rstrip())
+        err(_errors_of(collection.output)[-_SHOWN_OUTPUT:].rstrip())
         return EXIT_FAILED
     files: list[Path] = []
     found: list[Path] = []
