@@ -1,8 +1,10 @@
 """The parsed-cassette cache: each file parsed once per session, and once across sessions.
 
-In a session, :class:`CassetteCache` keeps each file's parsed document and its validated
-:class:`~pytest_chatresp.cassette.Cassette` (per rules) until the file changes. With a store
-directory (pytest's cache dir, see ``cassette/store.py``) it also keeps, between sessions:
+In a session, :class:`CassetteCache` keeps each file's parsed document and its verdict (per
+rules) until the file changes; each :meth:`~CassetteCache.load` gives a
+:class:`~pytest_chatresp.cassette.Cassette` of its own, whose models no other caller holds.
+With a store directory (pytest's cache dir, see ``cassette/store.py``) it also keeps, between
+sessions:
 
 - the parsed **document**, keyed by the SHA-256 of the cassette's bytes, so a later session does
   not parse YAML again for a file whose bytes did not change;
@@ -83,11 +85,11 @@ class _Entry:
 class CassetteCache:
     """Parses each cassette file once, and again only when the file changed.
 
-        The parsed document is shared by the fixtures (as :class:`Cassette`) and by replay through
-        vcrpy, so a test that does both parses the file once. With a ``store`` directory (pytest's
-        cache dir) and a usable per-user ``key`` (by default :func:`user_key`, refused inside
-        ``project``), the parsed document is also kept between sessions under the SHA-256 of the
-        file's bytes and :func:`build_identity`, and so is each verdict (under its rules): a later
+    The parsed document is shared by the fixtures (as :class:`Cassette`) and by replay through
+    vcrpy, so a test that does both parses the file once. With a ``store`` directory (pytest's
+    cache dir) and a usable per-user ``key`` (by default :func:`user_key`, refused inside
+    ``project``), the parsed document is also kept between sessions under the SHA-256 of the
+    file's bytes and :func:`build_identity`, and so is each verdict (under its rules): a later
     session's :meth:`load` of an unchanged file takes the verdict and builds exchanges on demand.
     """
 
