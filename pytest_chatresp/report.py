@@ -197,15 +197,17 @@ class RunReport:
     def add_figures(self, nodeid: str, kind: str, figures: Figures, where: str) -> None:
         """Add the :class:`Figures` of what test ``nodeid`` met as ``kind``; ``where`` is the
         place of drift found in completions read from no cassette."""
-        tally = self.tests.setdefault(nodeid, Tally())
-        setattr(tally, kind, getattr(tally, kind) + figures.completions)
-        tally.invalid += figures.invalid
-        tally.kinds.update(figures.kinds)
-        tally.models.update(figures.models)
-        tally.tiers.update(figures.tiers)
-        tally.prompt_tokens += figures.prompt_tokens
-        tally.completion_tokens += figures.completion_tokens
-        tally.total_tokens += figures.total_tokens
+        met = Tally(
+            invalid=figures.invalid,
+            kinds=figures.kinds,
+            models=figures.models,
+            tiers=figures.tiers,
+            prompt_tokens=figures.prompt_tokens,
+            completion_tokens=figures.completion_tokens,
+            total_tokens=figures.total_tokens,
+        )
+        setattr(met, kind, figures.completions)
+        self.tests.setdefault(nodeid, Tally()).add(met)
         for (path, place), count in figures.drift.items():
             self._note_drift(path, count, place if place is not None else where)
 
