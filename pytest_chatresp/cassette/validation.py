@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -23,7 +23,29 @@ from .document import loads
 from .stream import SSEEvent, event_json, is_chunk, merge_chunks
 
 if TYPE_CHECKING:
-    from .exchange import Exchange
+    from pytest_chatresp.models import ChatCompletion, Source
+
+
+class _Asked(Protocol):
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def json(self) -> Any: ...
+
+
+class Judged(Protocol):
+    """What validation reads of an exchange, and writes on it (``exchange.Exchange``)."""
+
+    source: Source | None
+    violations: list[Violation]
+    events: list[SSEEvent]
+    chunks: list[ChatCompletionChunk]
+    _completion: ChatCompletion | None
+
+    @property
+    def request(self) -> _Asked: ...
+
 
 __all__ = ["stream_error", "valid_chunks", "validate_document", "validate_stream"]
 
@@ -58,7 +80,7 @@ def _chunk_field(loc: Any) -> str:
 
 
 def _validate(
-    exchange: Exchange,
+    exchange: Judged,
     document: Any,
     rules: Rules,
     *,
@@ -117,7 +139,7 @@ def _validate(
 
 
 def _checks_despite(
-    exchange: Exchange, document: Any, errors: list[Any], rules: Rules, validate: Any
+    exchange: Judged, document: Any, errors: list[Any], rules: Rules, validate: Any
 ) -> list[Violation]:
     """The contract checks a type error does not concern, so that one fix does not reveal the
     next finding: run on the completion with its wrong values kept as they are. A finding at
@@ -147,14 +169,14 @@ def _checks_despite(
     ]
 
 
-def validate_document(exchange: Exchange, document: Any, rules: Rules) -> None:
+def validate_document(exchange: Judged, document: Any, rules: Rules) -> None:
     completion = _validate(exchange, document, rules)
     if completion is not None:
         completion._source = exchange.source
         exchange._completion = completion
 
 
-def validate_stream(exchange: Exchange, documents: list[dict[str, Any]], rules: Rules) -> None:
+def validate_stream(exchange: Judged, documents: list[dict[str, Any]], rules: Rules) -> None:
     assert exchange.source is not None
     path, index = exchange.source.path, exchange.source.index
     for event in exchange.events:

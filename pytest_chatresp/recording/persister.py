@@ -11,7 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_chatresp.cassette import interactions_of, read_document, readable
 from pytest_chatresp.cassette.readable import decompressed
@@ -22,7 +22,7 @@ from . import _vcrpy
 from .filters import leaks, learned_replaced_in_response
 
 if TYPE_CHECKING:
-    from .recorder import Recorder
+    from pytest_chatresp.hygiene.policy import Secrets
 
 __all__ = ["READABLE", "Persister", "ReadableSerializer", "SecretLeakError", "vcr_interactions"]
 
@@ -55,10 +55,23 @@ class ReadableSerializer:
         return read_document("<cassette>", cassette_string.encode("utf-8"))
 
 
+class Owner(Protocol):
+    """What a persister asks of the recorder it reads and writes for (``recorder.Recorder``)."""
+
+    discard: bool
+    secrets: Secrets
+
+    def document(self, path: Path) -> Any: ...
+
+    def save_failed(self, error: BaseException) -> None: ...
+
+    def merged(self, cassette_dict: Any) -> dict[str, Any]: ...
+
+
 class Persister:
     """vcrpy persister: loads through our reader, writes atomically after a secret scan."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Owner) -> None:
         self._recorder = recorder
 
     def load_cassette(self, cassette_path: str, serializer: Any) -> Any:

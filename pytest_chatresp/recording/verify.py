@@ -9,7 +9,7 @@ request would have replayed: the same ``match_on``, the same order (the first on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_chatresp.cassette import Exchange, build_exchange
 
@@ -17,7 +17,7 @@ from . import _vcrpy
 from .persister import Persister
 
 if TYPE_CHECKING:
-    from .recorder import Recorder
+    from pytest_chatresp.checks import Rules
 
 __all__ = ["Counterpart", "Counterparts", "ReadOnlyPersister"]
 
@@ -37,10 +37,28 @@ class Counterpart:
     recorded: Exchange | None
 
 
+class _Settings(Protocol):
+    @property
+    def rules(self) -> Rules: ...
+
+
+class _Recording(Protocol):
+    """What :class:`Counterparts` asks of a test's recorder (``recorder.Recorder``)."""
+
+    @property
+    def loaded(self) -> int: ...
+
+    @property
+    def shown(self) -> str: ...
+
+    @property
+    def settings(self) -> _Settings: ...
+
+
 class Counterparts:
     """The recorded counterpart of each live exchange of one test's cassette."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: _Recording) -> None:
         self._recorder = recorder
         self._used: set[int] = set()
         self.found: list[Counterpart] = []
