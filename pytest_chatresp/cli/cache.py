@@ -21,12 +21,15 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``cache`` subcommand to ``subparsers`` (``add_subparsers()``' result)."""
+    from pytest_chatresp.cassette.store import MAX_AGE_DAYS, MAX_BYTES, MAX_ENTRIES
+
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "cache",
         help="show the parsed-cassette cache (path, entries, size), or clear it",
         description="Show where the parsed-cassette cache is, how many entries it holds and "
-        "their size, or remove them all with --clear. Entries unused for 30 days, and the "
-        "least recently used beyond 10000 entries or 512 MiB, are removed by the plugin itself.",
+        f"their size, or remove them all with --clear. Entries unused for {MAX_AGE_DAYS} days, "
+        f"and the least recently used beyond {MAX_ENTRIES} entries or {MAX_BYTES >> 20} MiB, "
+        "are removed by the plugin itself.",
     )
     parser.add_argument("--clear", action="store_true", help="remove every entry")
     parser.add_argument(
