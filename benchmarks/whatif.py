@@ -188,7 +188,7 @@ def apply(names: tuple[str, ...] | list[str]) -> list[str]:
         elif name == "display":
             for module in (document, loader):
                 _swap(module, "display_path", _memo_display)
-            if recording is not None:
+            if recording is not None and hasattr(recording, "display_path"):
                 _swap(recording, "display_path", lambda _: _get(document, "display_path"))
         elif name == "validator":
             drop_before_validator()

@@ -17,7 +17,12 @@ it relies on:
 - the live cassette's ``data`` (its (request, response) pairs), ``play_counts``,
   ``write_protected`` and ``filter_request``; and its methods ``play_response``, ``append`` and
   ``can_play_response_for``, replaced at run time by :func:`instrument` so that every replayed
-  or recorded exchange, and every request it cannot answer, is seen as it happens.
+  or recorded exchange, and every request it cannot answer, is seen as it happens;
+- ``vcr.cassette.CassetteContextDecorator`` (its ``_patch_generator``) and
+  ``vcr.patch.CassettePatcherBuilder``, with the ``getter`` and ``attribute`` of the
+  ``unittest.mock`` patchers it builds, and the ``_connection_pool_to_connections`` of its
+  ``ConnectionRemover``: vcrpy's patches, built once and entered for each cassette
+  (:func:`use_cassette`).
 
 Tested with vcrpy 9.4.2, the newest release below the upper bound in pyproject.toml
 (``vcrpy>=9.4,<10``). Check each use here before raising that bound.
@@ -25,7 +30,9 @@ Tested with vcrpy 9.4.2, the newest release below the upper bound in pyproject.t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "response_with_bytes",
     "serialize",
     "stored",
+    "use_cassette",
     "write_protected",
 ]
 
@@ -194,3 +202,138 @@ def instrument(
     cassette.play_response = play_response
     cassette.append = append
     cassette.can_play_response_for = can_play_response_for
+
+
+# --- vcrpy's patches, built once ------------------------------------------------------------------
+
+
+class _LiveCassette:
+    """What vcrpy's patched classes and functions take for "the cassette": the one entered now.
+
+    Entering a cassette, vcrpy builds its patches for that cassette: some forty patchers and a
+    class made for it per stub, most of the cost of a test's replay. Built once for this
+    stand-in, the same patchers are entered for each cassette, the stand-in pointing at it.
+    After a cassette is left it still points at it, so a connection kept from that test
+    answers as vcrpy's own would (from the cassette it was made under).
+    """
+
+    __slots__ = ("cassette",)
+
+    def __init__(self) -> None:
+        self.cassette: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cassette, name)
+
+    # What Python looks up on the type, not the instance: vcrpy's messages use them.
+    def __len__(self) -> int:
+        return len(self.cassette)
+
+    def __contains__(self, request: object) -> bool:
+        return request in self.cassette
+
+    def __str__(self) -> str:
+        return str(self.cassette)
+
+
+class _Neutral:
+    """The cassette the patchers are built for: what the builder reads, naming no test."""
+
+    def __init__(self, cassette: Any) -> None:
+        self._path = ""
+        self.skip_patchers = tuple(getattr(cassette, "skip_patchers", ()))
+        self.custom_patches = tuple(getattr(cassette, "custom_patches", ()))
+
+
+_MISSING = object()
+
+
+class _Patches:
+    """The process's one set of vcrpy patchers (per ``skip_patchers`` and ``custom_patches``).
+
+    A set is built again when a patched attribute is no longer what it was when the set was
+    built (something else patched it since): the patchers would otherwise put back a stale
+    original.
+    """
+
+    def __init__(self) -> None:
+        self.live = _LiveCassette()
+        self.entered = False
+        self._built: dict[Any, tuple[list[Any], list[Any]]] = {}
+
+    @staticmethod
+    def _key(cassette: Any) -> Any:
+        custom = getattr(cassette, "custom_patches", ())
+        return (
+            tuple(getattr(cassette, "skip_patchers", ())),
+            tuple((id(obj), attribute, id(new)) for obj, attribute, new in custom),
+        )
+
+    @staticmethod
+    def _originals(patchers: list[Any]) -> list[Any]:
+        return [
+            getattr(p.getter(), p.attribute, _MISSING) if hasattr(p, "getter") else p
+            for p in patchers
+        ]
+
+    @staticmethod
+    def left(patchers: list[Any]) -> None:
+        """After a cassette: each connection remover forgets the connections it closed, as
+        a remover built for the next cassette would hold none."""
+        for patcher in patchers:
+            removed = getattr(patcher, "_connection_pool_to_connections", None)
+            if isinstance(removed, dict):
+                removed.clear()
+
+    def for_cassette(self, cassette: Any) -> list[Any]:
+        from vcr.patch import CassettePatcherBuilder
+
+        key = self._key(cassette)
+        built = self._built.get(key)
+        if built is not None and all(
+            now is then for now, then in zip(self._originals(built[0]), built[1], strict=True)
+        ):
+            return built[0]
+        self.live.cassette = _Neutral(cassette)
+        patchers = list(CassettePatcherBuilder(self.live).build())
+        self._built[key] = (patchers, self._originals(patchers))
+        return patchers
+
+
+_PATCHES = _Patches()
+
+
+@functools.cache
+def _context_class() -> type:
+    from vcr.cassette import CassetteContextDecorator
+
+    class SharedPatchesContext(CassetteContextDecorator):  # type: ignore[misc]
+        """vcrpy's cassette context, patching through the process's one set of patchers."""
+
+        def _patch_generator(self, cassette: Any) -> Iterator[Any]:
+            patches = _PATCHES
+            if patches.entered:  # a cassette entered inside another: vcrpy's own patches
+                yield from super()._patch_generator(cassette)
+                return
+            patchers = patches.for_cassette(cassette)
+            patches.live.cassette = cassette
+            patches.entered = True
+            try:
+                with contextlib.ExitStack() as stack:
+                    for patcher in patchers:
+                        stack.enter_context(patcher)
+                    yield cassette
+            finally:
+                patches.entered = False
+                patches.left(patchers)
+
+    return SharedPatchesContext
+
+
+def use_cassette(config: Any, path: str) -> Any:
+    """``config.use_cassette(path)`` (``config`` a ``vcr.VCR``), patching through patchers
+    built once a process rather than once a cassette; the same behaviour, at a fraction of
+    the cost."""
+    from vcr.cassette import Cassette
+
+    return _context_class()(Cassette, functools.partial(config.get_merged_config, path=path))

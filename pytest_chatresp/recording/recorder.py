@@ -261,7 +261,7 @@ class Recorder:
         return response
 
     def __enter__(self) -> Recorder:
-        self._context = self._vcr().use_cassette(str(self.path))
+        self._context = _vcrpy.use_cassette(self._vcr(), str(self.path))
         try:
             self._vcr_cassette = self._context.__enter__()
         except CassetteError:

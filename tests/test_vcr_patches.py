@@ -1,0 +1,176 @@
+"""vcrpy's patches, built once a process and entered for each test's cassette.
+
+Each test's replay goes to its own cassette, a test without the marker reaches the network
+as if vcrpy were not there, a patched attribute changed between tests is patched afresh, and
+a cassette entered inside another one gets vcrpy's own patches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import vcr
+import yaml
+from openai_server import OpenAIServer
+from test_recording import results, run, user_tests
+
+from pytest_chatresp.recording import _vcrpy
+
+INI = """\
+[pytest]
+asyncio_default_fixture_loop_scope = function
+chatresp_serializer = yaml
+"""
+
+THREE_TESTS = """
+def post(send, text):
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+    headers = {"authorization": "Bearer " + KEY}
+    response = send(CHAT, json=body, headers=headers, timeout=10)
+    assert response.status_code == 200
+    return response.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.chat_cassette
+def test_a(chat_cassette):
+    show(["a", post(requests.post, "first via requests")])
+    assert len(chat_cassette.exchanges) == 1
+
+
+def test_b():
+    show(["b", post(httpx.post, "live, no marker")])
+
+
+@pytest.mark.chat_cassette
+def test_c(chat_cassette):
+    show(["c", post(httpx.post, "second via httpx")])
+    assert len(chat_cassette.exchanges) == 1
+"""
+
+
+def _shown(result: pytest.RunResult) -> dict[str, str]:
+    return dict(results(result))
+
+
+def test_each_test_replays_its_own_cassette_and_an_unmarked_test_goes_live(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    pytester.makeini(INI)
+    user_tests(pytester, THREE_TESTS)
+    recorded = run(pytester, "-s", "--chatresp-record-mode=once")
+    recorded.assert_outcomes(passed=3)
+    assert openai_server.request_count == 3
+    for name, question in (("test_a", "first via requests"), ("test_c", "second via httpx")):
+        path = pytester.path / "cassettes" / "test_user" / f"{name}.yaml"
+        (interaction,) = yaml.safe_load(path.read_text(encoding="utf-8"))["interactions"]
+        assert question in str(interaction["request"]["body"])
+    assert not (pytester.path / "cassettes" / "test_user" / "test_b.yaml").exists()
+
+    replayed = run(pytester, "-s")
+    replayed.assert_outcomes(passed=3)
+    assert openai_server.request_count == 4, "only the unmarked test reached the server"
+    shown = _shown(replayed)
+    assert shown["a"] == _shown(recorded)["a"]
+    assert shown["c"] == _shown(recorded)["c"]
+    assert shown["a"] != shown["c"]
+
+
+# --- the patchers themselves ---------------------------------------------------------------
+
+
+def _write(path: Path, content: str, times: int = 1) -> Path:
+    """A vcrpy cassette answering POST /answer with ``content``, ``times`` times."""
+    document = {
+        "version": 1,
+        "interactions": times
+        * [
+            {
+                "request": {
+                    "method": "POST",
+                    "uri": "http://127.0.0.1:9/answer",
+                    "body": None,
+                    "headers": {},
+                },
+                "response": {
+                    "status": {"code": 200, "message": "OK"},
+                    "headers": {"content-type": ["text/plain"]},
+                    "body": {"string": content},
+                },
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def _answer() -> str:
+    return httpx.post("http://127.0.0.1:9/answer").text
+
+
+@pytest.fixture
+def config() -> Any:
+    return vcr.VCR(record_mode="none")
+
+
+def test_the_patchers_are_built_once_and_each_cassette_answers(
+    tmp_path: Path, config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[object] = []
+    real_build = vcr.patch.CassettePatcherBuilder.build
+
+    def counted(self: Any) -> Any:
+        builds.append(self)
+        return real_build(self)
+
+    monkeypatch.setattr(vcr.patch.CassettePatcherBuilder, "build", counted)
+    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
+    unpatched = httpx.HTTPTransport.handle_request
+    answers = []
+    for content in ("one", "two", "three"):
+        with _vcrpy.use_cassette(config, str(_write(tmp_path / f"{content}.yaml", content))):
+            assert httpx.HTTPTransport.handle_request is not unpatched
+            answers.append(_answer())
+        assert httpx.HTTPTransport.handle_request is unpatched
+    assert answers == ["one", "two", "three"]
+    assert len(builds) == 1
+
+
+def test_an_attribute_patched_since_gets_new_patchers(
+    tmp_path: Path, config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
+    with _vcrpy.use_cassette(config, str(_write(tmp_path / "one.yaml", "one"))):
+        assert _answer() == "one"
+    first = _vcrpy._PATCHES.for_cassette(object())
+    assert _vcrpy._PATCHES.for_cassette(object()) is first
+    replaced = httpx.HTTPTransport.handle_request
+
+    def patched_since(self: Any, request: Any) -> Any:
+        return replaced(self, request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", patched_since)
+    with _vcrpy.use_cassette(config, str(_write(tmp_path / "two.yaml", "two"))):
+        assert _answer() == "two"
+    assert _vcrpy._PATCHES.for_cassette(object()) is not first
+    # Left as it was found when the cassette was entered, not as it was when first built.
+    assert httpx.HTTPTransport.handle_request is patched_since
+
+
+def test_a_cassette_inside_another_gets_vcrpys_own_patches(
+    tmp_path: Path, config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
+    unpatched = httpx.HTTPTransport.handle_request
+    with _vcrpy.use_cassette(config, str(_write(tmp_path / "outer.yaml", "outer", 3))):
+        with _vcrpy.use_cassette(config, str(_write(tmp_path / "inner.yaml", "inner", 3))):
+            assert _answer() == "inner"
+        assert _answer() == "outer"
+        with config.use_cassette(str(tmp_path / "inner.yaml")):  # vcrpy's own, inside ours
+            assert _answer() == "inner"
+        assert _answer() == "outer"
+    assert httpx.HTTPTransport.handle_request is unpatched
+    with _vcrpy.use_cassette(config, str(tmp_path / "inner.yaml")):  # and after them
+        assert _answer() == "inner"
