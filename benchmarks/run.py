@@ -184,8 +184,15 @@ TARGETS: dict[str, Target] = {
         "`ChatCompletion.model_validate_json(body)`",
         1.0,
     ),
-    "P4": Target("a replay suite through the SDK vs the same suite under pytest-recording", 1.0),
-    "P4-cache": Target("the same with pytest's cache (the store filled by a first run)", 1.0),
+    "P4": Target(
+        "a replay suite through the SDK vs the same tests under pytest-recording "
+        "(ours validates every response)",
+        1.0,
+    ),
+    "P4-fixtures": Target(
+        "the same, each test also reading `chat_completion` and `chat_cassette`", 1.0
+    ),
+    "P4-cache": Target("that suite with pytest's cache (the store filled by a first run)", 1.0),
     "P5-startup": Target("start-up added to `pytest --co` on an empty directory", 80, unit=" ms"),
     "P5-imports": Target(
         "`openai` or `vcr` modules imported by the plugin's import", 0, unit=" modules"
@@ -560,8 +567,8 @@ def test_case_{index}(client, chat_cassette, chat_completion):
     assert chat_cassette.completions[-1].id == reply.id
 """
 
-_THEIRS_TEST = """
-@pytest.mark.vcr
+_SAME_TEST = """
+@pytest.mark.{marker}
 def test_case_{index}(client):
     reply = client.chat.completions.create(model="gpt-4o-mini", messages={messages!r})
     assert reply.choices[0].finish_reason == "stop"
@@ -575,15 +582,21 @@ _PER_MODULE = 50
 def make_suite(root: Path, tests: int, flavour: str) -> Path:
     """A replay suite: one cassette per test, in ``cassettes/<module>/<test>.yaml``.
 
-    That is both our default layout (below the rootdir) and pytest-recording's (beside the test
-    module), since the modules sit at the rootdir.
+    ``flavour``: ``recording`` (pytest-recording's marker), ``chatresp-same`` (the same tests
+    with our marker) or ``chatresp`` (ours, each test also reading our fixtures). The layout
+    is both ours (below the rootdir) and pytest-recording's (beside the test module), since
+    the modules sit at the rootdir.
     """
     suite = root / f"suite_{flavour}"
     shutil.rmtree(suite, ignore_errors=True)
     suite.mkdir(parents=True)
     (suite / "pytest.ini").write_text(_ini())
     (suite / "conftest.py").write_text(_CONFTEST.format(base_url=synth.SUITE_BASE_URL))
-    template = _OURS_TEST if flavour == "chatresp" else _THEIRS_TEST
+    template = {
+        "chatresp": _OURS_TEST,
+        "chatresp-same": _SAME_TEST.replace("{marker}", "chat_cassette"),
+        "recording": _SAME_TEST.replace("{marker}", "vcr"),
+    }[flavour]
     for start in range(0, tests, _PER_MODULE):
         module = f"test_mod{start // _PER_MODULE:02d}"
         parts = ["import pytest\n"]
@@ -699,57 +712,51 @@ def _cpu(runs: Sequence[Run]) -> list[float]:
 def bench_p4(files: Files, cfg: Settings, results: Results) -> None:
     tests = cfg.suite_tests
     say(f"P4 a {tests}-test replay suite through the openai SDK, each run in a subprocess")
+    same_dir = make_suite(files.root, tests, "chatresp-same")
     ours_dir = make_suite(files.root, tests, "chatresp")
     theirs_dir = make_suite(files.root, tests, "recording")
     ours_args = ["-q", "-p", "no:cacheprovider", "-p", "no:recording", *_whatif_args()]
     theirs_args = ["-q", "-p", "no:cacheprovider", "-p", "no:chatresp"]
     cached_args = ["-q", "-p", "no:recording", *_whatif_args()]
     ours_env = _whatif_env()
+    configs: dict[str, tuple[Path, list[str], dict[str, str]]] = {
+        "ours, the same tests": (same_dir, ours_args, ours_env),
+        "ours, reading the fixtures": (ours_dir, ours_args, ours_env),
+        "pytest-recording": (theirs_dir, theirs_args, _env()),
+    }
     # One unmeasured run each: writes the modules' bytecode, warms the OS file cache.
-    warm = run_pytest(ours_dir, ours_args, env=ours_env)
-    say(f"  ours (warm-up):             {_summary(warm.stdout)}")
-    say(f"  pytest-recording (warm-up): {_summary(run_pytest(theirs_dir, theirs_args).stdout)}")
-    ours: list[Run] = []
-    theirs: list[Run] = []
+    for name, (cwd, args, env) in configs.items():
+        say(f"  {name} (warm-up): {_summary(run_pytest(cwd, args, env=env).stdout)}")
+    runs: dict[str, list[Run]] = {name: [] for name in configs}
 
     def measure(reps: int) -> None:
         for rep in range(reps):
-            pair = [
-                (ours_dir, ours_args, ours_env, ours),
-                (theirs_dir, theirs_args, _env(), theirs),
-            ]
-            for cwd, args, env, into in pair if rep % 2 == 0 else reversed(pair):
-                into.append(run_pytest(cwd, args, env=env))
+            order = list(configs.items())
+            for name, (cwd, args, env) in order if rep % 2 == 0 else reversed(order):
+                runs[name].append(run_pytest(cwd, args, env=env))
 
+    same, ours, theirs = runs.values()
     measure(cfg.suite_reps)
-    if noisy(_wall(ours), _wall(theirs)):  # more repetitions, once, before falling back on CPU
+    if noisy(_wall(same), _wall(theirs)) or noisy(_wall(ours), _wall(theirs)):
         say("  the walls' spread exceeds the effect: as many repetitions again")
         measure(cfg.suite_reps)
     # Our plugin with pytest's cache: the first run fills the store, later runs read it.
     shutil.rmtree(ours_dir / ".pytest_cache", ignore_errors=True)
     filling = run_pytest(ours_dir, cached_args, env=ours_env)
     cached = [run_pytest(ours_dir, cached_args, env=ours_env) for _ in range(len(ours))]
-    ours_ms, theirs_ms, cached_ms = (median_ms(_wall(x)) for x in (ours, theirs, cached))
-    cpu_ratio = _cpu_ms(ours) / _cpu_ms(theirs)
-    cached_cpu_ratio = _cpu_ms(cached) / _cpu_ms(theirs)
-    say(
-        f"  ours, -p no:cacheprovider              wall {spread(_wall(ours), digits=0)} ms  "
-        f"cpu {spread(_cpu(ours), digits=0)} ms"
-    )
-    say(
-        f"  pytest-recording, -p no:cacheprovider  wall {spread(_wall(theirs), digits=0)} ms  "
-        f"cpu {spread(_cpu(theirs), digits=0)} ms"
-    )
-    say(
-        f"  ratio {ours_ms / theirs_ms:.3f}x wall, {cpu_ratio:.3f}x cpu; "
-        f"{(ours_ms - theirs_ms) / tests:.2f} ms more per test (wall)"
-    )
-    say(
-        f"  ours with the cache: filling the store {filling.wall * 1e3:.0f} ms, then wall "
-        f"{spread(_wall(cached), digits=0)} ms, cpu {spread(_cpu(cached), digits=0)} ms"
-    )
+    theirs_ms = median_ms(_wall(theirs))
+    for name, subject in (*runs.items(), ("ours with the cache", cached)):
+        say(
+            f"  {name + ',':<28} wall {spread(_wall(subject), digits=0)} ms, "
+            f"cpu {spread(_cpu(subject), digits=0)} ms; ratio "
+            f"{median_ms(_wall(subject)) / theirs_ms:.3f}x wall, "
+            f"{_cpu_ms(subject) / _cpu_ms(theirs):.3f}x cpu"
+        )
+    say(f"  filling the store: {filling.wall * 1e3:.0f} ms")
     results.sections["P4"] = {
         "tests": tests,
+        "ours_same_ms": ms(_wall(same)),
+        "ours_same_cpu_ms": ms(_cpu(same)),
         "ours_ms": ms(_wall(ours)),
         "ours_cpu_ms": ms(_cpu(ours)),
         "pytest_recording_ms": ms(_wall(theirs)),
@@ -757,12 +764,14 @@ def bench_p4(files: Files, cfg: Settings, results: Results) -> None:
         "ours_cache_fill_ms": round(filling.wall * 1e3, 3),
         "ours_cached_ms": ms(_wall(cached)),
         "ours_cached_cpu_ms": ms(_cpu(cached)),
-        "ratio": ours_ms / theirs_ms,
-        "cpu_ratio": cpu_ratio,
-        "cached_ratio": cached_ms / theirs_ms,
-        "cached_cpu_ratio": cached_cpu_ratio,
+        "ratio": median_ms(_wall(same)) / theirs_ms,
+        "cpu_ratio": _cpu_ms(same) / _cpu_ms(theirs),
+        "fixtures_ratio": median_ms(_wall(ours)) / theirs_ms,
+        "fixtures_cpu_ratio": _cpu_ms(ours) / _cpu_ms(theirs),
+        "cached_ratio": median_ms(_wall(cached)) / theirs_ms,
+        "cached_cpu_ratio": _cpu_ms(cached) / _cpu_ms(theirs),
     }
-    for key, subject in (("P4", ours), ("P4-cache", cached)):
+    for key, subject in (("P4", same), ("P4-fixtures", ours), ("P4-cache", cached)):
         value, detail, note = judged(subject, theirs)
         results.row(key, value, detail=f"{tests} tests; {detail}", note=note)
 
