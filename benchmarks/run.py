@@ -69,6 +69,8 @@ class Settings:
     suite_tests: int
     suite_reps: int
     startup_reps: int
+    #: Count the instructions of P4's suites under valgrind too (deterministic, slow).
+    instructions: bool = False
 
 
 def settings(quick: bool) -> Settings:
@@ -193,6 +195,12 @@ TARGETS: dict[str, Target] = {
         "the same, each test also reading `chat_completion` and `chat_cassette`", 1.0
     ),
     "P4-cache": Target("that suite with pytest's cache (the store filled by a first run)", 1.0),
+    "P4-instructions": Target(
+        "P4 counted in instructions (valgrind; `--instructions`): what the machine's noise "
+        "leaves out",
+        1.0,
+    ),
+    "P4-fixtures-instructions": Target("P4-fixtures counted in instructions", 1.0),
     "P5-startup": Target("start-up added to `pytest --co` on an empty directory", 80, unit=" ms"),
     "P5-imports": Target(
         "`openai` or `vcr` modules imported by the plugin's import", 0, unit=" modules"
@@ -774,6 +782,52 @@ def bench_p4(files: Files, cfg: Settings, results: Results) -> None:
     for key, subject in (("P4", same), ("P4-fixtures", ours), ("P4-cache", cached)):
         value, detail, note = judged(subject, theirs)
         results.row(key, value, detail=f"{tests} tests; {detail}", note=note)
+    if cfg.instructions:
+        counted = instructions(configs)
+        results.sections["P4"]["instructions"] = counted
+        base = counted["pytest-recording"]
+        for key, name in (
+            ("P4-instructions", "ours, the same tests"),
+            ("P4-fixtures-instructions", "ours, reading the fixtures"),
+        ):
+            detail = f"{tests} tests; ours {counted[name]:,}, theirs {base:,} instructions"
+            results.row(key, counted[name] / base, detail=detail, note="one run each")
+
+
+def instructions(configs: dict[str, tuple[Path, list[str], dict[str, str]]]) -> dict[str, int]:
+    """The instructions each pytest run executes, counted by valgrind (callgrind): the same
+    figure on every run, whatever else the machine does. All at once, one process a run."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind on PATH")
+    pattern = re.compile(r"I\s+refs:\s+([\d,]+)")
+    procs = {
+        name: subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                PYTHON,
+                "-m",
+                "pytest",
+                *args,
+            ],
+            cwd=cwd,
+            env={**env, "PYTHONHASHSEED": "0"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, (cwd, args, env) in configs.items()
+    }
+    counted = {}
+    for name, proc in procs.items():
+        _, err = proc.communicate()
+        found = pattern.search(err)
+        if proc.returncode != 0 or found is None:
+            raise RuntimeError(f"valgrind on {name} exited {proc.returncode}:\n{err[-2000:]}")
+        counted[name] = int(found.group(1).replace(",", ""))
+        say(f"  {name + ',':<28} {counted[name]:,} instructions")
+    return counted
 
 
 def judged(ours: Sequence[Run], theirs: Sequence[Run]) -> tuple[float, str, str]:
@@ -1410,10 +1464,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_path", type=Path, help="write the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="P4 also counted in instructions under valgrind (a few minutes more)",
+    )
+    parser.add_argument(
         "--write-readme",
         action="store_true",
         help="write the table into README.md between its benchmark-table markers (every "
-        "section, no --whatif)",
+        "section, no --whatif; implies --instructions)",
     )
     parser.add_argument(
         "--whatif",
@@ -1429,6 +1488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write_readme and (args.whatif or sorted(chosen) != sorted(SECTIONS)):
         parser.error("--write-readme needs every section and no --whatif: it shows the code as is")
     cfg = settings(args.quick)
+    # The README's table holds every row, the instruction counts too.
+    cfg.instructions = args.instructions or args.write_readme
     if args.whatif:
         import whatif
 
