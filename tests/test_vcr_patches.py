@@ -7,15 +7,20 @@ a cassette entered inside another one gets vcrpy's own patches.
 
 from __future__ import annotations
 
+import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import requests
 import vcr
+import vcr.cassette
 import yaml
 from openai_server import OpenAIServer
 from test_recording import results, run, user_tests
+from vcr.errors import CannotOverwriteExistingCassetteException
 
 from pytest_chatresp.recording import _vcrpy
 
@@ -174,3 +179,57 @@ def test_a_cassette_inside_another_gets_vcrpys_own_patches(
     assert httpx.HTTPTransport.handle_request is unpatched
     with _vcrpy.use_cassette(config, str(tmp_path / "inner.yaml")):  # and after them
         assert _answer() == "inner"
+
+
+def test_a_custom_patch_whose_attribute_appears_later_is_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
+    module = types.ModuleType("late")
+
+    class Replacement:
+        pass
+
+    config = vcr.VCR(record_mode="none", custom_patches=((module, "Client", Replacement),))
+    with _vcrpy.use_cassette(config, str(tmp_path / "before.yaml")):
+        assert not hasattr(module, "Client")  # vcrpy patches only what exists
+    module.Client = object
+    with _vcrpy.use_cassette(config, str(tmp_path / "after.yaml")):
+        assert module.Client is Replacement
+    assert module.Client is object
+
+
+def test_patchers_for_a_new_custom_patch_each_test_are_not_kept_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
+    module = types.ModuleType("fresh")
+    module.send = print
+    for number in range(40):  # a vcr_config fixture making its replacement afresh each test
+
+        def replacement(*args: object) -> None:
+            return None
+
+        config = vcr.VCR(record_mode="none", custom_patches=((module, "send", replacement),))
+        with _vcrpy.use_cassette(config, str(tmp_path / f"{number}.yaml")):
+            assert module.send is replacement
+    assert len(_vcrpy._PATCHES._built) <= _vcrpy._Patches.KEPT
+
+
+@pytest.mark.parametrize("send", [httpx.post, requests.post], ids=["httpx", "requests"])
+def test_the_error_for_an_unrecorded_request_holds_the_real_cassette(
+    tmp_path: Path, config: Any, monkeypatch: pytest.MonkeyPatch, send: Callable[[str], Any]
+) -> None:
+    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
+    path = str(tmp_path / "missing.yaml")
+    with (
+        _vcrpy.use_cassette(config, path) as cassette,
+        pytest.raises(CannotOverwriteExistingCassetteException) as raised,
+    ):
+        send("http://127.0.0.1:9/answer")
+    with _vcrpy.use_cassette(config, str(_write(tmp_path / "next.yaml", "next"))):
+        assert _answer() == "next"
+    assert raised.value.cassette is cassette
+    assert isinstance(raised.value.cassette, vcr.cassette.Cassette)
+    assert raised.value.cassette.path == path
+    assert f"Cassette: {path}" in str(raised.value)

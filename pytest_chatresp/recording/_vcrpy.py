@@ -22,7 +22,9 @@ it relies on:
   ``vcr.patch.CassettePatcherBuilder``, with the ``getter`` and ``attribute`` of the
   ``unittest.mock`` patchers it builds, and the ``_connection_pool_to_connections`` of its
   ``ConnectionRemover``: vcrpy's patches, built once and entered for each cassette
-  (:func:`use_cassette`).
+  (:func:`use_cassette`); that vcrpy patches a custom patch's attribute only where it exists;
+  ``vcr.errors.CannotOverwriteExistingCassetteException.__init__`` and its ``cassette``
+  keyword, given the cassette entered in place of the stand-in the patchers were built for.
 
 Tested with vcrpy 9.4.2, the newest release below the upper bound in pyproject.toml
 (``vcrpy>=9.4,<10``). Check each use here before raising that bound.
@@ -253,8 +255,13 @@ class _Patches:
 
     A set is built again when a patched attribute is no longer what it was when the set was
     built (something else patched it since): the patchers would otherwise put back a stale
-    original.
+    original. So it is when an attribute a custom patch names has come or gone since: vcrpy
+    patches only the attributes there are when the cassette is entered. The latest
+    :attr:`KEPT` sets are kept, so that a custom patch made afresh for each test does not
+    keep every test's set.
     """
+
+    KEPT = 8
 
     def __init__(self) -> None:
         self.live = _LiveCassette()
@@ -270,11 +277,15 @@ class _Patches:
         )
 
     @staticmethod
-    def _originals(patchers: list[Any]) -> list[Any]:
-        return [
+    def _state(cassette: Any, patchers: list[Any]) -> list[Any]:
+        """What the set depends on: each patched attribute's value, and which attributes
+        named by a custom patch exist."""
+        originals = [
             getattr(p.getter(), p.attribute, _MISSING) if hasattr(p, "getter") else p
             for p in patchers
         ]
+        custom = getattr(cassette, "custom_patches", ())
+        return originals + [hasattr(obj, attribute) for obj, attribute, _ in custom]
 
     @staticmethod
     def left(patchers: list[Any]) -> None:
@@ -285,18 +296,40 @@ class _Patches:
             if isinstance(removed, dict):
                 removed.clear()
 
+    def _naming_the_cassette(self, init: Callable[..., None]) -> Callable[..., None]:
+        """vcrpy's error for a request it may not record, given the cassette entered rather
+        than the stand-in: its ``cassette`` stays the test's after the test."""
+        live = self.live
+
+        @functools.wraps(init)
+        def naming_the_cassette(error: Any, *args: Any, **kwargs: Any) -> None:
+            if kwargs.get("cassette") is live:
+                kwargs["cassette"] = live.cassette
+            init(error, *args, **kwargs)
+
+        return naming_the_cassette
+
     def for_cassette(self, cassette: Any) -> list[Any]:
+        from unittest import mock
+
+        from vcr.errors import CannotOverwriteExistingCassetteException as Refused
         from vcr.patch import CassettePatcherBuilder
 
         key = self._key(cassette)
-        built = self._built.get(key)
+        built = self._built.pop(key, None)
         if built is not None and all(
-            now is then for now, then in zip(self._originals(built[0]), built[1], strict=True)
+            now is then for now, then in zip(self._state(cassette, built[0]), built[1], strict=True)
         ):
+            self._built[key] = built  # the most recently used, kept longest
             return built[0]
         self.live.cassette = _Neutral(cassette)
         patchers = list(CassettePatcherBuilder(self.live).build())
-        self._built[key] = (patchers, self._originals(patchers))
+        patchers.append(
+            mock.patch.object(Refused, "__init__", self._naming_the_cassette(Refused.__init__))
+        )
+        self._built[key] = (patchers, self._state(cassette, patchers))
+        while len(self._built) > self.KEPT:
+            del self._built[next(iter(self._built))]
         return patchers
 
 
