@@ -7,6 +7,8 @@ a cassette entered inside another one gets vcrpy's own patches.
 
 from __future__ import annotations
 
+import importlib
+import sys
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -233,3 +235,76 @@ def test_the_error_for_an_unrecorded_request_holds_the_real_cassette(
     assert isinstance(raised.value.cassette, vcr.cassette.Cassette)
     assert raised.value.cassette.path == path
     assert f"Cassette: {path}" in str(raised.value)
+
+
+def test_vcrpy_and_httpx_imported_afresh_get_patchers_of_their_own(
+    tmp_path: Path, config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytester's in-process runs forget the modules a run imported: the next run imports vcrpy
+    # and the HTTP libraries afresh, while a module imported before them keeps its state.
+    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
+    with _vcrpy.use_cassette(config, str(_write(tmp_path / "before.yaml", "before"))):
+        assert _answer() == "before"
+    modules = dict(sys.modules)
+    try:
+        for name in modules:
+            if name.partition(".")[0] in ("vcr", "httpx"):
+                del sys.modules[name]
+        fresh_httpx = importlib.import_module("httpx")
+        fresh_vcr = importlib.import_module("vcr")
+        assert fresh_httpx is not httpx
+        fresh = fresh_vcr.VCR(record_mode="none")
+        with _vcrpy.use_cassette(fresh, str(_write(tmp_path / "after.yaml", "after"))):
+            assert fresh_httpx.post("http://127.0.0.1:9/answer").text == "after"
+    finally:
+        sys.modules.clear()
+        sys.modules.update(modules)
+    with _vcrpy.use_cassette(config, str(tmp_path / "before.yaml")):
+        assert _answer() == "before"
+
+
+OUTER = '''
+import os
+import subprocess
+import sys
+
+import pytest_chatresp.recording  # noqa: F401  (before any run; vcrpy and httpx are not)
+
+pytest_plugins = ["pytester"]
+
+INNER = """
+import os
+
+import httpx
+import pytest
+
+
+@pytest.mark.chat_cassette
+def test_a():
+    url = os.environ["CHATRESP_TEST_BASE_URL"] + "/chat/completions"
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    key = os.environ["CHATRESP_TEST_API_KEY"]
+    response = httpx.post(url, json=body, headers={"authorization": "Bearer " + key})
+    assert response.status_code == 200
+"""
+
+
+def test_recorded_then_replayed_in_process(pytester):
+    assert "vcr" not in sys.modules and "httpx" not in sys.modules
+    pytester.makeini("[pytest]\\nchatresp_serializer = yaml\\n")
+    pytester.makepyfile(test_inner=INNER)
+    pytester.runpytest_inprocess("--chatresp-record-mode=once").assert_outcomes(passed=1)
+    print("RECORDED", sorted(os.listdir(pytester.path / "cassettes" / "test_inner")))
+    pytester.runpytest_inprocess().assert_outcomes(passed=1)
+'''
+
+
+def test_in_process_runs_importing_vcrpy_afresh_replay_through_their_own_patches(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_outer=OUTER)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*RECORDED ?'test_a.yaml'?*", "*1 replayed, 0 recorded*"])
+    assert openai_server.request_count == 1, "the replaying run reached the server"

@@ -19,7 +19,8 @@ it relies on:
   ``can_play_response_for``, replaced at run time by :func:`instrument` so that every replayed
   or recorded exchange, and every request it cannot answer, is seen as it happens;
 - ``vcr.cassette.CassetteContextDecorator`` (its ``_patch_generator``) and
-  ``vcr.patch.CassettePatcherBuilder``, with the ``getter`` and ``attribute`` of the
+  ``vcr.patch.CassettePatcherBuilder`` (a set of patchers is kept per builder class: another
+  one once vcrpy is imported afresh), with the ``getter`` and ``attribute`` of the
   ``unittest.mock`` patchers it builds, and the ``_connection_pool_to_connections`` of its
   ``ConnectionRemover``: vcrpy's patches, built once and entered for each cassette
   (:func:`use_cassette`); that vcrpy patches a custom patch's attribute only where it exists;
@@ -269,9 +270,13 @@ class _Patches:
         self._built: dict[Any, tuple[list[Any], list[Any]]] = {}
 
     @staticmethod
-    def _key(cassette: Any) -> Any:
+    def _key(builder: type, cassette: Any) -> Any:
+        """What a set is built from: vcrpy's builder (another one once vcrpy, and with it the
+        HTTP libraries it patches, is imported afresh, as pytester's in-process runs do) and
+        the cassette's patch options."""
         custom = getattr(cassette, "custom_patches", ())
         return (
+            builder,
             tuple(getattr(cassette, "skip_patchers", ())),
             tuple((id(obj), attribute, id(new)) for obj, attribute, new in custom),
         )
@@ -315,7 +320,7 @@ class _Patches:
         from vcr.errors import CannotOverwriteExistingCassetteException as Refused
         from vcr.patch import CassettePatcherBuilder
 
-        key = self._key(cassette)
+        key = self._key(CassettePatcherBuilder, cassette)
         built = self._built.pop(key, None)
         if built is not None and all(
             now is then for now, then in zip(self._state(cassette, built[0]), built[1], strict=True)
@@ -336,13 +341,12 @@ class _Patches:
 _PATCHES = _Patches()
 
 
-@functools.cache
-def _context_class() -> type:
-    from vcr.cassette import CassetteContextDecorator
+@functools.lru_cache(maxsize=_Patches.KEPT)
+def _context_class(base: type) -> type:
+    """vcrpy's cassette context (``base``, of the vcrpy imported now) patching through the
+    process's one set of patchers."""
 
-    class SharedPatchesContext(CassetteContextDecorator):  # type: ignore[misc]
-        """vcrpy's cassette context, patching through the process's one set of patchers."""
-
+    class SharedPatchesContext(base):  # type: ignore[misc]
         def _patch_generator(self, cassette: Any) -> Iterator[Any]:
             patches = _PATCHES
             if patches.entered:  # a cassette entered inside another: vcrpy's own patches
@@ -367,6 +371,8 @@ def use_cassette(config: Any, path: str) -> Any:
     """``config.use_cassette(path)`` (``config`` a ``vcr.VCR``), patching through patchers
     built once a process rather than once a cassette; the same behaviour, at a fraction of
     the cost."""
-    from vcr.cassette import Cassette
+    from vcr.cassette import Cassette, CassetteContextDecorator
 
-    return _context_class()(Cassette, functools.partial(config.get_merged_config, path=path))
+    return _context_class(CassetteContextDecorator)(
+        Cassette, functools.partial(config.get_merged_config, path=path)
+    )
