@@ -13,8 +13,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .discovery import MODULE_CASSETTES
-
 if TYPE_CHECKING:
     import pytest
 
@@ -45,6 +43,8 @@ _RECORDING_UNSAFE = re.compile(r"[<>?%*:|\"'/\\]")
 def recording_layout_path(item: pytest.Item) -> Path:
     """pytest-recording's default cassette of a test, without its suffix:
     ``<test file's dir>/cassettes/<module>/<Class.>test_name``."""
+    from .discovery import MODULE_CASSETTES  # not at start-up: discovery imports more
+
     name = item.name
     cls = getattr(item, "cls", None)
     if cls is not None:

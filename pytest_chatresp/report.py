@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .files import read_regular
-from .verification import VerifyReport
 
 if TYPE_CHECKING:
     from .cassette.figures import Figures
+    from .verification import VerifyReport
 
 __all__ = [
     "KINDS",
@@ -151,12 +151,20 @@ class RunReport:
         self.cassettes: dict[str, str | None] = {}
         #: The version of the plugin that wrote the reports merged here (default: this one).
         self.plugin: str | None = None
-        #: What a verify run (``--chatresp-verify``) found; empty in other runs.
-        self.verify = VerifyReport()
+        self._verify: VerifyReport | None = None
+
+    @property
+    def verify(self) -> VerifyReport:
+        """What a verify run (``--chatresp-verify``) found; empty in other runs."""
+        if self._verify is None:
+            from .verification import VerifyReport
+
+            self._verify = VerifyReport()
+        return self._verify
 
     def __bool__(self) -> bool:
         return (
-            bool(self.verify)
+            bool(self._verify)
             or any(t.completions or t.kinds for t in self.tests.values())
             or bool(self.model_changes)
             or bool(self.unplayed())
@@ -247,7 +255,7 @@ class RunReport:
             "no_completion": dict(sorted(self.no_completion.items())),
             "age_unknown": sorted(self.age_unknown),
             "cassettes": dict(sorted(self.cassettes.items())),
-        } | ({"verify": self.verify.to_dict()} if self.verify else {})
+        } | ({"verify": self._verify.to_dict()} if self._verify else {})
 
     def merge(self, data: dict[str, Any]) -> None:
         """Add a report sent as :meth:`to_dict` (by a pytest-xdist worker)."""
@@ -265,7 +273,8 @@ class RunReport:
         self.no_completion.update(data.get("no_completion", {}))
         self.age_unknown.update(data.get("age_unknown", []))
         self.cassettes.update(data.get("cassettes", {}))
-        self.verify.merge(data.get("verify", {}))
+        if data.get("verify"):
+            self.verify.merge(data["verify"])
 
     def lines(
         self, *, verbose: bool = False, unplayed: bool = True, failing: bool = False

@@ -32,12 +32,11 @@ from . import document as _document
 from . import loader as _loader
 from .document import interactions_of
 from .loader import Cassette, collector_paused
-from .store import CacheStore, Unstorable, decode_document, encode_document, reached_directly
-from .store_key import build_identity, stats_dir, user_key
 from .verdict import Verdict
 
 if TYPE_CHECKING:
     from .exchange import Exchange
+    from .store import CacheStore
 
 __all__ = ["CassetteCache"]
 
@@ -112,13 +111,20 @@ class CassetteCache:
         """The on-disk store, made on first use; ``None`` without a store dir or a usable key."""
         if not self._backing_made:
             self._backing_made = True
-            if self.store is not None and reached_directly(self.store, self._project):
-                key = self._key if self._key is not None else user_key(self._project)
-                if key is not None:
-                    self._backing = CacheStore(
-                        self.store, key, build_identity(), stats_dir(self.store)
-                    )
+            if self.store is not None:
+                self._backing = self._open_store(self.store)
         return self._backing
+
+    def _open_store(self, store: Path) -> CacheStore | None:
+        from .store import CacheStore, reached_directly
+        from .store_key import build_identity, stats_dir, user_key
+
+        if not reached_directly(store, self._project):
+            return None
+        key = self._key if self._key is not None else user_key(self._project)
+        if key is None:
+            return None
+        return CacheStore(store, key, build_identity(), stats_dir(store))
 
     def header_line(self) -> str | None:
         """The on-disk store in a line for pytest's header, or ``None`` without a store."""
@@ -180,12 +186,16 @@ class CassetteCache:
         payload = backing.get("document", digest, self._limit(size), counted=not served)
         if payload is None:
             return None
+        from .store import decode_document
+
         try:
             return decode_document(payload)
         except (ValueError, LookupError, TypeError, RecursionError):
             return None
 
     def _keep_document(self, backing: CacheStore, digest: str, size: int, document: Any) -> None:
+        from .store import Unstorable, encode_document
+
         try:
             payload = encode_document(document)
         except Unstorable:

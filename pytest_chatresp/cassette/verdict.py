@@ -16,7 +16,6 @@ from pytest_chatresp.checks import CLOCK_CHECKS
 from pytest_chatresp.errors import Violation
 
 from .figures import Figures, figures_of
-from .store import Unstorable, decode_document, encode_document
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -58,6 +57,8 @@ class Verdict:
             return None  # another file's, or a finding the clock may take back
         metadata: str | None = None
         if self.metadata is not None:
+            from .store import Unstorable, encode_document  # only where there is a store
+
             try:
                 metadata = encode_document(self.metadata).decode("utf-8")
             except Unstorable:
@@ -107,6 +108,8 @@ class Verdict:
         if kept is not None:
             if type(kept) is not str:
                 return None
+            from .store import decode_document
+
             try:
                 metadata = decode_document(kept.encode("utf-8"))
             except (ValueError, LookupError, TypeError, RecursionError):

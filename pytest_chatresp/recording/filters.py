@@ -15,7 +15,6 @@ from pytest_chatresp.cassette.decoding import UnreadableBody, codings, decode
 from pytest_chatresp.cassette.readable import header_values, stored_decoded
 from pytest_chatresp.errors import CassetteError
 from pytest_chatresp.hygiene.policy import REDACTED, Secrets, redact_text
-from pytest_chatresp.hygiene.scan import find_secrets
 
 from ._vcrpy import request_as_dict
 
@@ -110,6 +109,8 @@ def learned_replaced_in_response(response: Any, secrets: Secrets) -> Any:
 
 def leaks(cassette_dict: Any, data: str, secrets: Secrets) -> list[tuple[str, str]]:
     """The last scan: what is about to be written, and the file's text read back."""
+    from pytest_chatresp.hygiene.scan import find_secrets  # only when a cassette is written
+
     leaks = find_secrets(
         {
             "requests": [request_as_dict(r) for r in cassette_dict["requests"]],

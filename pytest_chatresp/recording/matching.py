@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_chatresp.cassette.decoding import UnreadableBody, decode
 from pytest_chatresp.hygiene.policy import scrubbed_match
 from pytest_chatresp.provenance import without_nulls
 
-from . import mismatch
+if TYPE_CHECKING:
+    from .mismatch import Parts
 
 __all__ = ["BODY_MATCHER", "DEFAULT_MATCH_ON", "body", "parts", "same"]
 
@@ -46,9 +47,11 @@ def _comparable(raw: bytes) -> Any:
         return raw
 
 
-def parts(request: Any) -> mismatch.Parts:
+def parts(request: Any) -> Parts:
     """A vcrpy request as the mismatch message compares it (the body parsed as matching does)."""
-    return mismatch.Parts(request.method, request.uri, dict(request.headers), _body_data(request))
+    from .mismatch import Parts  # only for a request no recording matches
+
+    return Parts(request.method, request.uri, dict(request.headers), _body_data(request))
 
 
 def same(recorded: Any, live: Any) -> bool:

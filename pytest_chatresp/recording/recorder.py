@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_chatresp.cassette import Cassette, Exchange, Request, build_exchange, read_document
 from pytest_chatresp.cassette.readable import FORMAT_KEY
@@ -27,12 +27,14 @@ from pytest_chatresp.hygiene.policy import (
 )
 from pytest_chatresp.provenance import METADATA_KEY, build_provenance, model_changes, owner
 
-from . import _vcrpy, mismatch
+from . import _vcrpy
 from .filters import header_filter, learned_replaced_in_request, scrub_headers
 from .matching import BODY_MATCHER, DEFAULT_MATCH_ON, body, parts
-from .mismatch import Unmatched
 from .persister import READABLE, Persister, ReadableSerializer, vcr_interactions
-from .verify import Counterparts, ReadOnlyPersister
+
+if TYPE_CHECKING:  # a mismatch and verify mode import theirs when they happen
+    from .mismatch import Unmatched
+    from .verify import Counterparts
 
 __all__ = ["RecordSettings", "Recorder"]
 
@@ -127,8 +129,16 @@ class Recorder:
         self.model_changes: list[str] = []
         #: Interactions the file held when the test started, and the indices replayed.
         self.loaded = 0
-        #: In verify mode, each live exchange and the recording it would have replayed.
-        self.counterparts = Counterparts(self)
+        self._counterparts: Counterparts | None = None
+
+    @property
+    def counterparts(self) -> Counterparts:
+        """In verify mode, each live exchange and the recording it would have replayed."""
+        if self._counterparts is None:
+            from .verify import Counterparts
+
+            self._counterparts = Counterparts(self)
+        return self._counterparts
 
     def save_failed(self, error: BaseException) -> None:
         """Keep what went wrong writing the cassette, raised once vcrpy has closed it."""
@@ -244,7 +254,12 @@ class Recorder:
         recorder = vcr.VCR(**options)
         recorder.register_matcher(BODY_MATCHER, body)
         recorder.register_serializer(READABLE, ReadableSerializer)
-        recorder.register_persister((ReadOnlyPersister if settings.verify else Persister)(self))
+        if settings.verify:
+            from .verify import ReadOnlyPersister
+
+            recorder.register_persister(ReadOnlyPersister(self))
+        else:
+            recorder.register_persister(Persister(self))
         return recorder
 
     def _scrub_request(self, request: Any) -> Any:
@@ -321,6 +336,8 @@ class Recorder:
 
     def _unmatched(self, cassette: Any, request: Any) -> Unmatched:
         """The request, and the recording closest to it (by how many fields differ)."""
+        from . import mismatch
+
         filtered = _vcrpy.filtered(cassette, request)
         now = parts(filtered)
         candidates = (
@@ -333,7 +350,7 @@ class Recorder:
             if earlier.identity == identity:  # the client sent it again (a retry)
                 self.unmatched.remove(earlier)
                 return replace(earlier, count=earlier.count + 1)
-        return Unmatched(
+        return mismatch.Unmatched(
             self._request(filtered),
             closest,
             tuple(differences),
