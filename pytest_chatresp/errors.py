@@ -66,13 +66,19 @@ def _relative_to(text: str, cwd: str) -> str:
     given = Path(text)
     try:
         shown = (
-            given.resolve()
+            _resolved(text)
             if given.name in ("", ".", "..")
-            else given.parent.resolve() / given.name
+            else _resolved(str(given.parent)) / given.name
         )
-        return shown.relative_to(Path(cwd).resolve()).as_posix()
+        return shown.relative_to(_resolved(cwd)).as_posix()
     except (ValueError, OSError):
         return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved(directory: str) -> Path:
+    """A directory resolved once: the cassettes of a test module share theirs."""
+    return Path(directory).resolve()
 
 
 #: What a terminal may act on rather than show: C0 controls but newline and tab, DEL, C1

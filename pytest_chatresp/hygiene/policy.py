@@ -91,13 +91,13 @@ _QUERY_PAIR = re.compile(r"([?&;])([^=&#\s]+)=([^&#\s]*)")
 def secret_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment variables that look like credentials: ``{name: value}``."""
     environ = os.environ if environ is None else environ
-    return {
-        name: value
-        for name, value in environ.items()
-        if name.upper().endswith(SECRET_ENV_SUFFIXES)
-        and len(value) >= MIN_SECRET_LENGTH
-        and value != REDACTED
-    }
+    found = {}
+    for name in environ:  # a value is read only for a name that may hold a credential
+        if name.upper().endswith(SECRET_ENV_SUFFIXES):
+            value = environ[name]
+            if len(value) >= MIN_SECRET_LENGTH and value != REDACTED:
+                found[name] = value
+    return found
 
 
 def basic_credentials(token: str) -> tuple[str, str] | None:
