@@ -14,8 +14,10 @@ import pytest
 from .marker import CassetteMarker
 from .options import add_options
 from .session import (
+    FIXTURES,
     SESSION_KEY,
     ChatrespSession,
+    default_owners,
     marker_of,
     read_markers,
     session_of,
@@ -196,14 +198,19 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Every marker is read here, once, so a bad argument stops the run naming the test."""
     read_markers(items)
-    from .session import FIXTURES
-
-    warn_shared_defaults(items, FIXTURES)
+    owners = default_owners(items, FIXTURES)
+    warn_shared_defaults(owners)
     chatresp = session_of(config)
+    chatresp.expect_readers(owners)
     if chatresp.settings.collect_cassettes:
         from .cassette_items import add_unreached_cassettes
 
         add_unreached_cassettes(chatresp, session, items)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    session_of(item.config).done(item)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "MARKER_KEY",
     "SESSION_KEY",
     "ChatrespSession",
+    "default_owners",
     "marker_of",
     "read_markers",
     "session_of",
@@ -64,6 +65,8 @@ class ChatrespSession:
     _cache: CassetteCache | None = None
     _roots: list[Path] | None = None
     _report: RunReport | None = None
+    #: Tests yet to run, by the default cassette they were collected with (see :meth:`done`).
+    _readers: dict[Path, int] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ChatrespSession:
@@ -205,6 +208,26 @@ class ChatrespSession:
             else:
                 active.append(f"{spec.name.replace('_', ' ')} {value}")
         return active
+
+    def expect_readers(self, owners: dict[Path, list[pytest.Item]]) -> None:
+        """Note the tests collected for each default cassette (of :func:`default_owners`)."""
+        for path, tests in owners.items():
+            self._readers[path] = self._readers.get(path, 0) + len(tests)
+            for item in tests:
+                item.stash[_OWNED_KEY] = path
+
+    def done(self, item: pytest.Item) -> None:
+        """After a test: the parsed document of a cassette no test left to run reads is let go
+        (the verdicts stay), and so are the test's default paths."""
+        if _DEFAULTS_KEY in item.stash:
+            del item.stash[_DEFAULTS_KEY]
+        path = item.stash.get(_OWNED_KEY, None)
+        if path is None:
+            return
+        del item.stash[_OWNED_KEY]
+        left = self._readers[path] = self._readers[path] - 1
+        if left <= 0 and self._cache is not None:
+            self._cache.release(path)
 
     # --- one test ---------------------------------------------------------------------------
 
@@ -401,6 +424,7 @@ MARKER_KEY: pytest.StashKey[CassetteMarker | None] = pytest.StashKey()
 #: A test's default cassette files: the configured layout's .yaml and .json, then the other
 #: layout's. Only the names are kept: whether each exists is asked each time.
 _DEFAULTS_KEY: pytest.StashKey[tuple[Path, Path, Path, Path]] = pytest.StashKey()
+_OWNED_KEY: pytest.StashKey[Path] = pytest.StashKey()
 SESSION_KEY: pytest.StashKey[ChatrespSession] = pytest.StashKey()
 
 
@@ -468,10 +492,11 @@ def read_markers(items: list[pytest.Item]) -> None:
         raise pytest.UsageError("\n".join(problems))
 
 
-def warn_shared_defaults(items: list[pytest.Item], fixtures: frozenset[str]) -> None:
-    """Warn (:class:`~pytest_chatresp.errors.SharedCassetteWarning`) where tests of different
-    files (``tests/unit/test_x.py`` and ``tests/integration/test_x.py``) have the same default
-    cassette: the chatresp layout names it by the module's file name only."""
+def default_owners(
+    items: list[pytest.Item], fixtures: frozenset[str]
+) -> dict[Path, list[pytest.Item]]:
+    """The tests of each default cassette: tests with the marker or a cassette fixture, those
+    naming their cassette left out."""
     owners: dict[Path, list[pytest.Item]] = {}
     for item in items:
         marker = item.stash.get(MARKER_KEY, None)
@@ -485,6 +510,14 @@ def warn_shared_defaults(items: list[pytest.Item], fixtures: frozenset[str]) -> 
         except pytest.fail.Exception:
             continue
         owners.setdefault(path, []).append(item)
+    return owners
+
+
+def warn_shared_defaults(owners: dict[Path, list[pytest.Item]]) -> None:
+    """Warn (:class:`~pytest_chatresp.errors.SharedCassetteWarning`) where tests of different
+    files (``tests/unit/test_x.py`` and ``tests/integration/test_x.py``) have the same default
+    cassette (of :func:`default_owners`): the chatresp layout names it by the module's file
+    name only."""
     import warnings
 
     from .errors import SharedCassetteWarning

@@ -640,3 +640,71 @@ def test_a_huge_cassette_is_refused_with_or_without_the_cache(
             " (314,572,800 bytes read); not read: split it into several cassettes"
         ]
     )
+
+
+# --- documents let go once no test left to run reads them ---------------------------------------
+
+_COUNTING_CONFTEST = """
+import collections
+from pathlib import Path
+
+from pytest_chatresp.cassette import document
+from pytest_chatresp.session import session_of
+
+PARSED = collections.Counter()
+_read = document.read_document
+
+
+def counting(path, *args, **kwargs):
+    PARSED[Path(str(path)).name] += 1
+    return _read(path, *args, **kwargs)
+
+
+document.read_document = counting
+
+
+def pytest_sessionfinish(session):
+    kept = sorted(
+        Path(name).name
+        for name, entry in session_of(session.config).cache._entries.items()
+        if entry.parsed
+    )
+    print(f"PARSED {sorted(PARSED.items())} KEPT {kept}")
+"""
+
+_READING_TEST = """
+def test_{name}(chat_completion):
+    assert chat_completion.choices[0].message.content
+"""
+
+
+def test_a_document_is_let_go_after_its_last_reader_and_kept_between_readers(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(_COUNTING_CONFTEST)
+    for folder in ("unit", "integration"):  # the same default cassette: cassettes/test_x/
+        (pytester.path / folder).mkdir()
+        (pytester.path / folder / "test_x.py").write_text(
+            _READING_TEST.format(name="shared") + _READING_TEST.format(name=f"only_{folder}")
+        )
+    for name in ("test_shared", "test_only_unit", "test_only_integration"):
+        write_cassette(pytester.path / "cassettes" / "test_x" / f"{name}.yaml", completion())
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-s", "-W", "ignore", "--import-mode=importlib"
+    )
+    result.assert_outcomes(passed=4)
+    expected = (
+        "PARSED [('test_only_integration.yaml', 1), ('test_only_unit.yaml', 1), "
+        "('test_shared.yaml', 1)] KEPT []"
+    )
+    assert expected in result.stdout.str()
+
+
+def test_a_document_read_again_after_it_was_let_go_is_parsed_again(tmp_path: Path) -> None:
+    path = write_cassette(tmp_path / "one.yaml", completion())
+    cache = CassetteCache()
+    first = cache.load(path)
+    cache.release(path)
+    again = cache.load(path)
+    assert again.completions == first.completions
+    assert again.completions[0] is not first.completions[0]

@@ -203,6 +203,12 @@ class CassetteCache:
         if len(payload) <= self._limit(size):
             backing.put("document", digest, payload)
 
+    def release(self, path: str | os.PathLike[str]) -> None:
+        """Let go of a file's parsed document (its verdicts stay): read again if asked for."""
+        entry = self._entries.get(str(Path(path).resolve()))
+        if entry is not None and entry.parsed:
+            entry.document, entry.parsed = None, False
+
     def document(self, path: str | os.PathLike[str]) -> Any:
         """The parsed file."""
         path = Path(path)

@@ -336,7 +336,10 @@ class Recorder:
 
     def _unmatched(self, cassette: Any, request: Any) -> Unmatched:
         """The request, and the recording closest to it (by how many fields differ)."""
-        from . import mismatch
+        # By its name, as running.py imports it: one module, one ABSENT, even where pytester's
+        # in-process runs import it afresh.
+        from .mismatch import Unmatched
+        from .mismatch import closest as closest_recording
 
         filtered = _vcrpy.filtered(cassette, request)
         now = parts(filtered)
@@ -344,13 +347,13 @@ class Recorder:
             (index, parts(stored), _vcrpy.played(cassette, index))
             for index, (stored, _) in enumerate(_vcrpy.stored(cassette))
         )
-        closest, differences, played = mismatch.closest(now, candidates, self.settings.match_on)
+        closest, differences, played = closest_recording(now, candidates, self.settings.match_on)
         identity = json.dumps([now.method, now.uri, repr(now.body)])
         for earlier in self.unmatched:
             if earlier.identity == identity:  # the client sent it again (a retry)
                 self.unmatched.remove(earlier)
                 return replace(earlier, count=earlier.count + 1)
-        return mismatch.Unmatched(
+        return Unmatched(
             self._request(filtered),
             closest,
             tuple(differences),
