@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 from pathlib import Path
@@ -147,6 +148,28 @@ def test_serializer_choice_and_existing_format_kept(project: pytest.Pytester) ->
         passed=1, deselected=2
     )
     assert path.read_text().startswith("chatresp_format: readable-1")
+
+
+def test_a_replay_that_drops_unused_requests_keeps_the_files_format(
+    project: pytest.Pytester,
+) -> None:
+    project.makeini(INI + "chatresp_serializer = yaml\n")
+    project.runpytest("--chatresp-record-mode=once", "-k", "plain").assert_outcomes(
+        passed=1, deselected=2
+    )
+    path = cassette(project, "test_plain")
+    document = yaml.safe_load(path.read_text())
+    document["interactions"].append(copy.deepcopy(document["interactions"][0]))
+    path.write_text(yaml.safe_dump(document))
+    project.makeini(INI)  # new cassettes would be readable; this one stays plain YAML
+    project.makeconftest(
+        "import pytest\n\n\n@pytest.fixture\ndef chatresp_vcr_config():\n"
+        "    return {'drop_unused_requests': True}\n"
+    )
+    project.runpytest("-k", "plain").assert_outcomes(passed=1, deselected=2)
+    text = path.read_text()  # written again (vcrpy saves to drop), in the format it had
+    assert "chatresp_format" not in text
+    assert "string: '{" in text
 
 
 def test_json_serializer_writes_json_files(project: pytest.Pytester) -> None:

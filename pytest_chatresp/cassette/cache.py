@@ -105,6 +105,8 @@ class CassetteCache:
         self._backing: CacheStore | None = None
         self._backing_made = False
         self._entries: dict[str, _Entry] = {}
+        #: Each path as given, resolved when it was last read (what :meth:`release` looks up).
+        self._names: dict[str, str] = {}
 
     @property
     def backing(self) -> CacheStore | None:
@@ -143,7 +145,7 @@ class CassetteCache:
         except OSError:
             return _Entry((0, 0, 0), document=_document.read_document(path), parsed=True)
         signature = (info.st_mtime_ns, info.st_size, info.st_ino)
-        name = str(resolved)
+        name = self._names[os.fspath(path)] = str(resolved)
         entry = self._entries.get(name)
         if entry is None or entry.signature != signature:
             entry = _Entry(signature)
@@ -205,7 +207,8 @@ class CassetteCache:
 
     def release(self, path: str | os.PathLike[str]) -> None:
         """Let go of a file's parsed document (its verdicts stay): read again if asked for."""
-        entry = self._entries.get(str(Path(path).resolve()))
+        name = self._names.get(os.fspath(path))
+        entry = self._entries.get(name) if name is not None else None
         if entry is not None and entry.parsed:
             entry.document, entry.parsed = None, False
 

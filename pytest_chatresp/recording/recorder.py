@@ -148,6 +148,14 @@ class Recorder:
         document = self._loaded_document = self._documents(path)
         return document
 
+    def _serializer(self) -> str:
+        """The format a save would write: a replay saves nothing (unless vcrpy's
+        ``drop_unused_requests`` rewrites the file), so its file is not opened to tell."""
+        settings = self.settings
+        if settings.replay_only and not settings.vcr_options.get("drop_unused_requests"):
+            return settings.serializer
+        return self._format()
+
     def _format(self) -> str:
         """The serializer: the file's own, unless it is new or recorded again with ``all``."""
         if self.settings.mode == "all" or not self.path.is_file():
@@ -227,7 +235,7 @@ class Recorder:
         settings = self.settings
         options: dict[str, Any] = {
             "record_mode": settings.vcr_mode,
-            "serializer": READABLE if (chosen := self._format()) == "readable" else chosen,
+            "serializer": READABLE if (chosen := self._serializer()) == "readable" else chosen,
             "match_on": settings.match_on,
             "filter_headers": [
                 (h, header_filter(self.secrets, "request")) for h in settings.request_headers
