@@ -82,7 +82,7 @@ def breakdown(files: run.Files, reps: int) -> dict[str, Any]:
     completions = [validate_completion(d) for d in documents]
     contexts = [CheckContext("bench.yaml", n, json.loads(r)) for n, r in enumerate(request_bodies)]
     read_headers = _get(exchange, "_headers")
-    looks_like_sse = _get(exchange, "looks_like_sse")
+    looks_like_sse = _get(exchange, "_looks_like_sse")
 
     def all_headers() -> None:
         for request, response in headers:

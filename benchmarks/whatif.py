@@ -166,7 +166,7 @@ def _swap(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
 def apply(names: tuple[str, ...] | list[str]) -> list[str]:
     """Apply the named patches in this process; the names applied (unknown ones are skipped)."""
     from pytest_chatresp import checks
-    from pytest_chatresp.cassette import document, exchange, loader
+    from pytest_chatresp.cassette import document, exchange, loader, stream
 
     try:
         from pytest_chatresp import recording
@@ -184,7 +184,7 @@ def apply(names: tuple[str, ...] | list[str]) -> list[str]:
         elif name == "headers":
             _swap(exchange, "_headers", lambda _: fast_headers)
         elif name == "sse":
-            _swap(exchange, "looks_like_sse", _fast_sse)
+            _swap(stream, "looks_like_sse", _fast_sse)
         elif name == "display":
             for module in (document, loader):
                 _swap(module, "display_path", _memo_display)
@@ -206,9 +206,9 @@ def apply(names: tuple[str, ...] | list[str]) -> list[str]:
 
 def check_equivalence(document: Any) -> None:
     """Raise if a pure patch answers differently from the code it replaces on ``document``."""
-    from pytest_chatresp.cassette import exchange
+    from pytest_chatresp.cassette import exchange, stream
 
-    original_sse: Callable[[str], bool] = _get(exchange, "looks_like_sse")
+    original_sse: Callable[[str], bool] = _get(stream, "looks_like_sse")
     original_headers: Callable[[Any], Any] = _get(exchange, "_headers")
     sse = _fast_sse(original_sse)
     for interaction in document["interactions"]:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -28,8 +28,10 @@ from pytest_chatresp.models import (
 
 from .decoding import UnreadableBody, codings, decode
 from .document import NumberTooLong, as_text, dumps, loads
-from .stream import SSEEvent, event_json, is_chunk, looks_like_sse, merge_chunks, parse_sse
 from .validation import stream_error, valid_chunks, validate_document, validate_stream
+
+if TYPE_CHECKING:
+    from .stream import SSEEvent
 
 __all__ = ["EXCHANGE_KINDS", "APIErrorInfo", "Exchange", "Request", "build_exchange"]
 
@@ -288,10 +290,14 @@ class Exchange:
         """The completion document merged from a stream's chunks (before validation)."""
         if not self.streamed:
             return None
+        from .stream import merge_chunks
+
         return merge_chunks(_stream_documents(self.events))
 
 
 def _stream_documents(events: list[SSEEvent]) -> list[dict[str, Any]]:
+    from .stream import event_json, is_chunk
+
     out: list[dict[str, Any]] = []
     for event in events:
         document = event_json(event)
@@ -303,6 +309,14 @@ def _stream_documents(events: list[SSEEvent]) -> list[dict[str, Any]]:
 def _responses_stream(events: list[SSEEvent]) -> bool:
     """A Responses API stream: its events are named ``response.…``."""
     return any((event.event or "").startswith("response.") for event in events[:3])
+
+
+def _looks_like_sse(text: str) -> bool:
+    """:func:`.stream.looks_like_sse`, the stream module imported only for a body that may be
+    a stream (a replay of plain completions never needs it)."""
+    from .stream import looks_like_sse
+
+    return looks_like_sse(text)
 
 
 def _is_embeddings(document: Any) -> bool:
@@ -442,7 +456,7 @@ def build_exchange(
     if parsed:
         exchange.json = raw
         exchange.body = dumps(raw)
-        if isinstance(raw, str) and looks_like_sse(raw):
+        if isinstance(raw, str) and _looks_like_sse(raw):
             exchange.body, exchange.json = raw, None
     else:
         exchange.body, problem = _body_text(raw, headers)
@@ -484,7 +498,9 @@ def build_exchange(
     if exchange.json is None and text is not None and problem is None:
         # A JSON document (an error, typically) is read as JSON even under an SSE content type.
         json_like = text.lstrip().startswith(("{", "["))
-        if looks_like_sse(text) or ("event-stream" in content_type and not json_like):
+        if _looks_like_sse(text) or ("event-stream" in content_type and not json_like):
+            from .stream import parse_sse
+
             exchange.streamed = True
             exchange.events, exchange.stream_done = parse_sse(text)
         elif text.strip():

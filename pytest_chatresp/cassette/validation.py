@@ -20,10 +20,11 @@ from pytest_chatresp.providers import (
 )
 
 from .document import loads
-from .stream import SSEEvent, event_json, is_chunk, merge_chunks
 
 if TYPE_CHECKING:
     from pytest_chatresp.models import ChatCompletion, Source
+
+    from .stream import SSEEvent
 
 
 class _Asked(Protocol):
@@ -51,6 +52,8 @@ __all__ = ["stream_error", "valid_chunks", "validate_document", "validate_stream
 
 
 def stream_error(events: list[SSEEvent]) -> Any:
+    from .stream import event_json  # streams only: a replay of completions never imports it
+
     for event in events:
         document = event_json(event)
         if isinstance(document, dict) and document.get("error"):
@@ -177,6 +180,8 @@ def validate_document(exchange: Judged, document: Any, rules: Rules) -> None:
 
 
 def validate_stream(exchange: Judged, documents: list[dict[str, Any]], rules: Rules) -> None:
+    from .stream import is_chunk, merge_chunks
+
     assert exchange.source is not None
     path, index = exchange.source.path, exchange.source.index
     for event in exchange.events:
