@@ -97,8 +97,9 @@ def recording(
         from .verify import before_test
 
         before_test(item)  # skips the test once a spending limit is reached
-    settings = session.record_settings(item, vcr_options, project)
-    recorder = Recorder(session.cassette_path(item), settings, session.cache.document)
+    path = session.cassette_path(item)
+    settings = session.record_settings(item, vcr_options, project, path=path)
+    recorder = Recorder(path, settings, session.cache.document)
     failure: str | None = None
     try:
         recorder.__enter__()

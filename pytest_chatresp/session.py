@@ -274,8 +274,14 @@ class ChatrespSession:
         return _existing(*_suffixed(stem))
 
     def record_settings(
-        self, item: pytest.Item, vcr_options: dict[str, Any], project: Any = None
+        self,
+        item: pytest.Item,
+        vcr_options: dict[str, Any],
+        project: Any = None,
+        *,
+        path: Path | None = None,
     ) -> RecordSettings:
+        """How ``item`` records and replays its cassette (at ``path``, if already known)."""
         from .recording import (
             DEFAULT_MATCH_ON,
             DEFAULT_QUERY_PARAMETERS,
@@ -304,7 +310,7 @@ class ChatrespSession:
             vcr_options = under_project_options(project, vcr_options)
         settings = self.settings_for(item)
         marker = marker_of(item)
-        path = self.cassette_path(item)
+        path = path if path is not None else self.cassette_path(item)
 
         def lower(names: tuple[str, ...]) -> tuple[str, ...]:
             return tuple(name.lower() for name in names)

@@ -267,7 +267,8 @@ class _Patches:
     def __init__(self) -> None:
         self.live = _LiveCassette()
         self.entered = False
-        self._built: dict[Any, tuple[list[Any], list[Any]]] = {}
+        #: Per key: the patchers, what they depend on, and its values when they were built.
+        self._built: dict[Any, tuple[list[Any], list[tuple[Any, str]], list[Any]]] = {}
 
     @staticmethod
     def _key(builder: type, cassette: Any) -> Any:
@@ -282,15 +283,16 @@ class _Patches:
         )
 
     @staticmethod
-    def _state(cassette: Any, patchers: list[Any]) -> list[Any]:
-        """What the set depends on: each patched attribute's value, and which attributes
-        named by a custom patch exist."""
-        originals = [
-            getattr(p.getter(), p.attribute, _MISSING) if hasattr(p, "getter") else p
-            for p in patchers
-        ]
+    def _targets(cassette: Any, patchers: list[Any]) -> list[tuple[Any, str]]:
+        """What the set depends on: each attribute patched, and each a custom patch names."""
+        patched = [(p.getter(), p.attribute) for p in patchers if hasattr(p, "getter")]
         custom = getattr(cassette, "custom_patches", ())
-        return originals + [hasattr(obj, attribute) for obj, attribute, _ in custom]
+        return patched + [(obj, attribute) for obj, attribute, _ in custom]
+
+    @staticmethod
+    def _state(targets: list[tuple[Any, str]]) -> list[Any]:
+        """Each target's value now (``_MISSING`` where there is none)."""
+        return [getattr(obj, attribute, _MISSING) for obj, attribute in targets]
 
     @staticmethod
     def left(patchers: list[Any]) -> None:
@@ -323,7 +325,7 @@ class _Patches:
         key = self._key(CassettePatcherBuilder, cassette)
         built = self._built.pop(key, None)
         if built is not None and all(
-            now is then for now, then in zip(self._state(cassette, built[0]), built[1], strict=True)
+            now is then for now, then in zip(self._state(built[1]), built[2], strict=True)
         ):
             self._built[key] = built  # the most recently used, kept longest
             return built[0]
@@ -332,7 +334,8 @@ class _Patches:
         patchers.append(
             mock.patch.object(Refused, "__init__", self._naming_the_cassette(Refused.__init__))
         )
-        self._built[key] = (patchers, self._state(cassette, patchers))
+        targets = self._targets(cassette, patchers)
+        self._built[key] = (patchers, targets, self._state(targets))
         while len(self._built) > self.KEPT:
             del self._built[next(iter(self._built))]
         return patchers
