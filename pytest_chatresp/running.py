@@ -131,8 +131,9 @@ def recording(
         credentials.undo()
         del item.stash[RECORDER_KEY]
         report = session.report
-        for kind, exchanges in (("replayed", recorder.replayed), ("recorded", recorder.recorded)):
-            report.add_exchanges(item.nodeid, kind, exchanges, str(recorder.path))
+        report.add_exchanges(item.nodeid, "replayed", recorder.replayed, str(recorder.path))
+        if recorder.recorded:  # nothing recorded adds nothing: the test's entry is there
+            report.add_exchanges(item.nodeid, "recorded", recorder.recorded, str(recorder.path))
         shown = session.relative(recorder.path)
         if recorder.loaded and recorder.settings.mode != "all":
             played: Iterable[int] = [e.index for e in recorder.replayed]

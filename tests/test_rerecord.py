@@ -7,6 +7,7 @@ the local server through the real ``openai`` SDK, and checks outcomes, messages 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -920,3 +921,28 @@ def test_written_cassettes_hold_no_yaml_aliases(
     assert "versions:" in text
     assert "&id0" not in text
     assert "*id0" not in text
+
+
+# --- 8. the write lock, for a directory not made yet ---------------------------------------------
+
+
+def test_a_directory_made_for_a_cassette_is_locked_while_it_is_written(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from pytest_chatresp.recording.persister import _locked
+
+    target = tmp_path / "new" / "cassettes"
+    with _locked(target):
+        assert target.is_dir()  # made under its parent's lock, then locked itself
+        other = os.open(target, os.O_RDONLY)  # as a writer that finds it made would
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    assert not (tmp_path / "new").exists(), "nothing was written: removed again"
+
+    with _locked(target):
+        (target / "shared.yaml").write_text("interactions: []\n")
+    assert (target / "shared.yaml").is_file()

@@ -153,23 +153,43 @@ def _locked(directory: Path) -> Iterator[None]:
 
     Test processes (pytest-xdist workers) recording into the same cassette each read the file
     again under the lock and add what they recorded, so none loses what another wrote. The
-    lock is on the directory itself (or the nearest one that exists), so no lock file is left
-    beside the cassettes.
+    lock is on the directory itself, so no lock file is left beside the cassettes. A directory
+    not made yet is made under the lock of the nearest one that exists, then locked too: a
+    writer that finds it made locks it, and so waits. One left empty (nothing was written) is
+    removed again.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no lock
         yield
         return
-    while not directory.is_dir() and directory.parent != directory:
-        directory = directory.parent  # not made yet: whoever makes it holds its parent
+    missing: list[Path] = []
+    existing = directory
+    while not existing.is_dir() and existing.parent != existing:
+        missing.append(existing)
+        existing = existing.parent
+    held: list[int] = []
+    made: list[Path] = []
     try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:  # the write reports why the directory is unusable
-        yield
-        return
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        for target in [existing, *([directory] if missing else [])]:
+            if target is directory and missing:
+                try:
+                    for parent in reversed(missing):
+                        if not parent.is_dir():  # made meanwhile by a writer before this one
+                            parent.mkdir()
+                            made.append(parent)
+                except OSError:  # the write reports why the directory is unusable
+                    break
+            try:
+                descriptor = os.open(target, os.O_RDONLY)
+            except OSError:  # the write reports why the directory is unusable
+                break
+            held.append(descriptor)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(descriptor)
+        for parent in reversed(made):
+            with contextlib.suppress(OSError):  # not empty: the cassette was written
+                parent.rmdir()
+        for descriptor in reversed(held):
+            os.close(descriptor)
