@@ -122,6 +122,12 @@ def config() -> Any:
     return vcr.VCR(record_mode="none")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_patches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no patchers built (the process's set is put back after it)."""
+    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
+
+
 def test_the_patchers_are_built_once_and_each_cassette_answers(
     tmp_path: Path, config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -133,7 +139,6 @@ def test_the_patchers_are_built_once_and_each_cassette_answers(
         return real_build(self)
 
     monkeypatch.setattr(vcr.patch.CassettePatcherBuilder, "build", counted)
-    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
     unpatched = httpx.HTTPTransport.handle_request
     answers = []
     for content in ("one", "two", "three"):
@@ -148,7 +153,6 @@ def test_the_patchers_are_built_once_and_each_cassette_answers(
 def test_an_attribute_patched_since_gets_new_patchers(
     tmp_path: Path, config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
     with _vcrpy.use_cassette(config, str(_write(tmp_path / "one.yaml", "one"))):
         assert _answer() == "one"
     first = _vcrpy._PATCHES.for_cassette(object())
@@ -169,7 +173,6 @@ def test_an_attribute_patched_since_gets_new_patchers(
 def test_a_cassette_inside_another_gets_vcrpys_own_patches(
     tmp_path: Path, config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
     unpatched = httpx.HTTPTransport.handle_request
     with _vcrpy.use_cassette(config, str(_write(tmp_path / "outer.yaml", "outer", 3))):
         with _vcrpy.use_cassette(config, str(_write(tmp_path / "inner.yaml", "inner", 3))):
@@ -186,7 +189,6 @@ def test_a_cassette_inside_another_gets_vcrpys_own_patches(
 def test_a_custom_patch_whose_attribute_appears_later_is_applied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
     module = types.ModuleType("late")
 
     class Replacement:
@@ -204,7 +206,6 @@ def test_a_custom_patch_whose_attribute_appears_later_is_applied(
 def test_patchers_for_a_new_custom_patch_each_test_are_not_kept_for_ever(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
     module = types.ModuleType("fresh")
     module.send = print
     for number in range(40):  # a vcr_config fixture making its replacement afresh each test
@@ -222,7 +223,6 @@ def test_patchers_for_a_new_custom_patch_each_test_are_not_kept_for_ever(
 def test_the_error_for_an_unrecorded_request_holds_the_real_cassette(
     tmp_path: Path, config: Any, monkeypatch: pytest.MonkeyPatch, send: Callable[[str], Any]
 ) -> None:
-    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
     path = str(tmp_path / "missing.yaml")
     with (
         _vcrpy.use_cassette(config, path) as cassette,
@@ -242,7 +242,6 @@ def test_vcrpy_and_httpx_imported_afresh_get_patchers_of_their_own(
 ) -> None:
     # pytester's in-process runs forget the modules a run imported: the next run imports vcrpy
     # and the HTTP libraries afresh, while a module imported before them keeps its state.
-    monkeypatch.setattr(_vcrpy, "_PATCHES", _vcrpy._Patches())
     with _vcrpy.use_cassette(config, str(_write(tmp_path / "before.yaml", "before"))):
         assert _answer() == "before"
     modules = dict(sys.modules)
