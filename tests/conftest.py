@@ -60,3 +60,19 @@ def whole_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(loader, "cassette_from_document", counting)
     return built
+
+
+@pytest.fixture
+def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the cassette files parsed (read from their bytes), in order."""
+    import pytest_chatresp.cassette.document as reader
+
+    parsed: list[str] = []
+    original = reader.read_document
+
+    def counting(path: object, data: bytes | None = None) -> object:
+        parsed.append(Path(str(path)).name)
+        return original(path, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reader, "read_document", counting)
+    return parsed

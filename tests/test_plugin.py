@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from helpers import completion, write_cassette
 
@@ -323,18 +321,9 @@ def test_error_responses_are_not_completions(pytester: pytest.Pytester) -> None:
 
 
 def test_cassette_parsed_once_per_session_and_again_when_changed(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, counting_parses: list[str]
 ) -> None:
-    import pytest_chatresp.cassette.document as reader
-
-    parsed: list[str] = []
-    original = reader.read_document
-
-    def counting(path: object, data: bytes | None = None) -> object:
-        parsed.append(Path(str(path)).name)
-        return original(path, data)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(reader, "read_document", counting)
+    parsed = counting_parses
     path = write_cassette(pytester.path / "cassettes/shared.yaml", completion(id="first"))
     pytester.makepyfile(
         test_it="""
